@@ -1,0 +1,79 @@
+# Shared by scripts/demo and scripts/test: set-up of a fresh machine and a
+# throwaway PostgreSQL 15 cluster run by an unprivileged OS user.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG=/usr/bin/pg_config
+PG_USER=postgres
+RUN_DIR=${PG_AUDIENCE_RUN_DIR:-/var/tmp/pg_audience}
+# The pgrx version is pinned once, in Cargo.toml; cargo-pgrx must match it.
+PGRX_VERSION=$(sed -n 's/^pgrx = "=\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml")
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_packages() {
+    local missing=()
+    for p in postgresql-15 postgresql-server-dev-15 sudo libclang-dev clang pkg-config; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_cargo_pgrx() {
+    if [ "$(cargo pgrx --version 2>/dev/null | awk '{print $2}')" != "$PGRX_VERSION" ]; then
+        log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --force
+    fi
+    if ! grep -q '^pg15 = "/usr/bin/pg_config"' "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
+        log "pointing pgrx at the system PostgreSQL 15"
+        cargo pgrx init --pg15 "$PG_CONFIG"
+    fi
+}
+
+setup_machine() {
+    ensure_packages
+    ensure_cargo_pgrx
+}
+
+# Builds the extension and installs it into the system PostgreSQL 15.
+install_extension() {
+    log "building and installing pg_audience ($1 profile)"
+    local flag=()
+    [ "$1" = release ] && flag=(--release)
+    (cd "$ROOT" && as_root cargo pgrx install "${flag[@]}" --pg-config "$PG_CONFIG" >/dev/null)
+}
+
+# cluster_start NAME PORT: a private cluster under $RUN_DIR/NAME, listening only
+# on a Unix socket in $RUN_DIR/NAME/socket. Sets PGHOST, PGPORT, PGUSER.
+cluster_start() {
+    local name=$1 port=$2 dir="$RUN_DIR/$1"
+    as_root install -d -o "$PG_USER" -g "$PG_USER" -m 0700 "$dir"
+    as_root install -d -o "$PG_USER" -g "$PG_USER" -m 0755 "$dir/socket"
+    if ! as_root test -f "$dir/data/PG_VERSION"; then
+        log "creating a throwaway cluster in $dir"
+        as_root sudo -u "$PG_USER" "$PG_BIN/initdb" -D "$dir/data" --auth=trust --encoding=UTF8 \
+            --locale=C.UTF-8 --username="$PG_USER" >/dev/null
+    fi
+    export PGHOST="$dir/socket" PGPORT="$port" PGUSER="$PG_USER"
+    if ! as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+            -o "-c listen_addresses='' -k $dir/socket -p $port -c shared_buffers=256MB" start >/dev/null
+    fi
+}
+
+cluster_restart() {
+    local dir="$RUN_DIR/$1"
+    as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" -w restart -m fast >/dev/null
+}
+
+cluster_stop() {
+    local dir="$RUN_DIR/$1"
+    as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" -w stop -m fast >/dev/null 2>&1 || true
+}

@@ -1,0 +1,195 @@
+-- The write path (SPEC §4, ingest): each event is stored and every rollup
+-- brought up to date in the same transaction.
+--
+-- SECURITY DEFINER because the platform's web tier holds no privilege on the
+-- tables; search_path is pinned so that no object of the caller's can stand
+-- in for one of ours.
+
+-- The visibility an app had at a time: the current one for any view since
+-- the last change, otherwise from the history.
+CREATE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.visibility
+      FROM audience_internal.app_visibility_changes c
+     WHERE c.workspace_id = $1 AND c.app_id = $2 AND c.changed_at <= $3
+     ORDER BY c.changed_at DESC
+     LIMIT 1
+$$;
+
+CREATE FUNCTION audience.record_view(
+    workspace text,
+    app text,
+    viewer text,
+    viewed_at timestamptz DEFAULT now(),
+    anonymous_id text DEFAULT NULL,
+    ended_at timestamptz DEFAULT NULL,
+    kind text DEFAULT 'session')
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws_id bigint;
+    tz text;
+    counting_from timestamptz;
+    ikey bytea;
+    a_id bigint;
+    a_visibility text;
+    a_since timestamptz;
+    ident text;
+    v_hash bytea;
+    v_id bigint;
+    v_has_identity boolean;
+    is_identifiable boolean;
+    counted boolean;
+    view_month date;
+    ev_id bigint;
+    n_counted bigint;
+    first_in_month boolean;
+BEGIN
+    IF record_view.viewed_at IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'argument "viewed_at" must not be NULL';
+    END IF;
+    IF NOT isfinite(record_view.viewed_at) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "viewed_at": must be a finite time';
+    END IF;
+    -- An hour of clock skew between the web tier and the database is tolerated.
+    IF record_view.viewed_at > now() + interval '1 hour' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "viewed_at": more than an hour in the future';
+    END IF;
+    IF record_view.ended_at < record_view.viewed_at THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before "viewed_at"';
+    END IF;
+    PERFORM audience_internal.check_choice(record_view.kind, 'kind', ARRAY['session', 'visit']);
+    IF record_view.viewer IS NULL AND record_view.anonymous_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004',
+            MESSAGE = 'argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)';
+    END IF;
+
+    SELECT w.workspace_id, w.time_zone, w.counting_start, k.identity_key
+      INTO ws_id, tz, counting_from, ikey
+      FROM audience_internal.workspaces w
+      JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
+     WHERE w.slug = audience_internal.require(record_view.workspace, 'workspace');
+    IF NOT FOUND THEN
+        PERFORM audience_internal.workspace_id(record_view.workspace);
+    END IF;
+    SELECT a.app_id, a.visibility, a.visibility_since
+      INTO a_id, a_visibility, a_since
+      FROM audience_internal.apps a
+     WHERE a.workspace_id = ws_id AND a.slug = audience_internal.require(record_view.app, 'app');
+    IF NOT FOUND THEN
+        PERFORM audience_internal.app_id(ws_id, record_view.workspace, record_view.app);
+    END IF;
+
+    IF record_view.viewer IS NOT NULL THEN
+        ident := audience_internal.normalize_identity('viewer', record_view.viewer);
+        v_hash := audience_internal.identity_hash(ikey, ident);
+    ELSE
+        v_hash := audience_internal.anonymous_hash(ikey,
+                      audience_internal.normalize_anonymous_id('anonymous_id', record_view.anonymous_id));
+    END IF;
+
+    IF record_view.viewed_at < a_since THEN
+        a_visibility := audience_internal.visibility_at(ws_id, a_id, record_view.viewed_at);
+    END IF;
+    is_identifiable := ident IS NOT NULL AND a_visibility = 'private';
+
+    SELECT v.viewer_id, v.identity IS NOT NULL INTO v_id, v_has_identity
+      FROM audience_internal.viewers v
+     WHERE v.workspace_id = ws_id AND v.viewer_hash = v_hash;
+    IF NOT FOUND OR (is_identifiable AND NOT v_has_identity) THEN
+        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
+        VALUES (ws_id, v_hash, ident IS NULL, CASE WHEN is_identifiable THEN ident END)
+        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
+           SET identity = coalesce(v.identity, excluded.identity)
+        RETURNING v.viewer_id INTO v_id;
+    END IF;
+
+    INSERT INTO audience_internal.view_events
+           (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+    VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable)
+    RETURNING event_id INTO ev_id;
+
+    counted := record_view.viewed_at >= counting_from;
+    INSERT INTO audience_internal.app_viewers AS av
+           (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
+            last_view_identifiable, views, counted_views)
+    VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.viewed_at, is_identifiable, 1, counted::int)
+    ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
+       SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
+           last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
+           last_view_identifiable = CASE
+               WHEN excluded.last_viewed_at > av.last_viewed_at THEN excluded.last_view_identifiable
+               WHEN excluded.last_viewed_at = av.last_viewed_at
+                   THEN av.last_view_identifiable OR excluded.last_view_identifiable
+               ELSE av.last_view_identifiable END,
+           views = av.views + 1,
+           counted_views = av.counted_views + excluded.counted_views
+    RETURNING av.counted_views INTO n_counted;
+
+    -- The viewer enters the all-time total with its first counted view,
+    -- whatever order the views arrive in.
+    IF counted THEN
+        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+        VALUES (ws_id, a_id, (n_counted = 1)::int, 1)
+        ON CONFLICT (workspace_id, app_id) DO UPDATE
+           SET viewers = t.viewers + excluded.viewers, views = t.views + 1;
+    END IF;
+
+    view_month := date_trunc('month', record_view.viewed_at AT TIME ZONE tz)::date;
+
+    INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
+    VALUES (ws_id, a_id, view_month, v_id) ON CONFLICT DO NOTHING;
+    first_in_month := FOUND;
+    INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
+    VALUES (ws_id, a_id, view_month, first_in_month::int, 1)
+    ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
+
+    INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
+    VALUES (ws_id, view_month, v_id) ON CONFLICT DO NOTHING;
+    first_in_month := FOUND;
+    INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
+    VALUES (ws_id, view_month, first_in_month::int, 1)
+    ON CONFLICT (workspace_id, month) DO UPDATE
+       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
+
+    RETURN ev_id;
+END
+$$;
+COMMENT ON FUNCTION audience.record_view(text, text, text, timestamptz, text, timestamptz, text) IS
+    'Records one opening of an app and returns the event id. viewer is the authenticated identity, or NULL for an anonymous visitor identified by anonymous_id. kind is session (interactive) or visit (static). Ingest only.';
+
+CREATE FUNCTION audience.end_session(event_id bigint, ended_at timestamptz DEFAULT now())
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    started timestamptz;
+BEGIN
+    PERFORM audience_internal.require(end_session.event_id, 'event_id');
+    PERFORM audience_internal.require(end_session.ended_at, 'ended_at');
+    SELECT e.viewed_at INTO started
+      FROM audience_internal.view_events e
+     WHERE e.event_id = end_session.event_id
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "event_id": no view event %s', end_session.event_id);
+    END IF;
+    IF end_session.ended_at < started THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before the session started';
+    END IF;
+    IF end_session.ended_at > now() + interval '1 hour' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
+    END IF;
+    UPDATE audience_internal.view_events e SET ended_at = end_session.ended_at
+     WHERE e.event_id = end_session.event_id;
+END
+$$;
+COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
+    'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only.';

@@ -1,0 +1,426 @@
+-- Management functions (SPEC §4), for the platform operator.
+--
+-- Every function here is SECURITY DEFINER: its callers hold no privilege on
+-- the tables in audience_internal, so the function acts on their behalf with
+-- the extension owner's rights. Each pins search_path so that no object a
+-- caller creates can stand in for one of ours.
+--
+-- Errors name the argument at fault and never echo an identity.
+
+CREATE FUNCTION audience_internal.require(value anyelement, argument text)
+RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004',
+            MESSAGE = format('argument "%s" must not be NULL', argument);
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION audience_internal.workspace_id(workspace text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT w.workspace_id INTO id
+      FROM audience_internal.workspaces w
+     WHERE w.slug = audience_internal.require(workspace, 'workspace');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+    END IF;
+    RETURN id;
+END
+$$;
+
+CREATE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT a.app_id INTO id
+      FROM audience_internal.apps a
+     WHERE a.workspace_id = app_id.workspace_id
+       AND a.slug = audience_internal.require(app, 'app');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+    END IF;
+    RETURN id;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_slug(value text, argument text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF audience_internal.require(value, argument) !~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "%s": use 1 to 63 lowercase letters, digits, "-" or "_", starting with a letter or digit', argument);
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_name(value text, argument text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF length(value) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = '22001',
+            MESSAGE = format('argument "%s" is too long (at most 200 characters)', argument);
+    END IF;
+    IF value IS NOT NULL AND btrim(value) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "%s": must not be empty', argument);
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_choice(value text, argument text, choices text[])
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "%s": expected one of %s', argument, array_to_string(choices, ', '));
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_role(db_role name)
+RETURNS name LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF db_role IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = db_role) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
+    END IF;
+    RETURN db_role;
+END
+$$;
+
+CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
+RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = $1
+$$;
+
+-- Recomputes every rollup of a workspace from its raw events: after a change
+-- of time zone or counting start, and to check that the rollups kept during
+-- ingest are exact.
+CREATE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
+RETURNS void LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ws audience_internal.workspaces;
+BEGIN
+    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    DELETE FROM audience_internal.app_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_totals t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_month_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_months t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.workspace_month_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.workspace_months t WHERE t.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.app_viewers
+    SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
+           (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1],
+           count(*), count(*) FILTER (WHERE e.viewed_at >= ws.counting_start)
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, e.app_id, e.viewer_id;
+
+    INSERT INTO audience_internal.app_totals
+    SELECT av.workspace_id, av.app_id, count(*) FILTER (WHERE av.counted_views > 0), sum(av.counted_views)
+      FROM audience_internal.app_viewers av
+     WHERE av.workspace_id = ws.workspace_id
+     GROUP BY av.workspace_id, av.app_id
+    HAVING sum(av.counted_views) > 0;
+
+    INSERT INTO audience_internal.app_month_viewers
+    SELECT DISTINCT e.workspace_id, e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.app_months
+    SELECT e.workspace_id, e.app_id, m.month, count(DISTINCT e.viewer_id), count(*)
+      FROM audience_internal.view_events e,
+           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, e.app_id, m.month;
+
+    INSERT INTO audience_internal.workspace_month_viewers
+    SELECT DISTINCT e.workspace_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.workspace_months
+    SELECT e.workspace_id, m.month, count(DISTINCT e.viewer_id), count(*)
+      FROM audience_internal.view_events e,
+           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, m.month;
+END
+$$;
+
+CREATE FUNCTION audience.create_workspace(slug text, name text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM audience_internal.check_slug(slug, 'slug');
+    PERFORM audience_internal.check_name(name, 'name');
+    IF EXISTS (SELECT FROM audience_internal.workspaces w WHERE w.slug = create_workspace.slug) THEN
+        RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = format('workspace "%s" already exists', slug);
+    END IF;
+    INSERT INTO audience_internal.workspaces (slug, name)
+    VALUES (slug, coalesce(name, slug))
+    RETURNING workspaces.workspace_id INTO id;
+    INSERT INTO audience_internal.workspace_keys (workspace_id, identity_key, pseudonym_key)
+    VALUES (id, audience_internal.random_key(), audience_internal.random_key());
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION audience.create_workspace(text, text) IS
+    'Creates a workspace (a tenant) with its own random keys and returns its id. Operator only.';
+
+CREATE FUNCTION audience.configure_workspace(
+    workspace text,
+    time_zone text DEFAULT NULL,
+    identification_start timestamptz DEFAULT NULL,
+    counting_start timestamptz DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws audience_internal.workspaces;
+    rebuild boolean := false;
+BEGIN
+    SELECT * INTO ws FROM audience_internal.workspaces w
+     WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
+    IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone) THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = 'invalid argument "time_zone": not a time zone name known to the server';
+        END IF;
+        ws.time_zone := time_zone;
+        rebuild := true;
+    END IF;
+    IF identification_start IS NOT NULL THEN
+        ws.identification_start := identification_start;
+    END IF;
+    IF counting_start IS NOT NULL AND counting_start IS DISTINCT FROM ws.counting_start THEN
+        ws.counting_start := counting_start;
+        rebuild := true;
+    END IF;
+    UPDATE audience_internal.workspaces w
+       SET time_zone = ws.time_zone,
+           identification_start = ws.identification_start,
+           counting_start = ws.counting_start
+     WHERE w.workspace_id = ws.workspace_id;
+    IF rebuild THEN
+        PERFORM audience_internal.rebuild_rollups(ws.workspace_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz) IS
+    'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous) and counting start (all-time totals count from it). NULL leaves a setting as it is. Operator only.';
+
+CREATE FUNCTION audience.create_app(workspace text, slug text, visibility text DEFAULT 'public', name text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    id bigint;
+BEGIN
+    PERFORM audience_internal.check_slug(slug, 'slug');
+    PERFORM audience_internal.check_choice(visibility, 'visibility', ARRAY['public', 'private']);
+    PERFORM audience_internal.check_name(name, 'name');
+    IF EXISTS (SELECT FROM audience_internal.apps a WHERE a.workspace_id = ws_id AND a.slug = create_app.slug) THEN
+        RAISE EXCEPTION USING ERRCODE = '23505',
+            MESSAGE = format('app "%s" already exists in workspace "%s"', slug, workspace);
+    END IF;
+    INSERT INTO audience_internal.apps (workspace_id, slug, name, visibility)
+    VALUES (ws_id, slug, coalesce(name, slug), visibility)
+    RETURNING apps.app_id INTO id;
+    INSERT INTO audience_internal.app_visibility_changes (workspace_id, app_id, changed_at, visibility)
+    VALUES (ws_id, id, '-infinity', visibility);
+    RETURN id;
+END
+$$;
+COMMENT ON FUNCTION audience.create_app(text, text, text, text) IS
+    'Creates an app in a workspace, public or private, and returns its id. Operator only.';
+
+CREATE FUNCTION audience.set_app_visibility(workspace text, app text, visibility text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    a_id bigint := audience_internal.app_id(ws_id, workspace, app);
+BEGIN
+    PERFORM audience_internal.check_choice(visibility, 'visibility', ARRAY['public', 'private']);
+    UPDATE audience_internal.apps a
+       SET visibility = set_app_visibility.visibility, visibility_since = now()
+     WHERE a.workspace_id = ws_id AND a.app_id = a_id AND a.visibility <> set_app_visibility.visibility;
+    IF FOUND THEN
+        INSERT INTO audience_internal.app_visibility_changes AS c (workspace_id, app_id, changed_at, visibility)
+        VALUES (ws_id, a_id, now(), visibility)
+        ON CONFLICT (workspace_id, app_id, changed_at) DO UPDATE SET visibility = excluded.visibility;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.set_app_visibility(text, text, text) IS
+    'Makes an app public or private from now on. Views keep the visibility they were made under. Operator only.';
+
+CREATE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+BEGIN
+    PERFORM audience_internal.check_choice(kind, 'kind', ARRAY['admin', 'developer', 'viewer']);
+    PERFORM audience_internal.check_role(db_role);
+    INSERT INTO audience_internal.members AS m
+           (workspace_id, identity, identity_hash, kind, status, db_role, joined_at)
+    VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
+            kind, 'active', db_role, now())
+    ON CONFLICT (workspace_id, identity) DO UPDATE
+       SET kind = excluded.kind,
+           status = 'active',
+           db_role = coalesce(excluded.db_role, m.db_role),
+           joined_at = coalesce(m.joined_at, excluded.joined_at);
+END
+$$;
+COMMENT ON FUNCTION audience.add_member(text, text, text, name) IS
+    'Adds a member (admin, developer or viewer) to a workspace, or changes an existing member''s kind; db_role maps the member to a database role. Operator only.';
+
+CREATE FUNCTION audience.invite_viewer(workspace text, member text, app text DEFAULT NULL, db_role name DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    a_id bigint;
+BEGIN
+    IF app IS NOT NULL THEN
+        a_id := audience_internal.app_id(ws_id, workspace, app);
+    END IF;
+    PERFORM audience_internal.check_role(db_role);
+    -- An existing member keeps their kind and status: an invitation never demotes.
+    INSERT INTO audience_internal.members AS m
+           (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)
+    VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
+            'viewer', 'invited', db_role, now())
+    ON CONFLICT (workspace_id, identity) DO UPDATE
+       SET db_role = coalesce(excluded.db_role, m.db_role);
+    IF a_id IS NOT NULL THEN
+        PERFORM audience.grant_app_access(workspace, app, ident);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.invite_viewer(text, text, text, name) IS
+    'Invites a viewer to a workspace (status invited until accept_invite), optionally granting one app. Operator only.';
+
+CREATE FUNCTION audience.accept_invite(workspace text, member text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+BEGIN
+    UPDATE audience_internal.members m
+       SET status = 'active', joined_at = coalesce(m.joined_at, now())
+     WHERE m.workspace_id = ws_id AND m.identity = ident;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "member": no such member or invitation in workspace "%s"', workspace);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.accept_invite(text, text) IS
+    'Marks an invited viewer as having accepted: from now on they are a member. Operator only.';
+
+CREATE FUNCTION audience.remove_member(workspace text, member text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+BEGIN
+    DELETE FROM audience_internal.members m WHERE m.workspace_id = ws_id AND m.identity = ident;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "member": no such member in workspace "%s"', workspace);
+    END IF;
+    DELETE FROM audience_internal.app_access g WHERE g.workspace_id = ws_id AND g.identity = ident;
+END
+$$;
+COMMENT ON FUNCTION audience.remove_member(text, text) IS
+    'Removes a member and their app grants; their views are shown under a pseudonym from now on. Operator only.';
+
+CREATE FUNCTION audience.grant_app_access(workspace text, app text, member text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    a_id bigint := audience_internal.app_id(ws_id, workspace, app);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+BEGIN
+    INSERT INTO audience_internal.app_access (workspace_id, app_id, identity, identity_hash)
+    VALUES (ws_id, a_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident))
+    ON CONFLICT DO NOTHING;
+END
+$$;
+COMMENT ON FUNCTION audience.grant_app_access(text, text, text) IS
+    'Lets a member, or a person granted this app alone, open a private app. Operator only.';
+
+CREATE FUNCTION audience.rotate_pseudonym_key(workspace text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+BEGIN
+    UPDATE audience_internal.workspace_keys k
+       SET pseudonym_key = audience_internal.random_key(),
+           pseudonym_key_version = k.pseudonym_key_version + 1,
+           pseudonym_key_rotated_at = now()
+     WHERE k.workspace_id = audience_internal.workspace_id(workspace);
+END
+$$;
+COMMENT ON FUNCTION audience.rotate_pseudonym_key(text) IS
+    'Replaces a workspace''s pseudonym key: no earlier pseudonym or viewer_ref appears again. Operator only.';

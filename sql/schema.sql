@@ -1,0 +1,201 @@
+-- The data model (SPEC §1). Every table carries workspace_id and every primary
+-- and foreign key includes it, so the schema can be distributed by tenant.
+
+CREATE SEQUENCE audience_internal.workspace_id_seq;
+CREATE SEQUENCE audience_internal.app_id_seq;
+CREATE SEQUENCE audience_internal.member_id_seq;
+CREATE SEQUENCE audience_internal.viewer_id_seq;
+CREATE SEQUENCE audience_internal.event_id_seq;
+
+CREATE TABLE audience_internal.workspaces (
+    workspace_id bigint PRIMARY KEY DEFAULT nextval('audience_internal.workspace_id_seq'),
+    slug text NOT NULL UNIQUE,
+    name text NOT NULL,
+    -- Months are calendar months in this zone.
+    time_zone text NOT NULL DEFAULT 'UTC',
+    -- Views before this time are shown under pseudonyms, whoever made them.
+    identification_start timestamptz NOT NULL DEFAULT '-infinity',
+    -- All-time totals count views from this time on.
+    counting_start timestamptz NOT NULL DEFAULT '-infinity',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE audience_internal.workspaces IS 'Tenants: teams or accounts that own apps.';
+
+-- The secrets of a workspace, apart from everything else so that no query on
+-- the data ever needs to touch them (see src/privacy/keys.rs).
+CREATE TABLE audience_internal.workspace_keys (
+    workspace_id bigint PRIMARY KEY REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    identity_key bytea NOT NULL CHECK (length(identity_key) = 32),
+    pseudonym_key bytea NOT NULL CHECK (length(pseudonym_key) = 32),
+    pseudonym_key_version integer NOT NULL DEFAULT 1,
+    pseudonym_key_rotated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE audience_internal.workspace_keys IS
+    'Per-workspace secrets from the OS random source: identity_key hashes who viewed, pseudonym_key labels them.';
+
+CREATE TABLE audience_internal.apps (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    app_id bigint NOT NULL DEFAULT nextval('audience_internal.app_id_seq'),
+    slug text NOT NULL,
+    name text NOT NULL,
+    visibility text NOT NULL CHECK (visibility IN ('public', 'private')),
+    -- When the current visibility took effect; earlier views look it up in
+    -- app_visibility_changes.
+    visibility_since timestamptz NOT NULL DEFAULT '-infinity',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace_id, app_id),
+    UNIQUE (workspace_id, slug)
+);
+COMMENT ON TABLE audience_internal.apps IS 'What viewers open. Visibility public or private, which can change.';
+
+CREATE TABLE audience_internal.app_visibility_changes (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    changed_at timestamptz NOT NULL,
+    visibility text NOT NULL CHECK (visibility IN ('public', 'private')),
+    PRIMARY KEY (workspace_id, app_id, changed_at),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.app_visibility_changes IS
+    'Visibility history of each app; the first row of an app is at -infinity.';
+
+CREATE TABLE audience_internal.members (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    member_id bigint NOT NULL DEFAULT nextval('audience_internal.member_id_seq'),
+    identity text NOT NULL,
+    -- The member's identity under the workspace's identity key: it matches the
+    -- viewer_hash of their views, so membership is judged when asked.
+    identity_hash bytea NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('admin', 'developer', 'viewer')),
+    status text NOT NULL CHECK (status IN ('active', 'invited')),
+    db_role name,
+    invited_at timestamptz,
+    joined_at timestamptz,
+    PRIMARY KEY (workspace_id, member_id),
+    UNIQUE (workspace_id, identity),
+    UNIQUE (workspace_id, identity_hash),
+    CHECK (status = 'active' OR kind = 'viewer')
+);
+COMMENT ON TABLE audience_internal.members IS
+    'People in a workspace: admin, developer or viewer; invited viewers are status invited until they accept.';
+
+CREATE TABLE audience_internal.app_access (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    identity text NOT NULL,
+    identity_hash bytea NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workspace_id, app_id, identity_hash),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.app_access IS
+    'Who may open a private app: members, or people granted that app alone.';
+
+-- Whoever opened an app, by keyed hash. The plaintext identity is kept only
+-- for a viewer seen on an app while it was private (their name may be shown
+-- to the workspace); an outsider or anonymous visitor is only ever a hash.
+CREATE TABLE audience_internal.viewers (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    viewer_id bigint NOT NULL DEFAULT nextval('audience_internal.viewer_id_seq'),
+    viewer_hash bytea NOT NULL,
+    anonymous boolean NOT NULL,
+    identity text,
+    PRIMARY KEY (workspace_id, viewer_id),
+    UNIQUE (workspace_id, viewer_hash),
+    CHECK (identity IS NULL OR NOT anonymous)
+);
+COMMENT ON TABLE audience_internal.viewers IS
+    'Viewers of a workspace by keyed hash; identity only for authenticated views of private apps.';
+
+CREATE TABLE audience_internal.view_events (
+    workspace_id bigint NOT NULL,
+    event_id bigint NOT NULL DEFAULT nextval('audience_internal.event_id_seq'),
+    app_id bigint NOT NULL,
+    viewer_id bigint NOT NULL,
+    viewed_at timestamptz NOT NULL,
+    ended_at timestamptz,
+    kind text NOT NULL CHECK (kind IN ('session', 'visit')),
+    -- An authenticated view of the app while it was private: its viewer may
+    -- be shown by identity.
+    identifiable boolean NOT NULL,
+    PRIMARY KEY (workspace_id, event_id),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
+    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE,
+    CHECK (ended_at IS NULL OR ended_at >= viewed_at)
+);
+CREATE INDEX view_events_event_id ON audience_internal.view_events (event_id);
+CREATE INDEX view_events_app_time ON audience_internal.view_events (workspace_id, app_id, viewed_at);
+COMMENT ON TABLE audience_internal.view_events IS 'One opening of one app by one viewer: the raw events.';
+
+-- Rollups, kept current in the transaction of each event so that no answer
+-- scans raw events.
+
+CREATE TABLE audience_internal.app_viewers (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    viewer_id bigint NOT NULL,
+    first_viewed_at timestamptz NOT NULL,
+    last_viewed_at timestamptz NOT NULL,
+    -- Whether the view at last_viewed_at was identifiable (see view_events).
+    last_view_identifiable boolean NOT NULL,
+    views bigint NOT NULL,
+    -- Views at or after the workspace's counting start; the viewer counts in
+    -- the app's all-time total when this is above zero.
+    counted_views bigint NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, viewer_id),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
+    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
+);
+CREATE INDEX app_viewers_recent
+    ON audience_internal.app_viewers (workspace_id, app_id, last_viewed_at DESC, viewer_id DESC);
+COMMENT ON TABLE audience_internal.app_viewers IS 'Rollup: each viewer of each app, with last view and view count.';
+
+CREATE TABLE audience_internal.app_totals (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    viewers bigint NOT NULL,
+    views bigint NOT NULL,
+    PRIMARY KEY (workspace_id, app_id),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.app_totals IS 'Rollup: all-time distinct viewers and views per app since the counting start.';
+
+CREATE TABLE audience_internal.app_month_viewers (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    month date NOT NULL,
+    viewer_id bigint NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, month, viewer_id),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
+    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.app_month_viewers IS 'Rollup: the distinct viewers of each app per month (exact uniques).';
+
+CREATE TABLE audience_internal.app_months (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    month date NOT NULL,
+    unique_viewers bigint NOT NULL,
+    views bigint NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, month),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers and views per app per month.';
+
+CREATE TABLE audience_internal.workspace_month_viewers (
+    workspace_id bigint NOT NULL,
+    month date NOT NULL,
+    viewer_id bigint NOT NULL,
+    PRIMARY KEY (workspace_id, month, viewer_id),
+    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.workspace_month_viewers IS 'Rollup: the distinct viewers of each workspace per month.';
+
+CREATE TABLE audience_internal.workspace_months (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    month date NOT NULL,
+    unique_viewers bigint NOT NULL,
+    views bigint NOT NULL,
+    PRIMARY KEY (workspace_id, month)
+);
+COMMENT ON TABLE audience_internal.workspace_months IS 'Rollup: unique viewers and views per workspace per month.';

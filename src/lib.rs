@@ -1,0 +1,113 @@
+//! pg_audience: viewer analytics for app-hosting platforms, privacy-correct
+//! for whoever asks.
+//!
+//! This file is only the SQL surface. The data model, write path and read path
+//! are plain SQL in `sql/`; Rust does what SQL does badly: keyed hashing,
+//! pseudonyms, key generation and relative times.
+
+use pgrx::prelude::*;
+
+mod error;
+mod privacy;
+mod relative_time;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/labels.sql",
+    name = "labels",
+    requires = ["schema", audience_internal::viewer_pseudonym, audience_internal::viewer_ref, relative_time]
+);
+extension_sql_file!(
+    "../sql/management.sql",
+    name = "management",
+    requires = [
+        "schema",
+        audience_internal::random_key,
+        audience_internal::identity_hash,
+        audience_internal::normalize_identity
+    ]
+);
+extension_sql_file!(
+    "../sql/ingest.sql",
+    name = "ingest",
+    requires = [
+        "management",
+        audience_internal::anonymous_hash,
+        audience_internal::normalize_anonymous_id
+    ]
+);
+extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["labels", "ingest"]);
+extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
+
+/// Helpers for the SQL in `sql/`, in a schema no caller may use: they take
+/// keys as arguments, and only the extension's own functions can read keys.
+#[pg_schema]
+mod audience_internal {
+    use crate::error::OrRaise;
+    use crate::privacy::{identity, keys, pseudonym};
+    use pgrx::prelude::*;
+
+    /// A new 32-byte key from the operating system's random source.
+    #[pg_extern(volatile, parallel_safe)]
+    fn random_key() -> Vec<u8> {
+        keys::new_key().to_vec()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn identity_hash(key: &[u8], identity: &str) -> Vec<u8> {
+        keys::identity_hash(key, identity).or_raise().to_vec()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn anonymous_hash(key: &[u8], anonymous_id: &str) -> Vec<u8> {
+        keys::anonymous_hash(key, anonymous_id).or_raise().to_vec()
+    }
+
+    /// `argument` names the caller's parameter in the error, e.g. "member".
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_identity(argument: &str, value: &str) -> String {
+        identity::normalize_identity(argument, value).or_raise()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_anonymous_id(argument: &str, value: &str) -> String {
+        identity::normalize_anonymous_id(argument, value).or_raise()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_pseudonym(key: &[u8], viewer_hash: &[u8]) -> String {
+        pseudonym::pseudonym(key, viewer_hash).or_raise()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_ref(key: &[u8], viewer_hash: &[u8], identified: bool) -> String {
+        pseudonym::viewer_ref(key, viewer_hash, identified).or_raise()
+    }
+}
+
+/// "just now", "5 minutes ago", "yesterday", ... for `at` as seen from `now`.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn relative_time(at: TimestampWithTimeZone, now: default!(TimestampWithTimeZone, "now()")) -> String {
+    if !at.is_finite() || !now.is_finite() {
+        error::AudienceError::invalid("at", "must be a finite time").raise();
+    }
+    let micros = now.into_inner() - at.into_inner();
+    relative_time::describe(micros.div_euclid(1_000_000))
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
