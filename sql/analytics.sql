@@ -30,22 +30,34 @@ AS $$
            generate_series(cur - make_interval(months => $2 - 1), cur, interval '1 month') m
 $$;
 
+-- Monthly unique viewers and views of a workspace (app_id NULL) or of one app,
+-- for the last `months` months, months without views included.
+CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, app_id bigint, months integer)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
+      FROM audience_internal.recent_months($1, $3) r
+      LEFT JOIN LATERAL (
+          SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
+           WHERE $2 IS NULL AND wm.workspace_id = $1 AND wm.month = r.month
+          UNION ALL
+          SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
+           WHERE $2 IS NOT NULL AND am.workspace_id = $1 AND am.app_id = $2 AND am.month = r.month
+      ) c ON true
+     ORDER BY r.month
+$$;
+
 CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
-DECLARE
-    ws_id bigint := audience_internal.workspace_id(workspace_monthly_viewers.workspace);
 BEGIN
-    PERFORM audience_internal.check_count(workspace_monthly_viewers.months, 'months', 1200);
-    RETURN QUERY
-    SELECT r.month, coalesce(wm.unique_viewers, 0)::bigint, coalesce(wm.views, 0)::bigint, r.complete
-      FROM audience_internal.recent_months(ws_id, workspace_monthly_viewers.months) r
-      LEFT JOIN audience_internal.workspace_months wm
-             ON wm.workspace_id = ws_id AND wm.month = r.month
-     ORDER BY r.month;
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(
+        audience_internal.workspace_id(workspace), NULL,
+        audience_internal.check_count(months, 'months', 1200));
 END
 $$;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
@@ -56,18 +68,12 @@ RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
-    ws_id bigint := audience_internal.workspace_id(app_monthly_viewers.workspace);
-    a_id bigint := audience_internal.app_id(ws_id, app_monthly_viewers.workspace, app_monthly_viewers.app);
+    ws_id bigint := audience_internal.workspace_id(workspace);
 BEGIN
-    PERFORM audience_internal.check_count(app_monthly_viewers.months, 'months', 1200);
-    RETURN QUERY
-    SELECT r.month, coalesce(am.unique_viewers, 0)::bigint, coalesce(am.views, 0)::bigint, r.complete
-      FROM audience_internal.recent_months(ws_id, app_monthly_viewers.months) r
-      LEFT JOIN audience_internal.app_months am
-             ON am.workspace_id = ws_id AND am.app_id = a_id AND am.month = r.month
-     ORDER BY r.month;
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(
+        ws_id, audience_internal.app_id(ws_id, workspace, app),
+        audience_internal.check_count(months, 'months', 1200));
 END
 $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS

@@ -62,6 +62,9 @@ BEGIN
     IF record_view.ended_at < record_view.viewed_at THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before "viewed_at"';
     END IF;
+    IF record_view.ended_at > now() + interval '1 hour' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
+    END IF;
     PERFORM audience_internal.check_choice(record_view.kind, 'kind', ARRAY['session', 'visit']);
     IF record_view.viewer IS NULL AND record_view.anonymous_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004',
