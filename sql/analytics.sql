@@ -1,9 +1,11 @@
--- The read path (SPEC §3, Streamlit-style analytics). Every answer comes from
--- the rollups; none scans raw events.
+-- The read path (SPEC §3, Streamlit-style analytics), answered for the
+-- requester (sql/requester.sql). Every answer comes from the rollups; none
+-- scans raw events.
 --
 -- SECURITY DEFINER because readers hold no privilege on the tables; the
 -- search_path is pinned so that no object of the caller's can stand in for
--- one of ours.
+-- one of ours. A workspace or app the requester may not see gives the same
+-- error as one that does not exist.
 
 CREATE FUNCTION audience_internal.check_count(value integer, argument text, max integer)
 RETURNS integer LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -30,9 +32,12 @@ AS $$
            generate_series(cur - make_interval(months => $2 - 1), cur, interval '1 month') m
 $$;
 
--- Monthly unique viewers and views of a workspace (app_id NULL) or of one app,
--- for the last `months` months, months without views included.
-CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, app_id bigint, months integer)
+-- Monthly unique viewers and views of a set of apps of one workspace, for
+-- the last `months` months, months without views included. `apps` NULL means
+-- the whole workspace, from its own rollup; otherwise distinct viewers are
+-- counted over the apps' monthly viewer sets (a viewer member sees only the
+-- apps the privacy rules allow, so their totals are over those apps).
+CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -44,52 +49,63 @@ AS $$
            WHERE $2 IS NULL AND wm.workspace_id = $1 AND wm.month = r.month
           UNION ALL
           SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
-           WHERE $2 IS NOT NULL AND am.workspace_id = $1 AND am.app_id = $2 AND am.month = r.month
+           WHERE cardinality($2) = 1 AND am.workspace_id = $1 AND am.app_id = $2[1] AND am.month = r.month
+          UNION ALL
+          SELECT (SELECT count(DISTINCT mv.viewer_id) FROM audience_internal.app_month_viewers mv
+                   WHERE mv.workspace_id = $1 AND mv.app_id = ANY ($2) AND mv.month = r.month),
+                 (SELECT coalesce(sum(am.views), 0) FROM audience_internal.app_months am
+                   WHERE am.workspace_id = $1 AND am.app_id = ANY ($2) AND am.month = r.month)::bigint
+           WHERE cardinality($2) <> 1
       ) c ON true
      ORDER BY r.month
 $$;
 
 CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(
-        audience_internal.workspace_id(workspace), NULL,
-        audience_internal.check_count(months, 'months', 1200));
-END
-$$;
-COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
-    'Per calendar month (in the workspace''s time zone), the number of distinct viewers of any app of the workspace and of views, for the last `months` months; complete is false for the month in progress.';
-
-CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ws_id bigint := audience_internal.workspace_id(workspace);
+    ws record := audience_internal.readable_workspace(workspace);
+    apps bigint[];
 BEGIN
-    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(
-        ws_id, audience_internal.app_id(ws_id, workspace, app),
-        audience_internal.check_count(months, 'months', 1200));
+    PERFORM audience_internal.check_count(months, 'months', 1200);
+    IF ws.access = 'some' THEN
+        apps := ARRAY(SELECT r.app_id FROM audience_internal.requester_apps() r
+                       WHERE r.workspace_id = ws.workspace_id);
+    END IF;
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, apps, months);
+END
+$$;
+COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
+    'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
+
+CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ws record := audience_internal.readable_workspace(workspace);
+    a_id bigint := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+BEGIN
+    PERFORM audience_internal.check_count(months, 'months', 1200);
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ARRAY[a_id], months);
 END
 $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
 
 CREATE FUNCTION audience.app_total_viewers(workspace text, app text)
-RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
 DECLARE
-    ws_id bigint := audience_internal.workspace_id(app_total_viewers.workspace);
-    a_id bigint := audience_internal.app_id(ws_id, app_total_viewers.workspace, app_total_viewers.app);
+    ws record := audience_internal.readable_workspace(workspace);
+    a_id bigint := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
 BEGIN
     RETURN coalesce((SELECT t.viewers FROM audience_internal.app_totals t
-                      WHERE t.workspace_id = ws_id AND t.app_id = a_id), 0);
+                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = a_id), 0);
 END
 $$;
 COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
@@ -98,18 +114,18 @@ COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
 CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
-LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    ws_id bigint := audience_internal.workspace_id(recent_viewers.workspace);
-    a_id bigint := audience_internal.app_id(ws_id, recent_viewers.workspace, recent_viewers.app);
+    ws record := audience_internal.readable_workspace(recent_viewers.workspace);
+    a_id bigint := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers.workspace, recent_viewers.app);
 BEGIN
     PERFORM audience_internal.check_count(recent_viewers.max_viewers, 'max_viewers', 1000);
     RETURN QUERY
-    SELECT audience_internal.viewer_label(x.identified, x.identity, k.pseudonym_key, x.viewer_hash),
-           audience_internal.viewer_ref(k.pseudonym_key, x.viewer_hash, x.identified),
+    SELECT audience_internal.viewer_label(x.identified, x.identity, k.pseudonym_key, x.viewer_hash, x.scope),
+           audience_internal.viewer_ref(k.pseudonym_key, x.viewer_hash, x.identified, x.scope),
            NOT x.identified,
            x.last_viewed_at,
            audience.relative_time(x.last_viewed_at, now()),
@@ -117,9 +133,11 @@ BEGIN
       FROM (SELECT av.viewer_id, av.last_viewed_at, av.views, v.viewer_hash,
                    coalesce(m.identity, v.identity) AS identity,
                    audience_internal.is_identified(av.last_viewed_at, w.identification_start,
-                                                   m.member_id IS NOT NULL, av.last_view_identifiable) AS identified
+                                                   m.member_id IS NOT NULL, av.last_view_identifiable) AS identified,
+                   CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
+                        ELSE audience_internal.pseudonym_scope(w.workspace_id, av.last_viewed_at) END AS scope
               FROM (SELECT * FROM audience_internal.app_viewers a
-                     WHERE a.workspace_id = ws_id AND a.app_id = a_id
+                     WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
                      ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
                      LIMIT recent_viewers.max_viewers) av
               JOIN audience_internal.workspaces w ON w.workspace_id = av.workspace_id
@@ -128,7 +146,7 @@ BEGIN
               LEFT JOIN audience_internal.members m
                 ON m.workspace_id = av.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
            ) x
-      JOIN audience_internal.workspace_keys k ON k.workspace_id = ws_id
+      JOIN audience_internal.workspace_keys k ON k.workspace_id = ws.workspace_id
      ORDER BY x.last_viewed_at DESC, x.viewer_id DESC;
 END
 $$;
@@ -137,3 +155,53 @@ COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
 
 COMMENT ON FUNCTION audience.relative_time(timestamptz, timestamptz) IS
     'How long before `now` the time `at` was, in words: just now, 5 minutes ago, yesterday, 4 days ago, 2 months ago.';
+
+CREATE FUNCTION audience.visible_apps()
+RETURNS TABLE (workspace text, app text, name text, visibility text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.workspace, r.app, a.name, a.visibility
+      FROM audience_internal.requester_apps() r
+      JOIN audience_internal.apps a ON a.workspace_id = r.workspace_id AND a.app_id = r.app_id
+     ORDER BY r.workspace, r.app
+$$;
+COMMENT ON FUNCTION audience.visible_apps() IS
+    'The apps whose analytics the requester may see: workspace, app, name and current visibility.';
+
+-- Views for BI tools: browsable like tables, each answering for whoever
+-- queries it. Their rows come from the functions above, which apply the
+-- privacy rules before any row exists, so no predicate of the caller's (a
+-- leaky function in a WHERE clause) ever sees a row it should not; they are
+-- security barriers besides.
+
+CREATE VIEW audience.apps WITH (security_barrier) AS
+    SELECT * FROM audience.visible_apps();
+COMMENT ON VIEW audience.apps IS 'The apps whose analytics the current requester may see.';
+
+CREATE VIEW audience.workspace_monthly_viewers WITH (security_barrier) AS
+    SELECT w.workspace, m.month, m.unique_viewers, m.views, m.complete
+      FROM (SELECT DISTINCT workspace FROM audience.visible_apps()) w,
+           LATERAL audience.workspace_monthly_viewers(w.workspace) m;
+COMMENT ON VIEW audience.workspace_monthly_viewers IS
+    'For each workspace the current requester sees: distinct viewers and views per calendar month, last 12 months; complete is false for the month in progress.';
+
+CREATE VIEW audience.app_monthly_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, m.month, m.unique_viewers, m.views, m.complete
+      FROM audience.visible_apps() a,
+           LATERAL audience.app_monthly_viewers(a.workspace, a.app) m;
+COMMENT ON VIEW audience.app_monthly_viewers IS
+    'For each app the current requester sees: distinct viewers and views per calendar month, last 12 months; complete is false for the month in progress.';
+
+CREATE VIEW audience.app_total_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, audience.app_total_viewers(a.workspace, a.app) AS total_viewers
+      FROM audience.visible_apps() a;
+COMMENT ON VIEW audience.app_total_viewers IS
+    'For each app the current requester sees: all-time distinct viewers since the workspace''s counting start.';
+
+CREATE VIEW audience.recent_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, r.viewer, r.viewer_ref, r.pseudonymous, r.last_viewed_at, r.last_viewed, r.views
+      FROM audience.visible_apps() a,
+           LATERAL audience.recent_viewers(a.workspace, a.app) r;
+COMMENT ON VIEW audience.recent_viewers IS
+    'For each app the current requester sees: its 20 most recent distinct viewers, labelled by identity or pseudonym, with viewer_ref, last view and number of views.';

@@ -22,8 +22,8 @@ AS $$
 $$;
 
 CREATE FUNCTION audience_internal.viewer_label(
-    identified boolean, identity text, pseudonym_key bytea, viewer_hash bytea)
+    identified boolean, identity text, pseudonym_key bytea, viewer_hash bytea, scope text)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN $1 THEN $2 ELSE audience_internal.viewer_pseudonym($3, $4) END
+    SELECT CASE WHEN $1 THEN $2 ELSE audience_internal.viewer_pseudonym($3, $4, $5) END
 $$;

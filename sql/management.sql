@@ -207,7 +207,9 @@ CREATE FUNCTION audience.configure_workspace(
     workspace text,
     time_zone text DEFAULT NULL,
     identification_start timestamptz DEFAULT NULL,
-    counting_start timestamptz DEFAULT NULL)
+    counting_start timestamptz DEFAULT NULL,
+    pseudonym_rotation text DEFAULT NULL,
+    pseudonym_scope text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -233,18 +235,26 @@ BEGIN
         ws.counting_start := counting_start;
         rebuild := true;
     END IF;
+    IF pseudonym_rotation IS NOT NULL THEN
+        ws.pseudonym_rotation := audience_internal.check_choice(pseudonym_rotation, 'pseudonym_rotation', ARRAY['none', 'monthly']);
+    END IF;
+    IF pseudonym_scope IS NOT NULL THEN
+        ws.pseudonym_scope := audience_internal.check_choice(pseudonym_scope, 'pseudonym_scope', ARRAY['workspace', 'requester']);
+    END IF;
     UPDATE audience_internal.workspaces w
        SET time_zone = ws.time_zone,
            identification_start = ws.identification_start,
-           counting_start = ws.counting_start
+           counting_start = ws.counting_start,
+           pseudonym_rotation = ws.pseudonym_rotation,
+           pseudonym_scope = ws.pseudonym_scope
      WHERE w.workspace_id = ws.workspace_id;
     IF rebuild THEN
         PERFORM audience_internal.rebuild_rollups(ws.workspace_id);
     END IF;
 END
 $$;
-COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz) IS
-    'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous) and counting start (all-time totals count from it). NULL leaves a setting as it is. Operator only.';
+COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz, text, text) IS
+    'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous), counting start (all-time totals count from it), pseudonym rotation (none or monthly) and pseudonym scope (workspace, or requester: each requester sees their own pseudonyms). NULL leaves a setting as it is. Operator only.';
 
 CREATE FUNCTION audience.create_app(workspace text, slug text, visibility text DEFAULT 'public', name text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER

@@ -1,12 +1,51 @@
--- Who may call what. Until a platform grants the capability roles, only the
--- extension's owner (the platform operator) can do anything: nothing here is
--- executable by PUBLIC except the harmless relative_time.
+-- Who may call what (SPEC §4). Nothing is executable by PUBLIC except the
+-- harmless relative_time; each capability role gets exactly its functions.
+-- No role but the owner holds any privilege on a table in audience_internal.
 REVOKE ALL ON ALL TABLES IN SCHEMA audience_internal FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA audience_internal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA audience_internal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA audience FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA audience FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audience.relative_time(timestamptz, timestamptz) TO PUBLIC;
 GRANT USAGE ON SCHEMA audience TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    audience.create_workspace(text, text),
+    audience.configure_workspace(text, text, timestamptz, timestamptz, text, text),
+    audience.create_app(text, text, text, text),
+    audience.set_app_visibility(text, text, text),
+    audience.add_member(text, text, text, name),
+    audience.invite_viewer(text, text, text, name),
+    audience.accept_invite(text, text),
+    audience.remove_member(text, text),
+    audience.grant_app_access(text, text, text),
+    audience.rotate_pseudonym_key(text),
+    audience.set_token_secret(text),
+    audience.forget_viewer(text)
+TO audience_manager;
+
+GRANT EXECUTE ON FUNCTION
+    audience.record_view(text, text, text, timestamptz, text, timestamptz, text),
+    audience.end_session(bigint, timestamptz)
+TO audience_ingest;
+
+-- The operator reads every workspace in full through the same functions.
+GRANT EXECUTE ON FUNCTION
+    audience.workspace_monthly_viewers(text, integer),
+    audience.app_monthly_viewers(text, text, integer),
+    audience.app_total_viewers(text, text),
+    audience.recent_viewers(text, text, integer),
+    audience.visible_apps(),
+    audience.whoami(),
+    audience.authenticate(text)
+TO audience_reader, audience_manager;
+GRANT SELECT ON
+    audience.apps,
+    audience.workspace_monthly_viewers,
+    audience.app_monthly_viewers,
+    audience.app_total_viewers,
+    audience.recent_viewers
+TO audience_reader, audience_manager;
 
 -- pg_dump keeps the contents of every table and sequence, secrets included,
 -- so that a restored database gives the same answers and pseudonyms.

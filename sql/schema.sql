@@ -17,6 +17,12 @@ CREATE TABLE audience_internal.workspaces (
     identification_start timestamptz NOT NULL DEFAULT '-infinity',
     -- All-time totals count views from this time on.
     counting_start timestamptz NOT NULL DEFAULT '-infinity',
+    -- 'monthly': a pseudonym changes every calendar month, so a visitor
+    -- cannot be followed from month to month.
+    pseudonym_rotation text NOT NULL DEFAULT 'none' CHECK (pseudonym_rotation IN ('none', 'monthly')),
+    -- 'requester': each requester sees their own pseudonyms, so two members
+    -- cannot compare notes about one visitor.
+    pseudonym_scope text NOT NULL DEFAULT 'workspace' CHECK (pseudonym_scope IN ('workspace', 'requester')),
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE audience_internal.workspaces IS 'Tenants: teams or accounts that own apps.';
@@ -32,6 +38,16 @@ CREATE TABLE audience_internal.workspace_keys (
 );
 COMMENT ON TABLE audience_internal.workspace_keys IS
     'Per-workspace secrets from the OS random source: identity_key hashes who viewed, pseudonym_key labels them.';
+
+-- The HS256 secret request tokens are checked against. One for the platform,
+-- not per tenant, so the only table without workspace_id (a Citus reference
+-- table if distributed).
+CREATE TABLE audience_internal.token_secrets (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret bytea NOT NULL CHECK (length(secret) >= 32),
+    set_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE audience_internal.token_secrets IS 'The secret audience.authenticate checks request tokens against.';
 
 CREATE TABLE audience_internal.apps (
     workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,

@@ -17,6 +17,10 @@ pub enum AudienceError {
     /// A key handed to the keyed hashing functions is not a key this
     /// extension made (22023). Only reachable by calling internals directly.
     InvalidKey { argument: String },
+    /// A request token that does not prove who the requester is (28000).
+    InvalidToken { reason: &'static str },
+    /// Something the operator must set up first is missing (55000).
+    NotConfigured { what: &'static str },
 }
 
 impl AudienceError {
@@ -26,6 +30,8 @@ impl AudienceError {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
             AudienceError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+            AudienceError::InvalidToken { .. } => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            AudienceError::NotConfigured { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 
@@ -53,6 +59,8 @@ impl fmt::Display for AudienceError {
             AudienceError::InvalidKey { argument } => {
                 write!(f, "argument \"{argument}\" is not a pg_audience key")
             }
+            AudienceError::InvalidToken { reason } => write!(f, "invalid argument \"token\": {reason}"),
+            AudienceError::NotConfigured { what } => write!(f, "{what}"),
         }
     }
 }

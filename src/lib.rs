@@ -15,6 +15,7 @@ mod relative_time;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["bootstrap"]);
+extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["bootstrap"]);
 extension_sql_file!(
     "../sql/labels.sql",
     name = "labels",
@@ -39,15 +40,30 @@ extension_sql_file!(
         audience_internal::normalize_anonymous_id
     ]
 );
-extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["labels", "ingest"]);
+extension_sql_file!("../sql/bulk_ingest.sql", name = "bulk_ingest", requires = ["ingest"]);
+extension_sql_file!(
+    "../sql/requester.sql",
+    name = "requester",
+    requires = [
+        "management",
+        "roles",
+        audience_internal::outer_role,
+        audience_internal::token_subject,
+        audience_internal::token_workspace,
+        audience_internal::accept_token
+    ]
+);
+extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["labels", "ingest", "requester"]);
+extension_sql_file!("../sql/forget.sql", name = "forget", requires = ["analytics"]);
+extension_sql_file!("../sql/policies.sql", name = "policies", requires = ["requester", "forget", "bulk_ingest"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 /// Helpers for the SQL in `sql/`, in a schema no caller may use: they take
 /// keys as arguments, and only the extension's own functions can read keys.
 #[pg_schema]
 mod audience_internal {
-    use crate::error::OrRaise;
-    use crate::privacy::{identity, keys, pseudonym};
+    use crate::error::{AudienceError, OrRaise};
+    use crate::privacy::{identity, keys, pseudonym, requester, token};
     use pgrx::prelude::*;
 
     /// A new 32-byte key from the operating system's random source.
@@ -77,14 +93,51 @@ mod audience_internal {
         identity::normalize_anonymous_id(argument, value).or_raise()
     }
 
+    /// `scope` narrows the pseudonym to a month and/or a requester ("" for none).
     #[pg_extern(immutable, strict, parallel_safe)]
-    fn viewer_pseudonym(key: &[u8], viewer_hash: &[u8]) -> String {
-        pseudonym::pseudonym(key, viewer_hash).or_raise()
+    fn viewer_pseudonym(key: &[u8], viewer_hash: &[u8], scope: &str) -> String {
+        pseudonym::pseudonym(key, viewer_hash, scope.as_bytes()).or_raise()
     }
 
     #[pg_extern(immutable, strict, parallel_safe)]
-    fn viewer_ref(key: &[u8], viewer_hash: &[u8], identified: bool) -> String {
-        pseudonym::viewer_ref(key, viewer_hash, identified).or_raise()
+    fn viewer_ref(key: &[u8], viewer_hash: &[u8], identified: bool, scope: &str) -> String {
+        pseudonym::viewer_ref(key, viewer_hash, identified, scope.as_bytes()).or_raise()
+    }
+
+    /// The role the query runs as, seen from inside SECURITY DEFINER code.
+    /// Parallel restricted: backend state a parallel worker does not share.
+    #[pg_extern(stable, parallel_restricted)]
+    fn outer_role() -> pg_sys::Oid {
+        requester::outer_role()
+    }
+
+    /// The identity a request token verified in this transaction names.
+    #[pg_extern(stable, parallel_restricted)]
+    fn token_subject() -> Option<String> {
+        requester::get().map(|r| r.subject)
+    }
+
+    /// The one workspace the token is limited to, if it names one.
+    #[pg_extern(stable, parallel_restricted)]
+    fn token_workspace() -> Option<String> {
+        requester::get().and_then(|r| r.workspace)
+    }
+
+    /// Verifies `token` against `secret` and makes its subject the requester
+    /// for the rest of the transaction. Any earlier requester is dropped
+    /// first, so a refused token leaves nobody.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn accept_token(token: Option<&str>, secret: Option<&[u8]>) -> String {
+        requester::clear();
+        let Some(secret) = secret else {
+            AudienceError::NotConfigured { what: "no token secret is set (audience.set_token_secret)" }.raise()
+        };
+        let claims = token::verify(token.unwrap_or(""), secret).or_raise();
+        let subject = identity::normalize_identity("token", &claims.sub)
+            .map_err(|_| AudienceError::InvalidToken { reason: "claim sub is not a valid identity" })
+            .or_raise();
+        requester::set(requester::TokenRequester { subject: subject.clone(), workspace: claims.workspace });
+        subject
     }
 }
 
@@ -100,6 +153,8 @@ fn relative_time(at: TimestampWithTimeZone, now: default!(TimestampWithTimeZone,
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_requester;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

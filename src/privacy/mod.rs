@@ -7,4 +7,6 @@
 pub mod identity;
 pub mod keys;
 pub mod pseudonym;
+pub mod requester;
+pub mod token;
 mod words;

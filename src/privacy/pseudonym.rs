@@ -14,8 +14,11 @@ fn pick(words: &[&'static str], bytes: &[u8]) -> &'static str {
     words[(n % words.len() as u64) as usize]
 }
 
-pub fn pseudonym(pseudonym_key: &[u8], viewer_hash: &[u8]) -> Result<String, AudienceError> {
-    let m = mac(pseudonym_key, "key", &[domain::PSEUDONYM, viewer_hash])?;
+/// `scope` is empty for a workspace-wide pseudonym, or names the month and/or
+/// the requester it is limited to (the workspace's pseudonym settings). The
+/// hash comes last and has a fixed length, so no two inputs run together.
+pub fn pseudonym(pseudonym_key: &[u8], viewer_hash: &[u8], scope: &[u8]) -> Result<String, AudienceError> {
+    let m = mac(pseudonym_key, "key", &[domain::PSEUDONYM, scope, viewer_hash])?;
     let adjective = pick(&ADJECTIVES, &m[0..8]);
     let noun = pick(&NOUNS, &m[8..16]);
     let mut out = String::with_capacity(adjective.len() + noun.len() + 1);
@@ -38,9 +41,14 @@ fn capitalize_into(out: &mut String, word: &str) {
 ///
 /// A viewer shown by identity and the same viewer shown by pseudonym get
 /// different references, so a reference never links a pseudonym to a name.
-pub fn viewer_ref(pseudonym_key: &[u8], viewer_hash: &[u8], identified: bool) -> Result<String, AudienceError> {
+pub fn viewer_ref(
+    pseudonym_key: &[u8],
+    viewer_hash: &[u8],
+    identified: bool,
+    scope: &[u8],
+) -> Result<String, AudienceError> {
     let d = if identified { domain::REF_IDENTIFIED } else { domain::REF_PSEUDONYMOUS };
-    let m = mac(pseudonym_key, "key", &[d, viewer_hash])?;
+    let m = mac(pseudonym_key, "key", &[d, scope, viewer_hash])?;
     Ok(m[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -57,7 +65,7 @@ mod tests {
 
     #[test]
     fn pseudonyms_are_two_capitalised_words() {
-        let p = pseudonym(&[3u8; 32], &hash(1)).unwrap();
+        let p = pseudonym(&[3u8; 32], &hash(1), b"").unwrap();
         let words: Vec<&str> = p.split(' ').collect();
         assert_eq!(words.len(), 2, "{p}");
         for w in words {
@@ -71,8 +79,8 @@ mod tests {
         let (a, b) = ([3u8; 32], [4u8; 32]);
         let mut same_across_keys = 0;
         for i in 0..200 {
-            assert_eq!(pseudonym(&a, &hash(i)).unwrap(), pseudonym(&a, &hash(i)).unwrap());
-            if pseudonym(&a, &hash(i)).unwrap() == pseudonym(&b, &hash(i)).unwrap() {
+            assert_eq!(pseudonym(&a, &hash(i), b"").unwrap(), pseudonym(&a, &hash(i), b"").unwrap());
+            if pseudonym(&a, &hash(i), b"").unwrap() == pseudonym(&b, &hash(i), b"").unwrap() {
                 same_across_keys += 1;
             }
         }
@@ -83,7 +91,7 @@ mod tests {
     #[test]
     fn pseudonyms_spread_over_the_word_lists() {
         let key = [9u8; 32];
-        let labels: HashSet<String> = (0..2000).map(|i| pseudonym(&key, &hash(i)).unwrap()).collect();
+        let labels: HashSet<String> = (0..2000).map(|i| pseudonym(&key, &hash(i), b"").unwrap()).collect();
         // 2000 draws from ~300,000 combinations: only a handful may collide.
         assert!(labels.len() >= 1990, "only {} distinct of 2000", labels.len());
     }
@@ -91,12 +99,24 @@ mod tests {
     #[test]
     fn references_are_stable_opaque_and_split_by_label_kind() {
         let key = [5u8; 32];
-        let r = viewer_ref(&key, &hash(1), false).unwrap();
+        let r = viewer_ref(&key, &hash(1), false, b"").unwrap();
         assert_eq!(r.len(), 16);
         assert!(r.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(r, viewer_ref(&key, &hash(1), false).unwrap());
-        assert_ne!(r, viewer_ref(&key, &hash(1), true).unwrap());
-        assert_ne!(r, viewer_ref(&key, &hash(2), false).unwrap());
-        assert_ne!(r, viewer_ref(&[6u8; 32], &hash(1), false).unwrap());
+        assert_eq!(r, viewer_ref(&key, &hash(1), false, b"").unwrap());
+        assert_ne!(r, viewer_ref(&key, &hash(1), true, b"").unwrap());
+        assert_ne!(r, viewer_ref(&key, &hash(2), false, b"").unwrap());
+        assert_ne!(r, viewer_ref(&[6u8; 32], &hash(1), false, b"").unwrap());
+    }
+
+    #[test]
+    fn scopes_give_unrelated_labels() {
+        let key = [5u8; 32];
+        let scopes: [&[u8]; 4] = [b"", b"month:2026-10", b"month:2026-11", b"requester:ada"];
+        let labels: HashSet<String> = scopes.iter().map(|s| viewer_ref(&key, &hash(1), false, s).unwrap()).collect();
+        assert_eq!(labels.len(), scopes.len());
+        assert_eq!(
+            pseudonym(&key, &hash(1), b"month:2026-11").unwrap(),
+            pseudonym(&key, &hash(1), b"month:2026-11").unwrap()
+        );
     }
 }

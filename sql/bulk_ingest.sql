@@ -1,0 +1,1 @@
+-- The bulk write path: many events in one call, and COPY.

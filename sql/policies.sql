@@ -1,0 +1,54 @@
+-- Row-level security on every table, forced, as a second wall behind the
+-- functions: no capability role holds a privilege on these tables, but if a
+-- platform ever grants one, a query still returns only what the requester may
+-- see. The rules are those of sql/requester.sql; each policy asks for the
+-- requester's visible ids once per query (an InitPlan), not once per row.
+-- Secrets and keys are never visible through a table.
+
+CREATE FUNCTION audience_internal.visible_workspace_ids()
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT coalesce(array_agg(w.workspace_id), '{}')
+      FROM audience_internal.workspaces w
+     WHERE audience_internal.workspace_access(w.workspace_id) IS NOT NULL
+$$;
+
+-- Workspaces the requester sees in full (operator, admin, developer): the
+-- rows about people (members, viewers, grants) are theirs only.
+CREATE FUNCTION audience_internal.managed_workspace_ids()
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT coalesce(array_agg(w.workspace_id), '{}')
+      FROM audience_internal.workspaces w
+     WHERE audience_internal.workspace_access(w.workspace_id) = 'all'
+$$;
+
+CREATE FUNCTION audience_internal.visible_app_ids()
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT coalesce(array_agg(r.app_id), '{}') FROM audience_internal.requester_apps() r
+$$;
+
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname,
+               CASE
+                 WHEN c.relname IN ('workspace_keys', 'token_secrets') THEN 'false'
+                 WHEN c.relname IN ('members', 'viewers', 'app_access') THEN
+                   'workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[])'
+                 WHEN c.relname IN ('workspaces', 'workspace_months', 'workspace_month_viewers') THEN
+                   'workspace_id = ANY ((SELECT audience_internal.visible_workspace_ids())::bigint[])'
+                 ELSE 'app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[])'
+               END AS rule
+          FROM pg_catalog.pg_class c
+         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind = 'r'
+    LOOP
+        EXECUTE format('ALTER TABLE audience_internal.%I ENABLE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('ALTER TABLE audience_internal.%I FORCE ROW LEVEL SECURITY', t.relname);
+        EXECUTE format('CREATE POLICY requester_sees ON audience_internal.%I FOR SELECT USING (%s)', t.relname, t.rule);
+    END LOOP;
+END
+$$;

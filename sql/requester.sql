@@ -1,0 +1,201 @@
+-- Who a query runs for, and what they may see (SPEC §2). This file is the one
+-- place that decides both.
+--
+-- The requester is, in this order:
+--   1. the subject of a request token verified in this transaction by
+--      audience.authenticate (backend memory, never a setting);
+--   2. otherwise the members mapped to the caller's database role, or to a
+--      role it is a member of (the caller as seen from outside any SECURITY
+--      DEFINER function: the session's role after any SET ROLE);
+--   3. otherwise nobody, who sees nothing.
+-- A platform operator (a superuser, or a member of audience_manager) without
+-- a token sees every workspace in full.
+--
+-- These helpers are plain SQL without SET clauses so that the planner can
+-- inline them; they are only ever called by the SECURITY DEFINER functions
+-- of this extension, whose search_path is pinned.
+
+CREATE FUNCTION audience_internal.requester_is_operator()
+RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT audience_internal.token_subject() IS NULL
+       AND EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid = audience_internal.outer_role()
+                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
+$$;
+
+CREATE FUNCTION audience_internal.requester_memberships()
+RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+      FROM audience_internal.members m
+     WHERE m.status = 'active'
+       AND CASE WHEN audience_internal.token_subject() IS NOT NULL THEN
+                m.identity = audience_internal.token_subject()
+                AND (audience_internal.token_workspace() IS NULL
+                     OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
+                                           WHERE w.slug = audience_internal.token_workspace()))
+           ELSE
+                m.db_role IS NOT NULL
+                AND EXISTS (SELECT FROM pg_catalog.pg_roles r
+                             WHERE r.rolname = m.db_role
+                               AND pg_catalog.pg_has_role(audience_internal.outer_role(), r.oid, 'MEMBER'))
+           END
+$$;
+
+-- How much of a workspace the requester sees: 'all' its apps (operator,
+-- admin, developer), 'some' (an accepted viewer member), or NULL: nothing,
+-- not even that it exists.
+CREATE FUNCTION audience_internal.workspace_access(workspace_id bigint)
+RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN audience_internal.requester_is_operator() THEN 'all'
+                ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
+                                  WHEN count(*) > 0 THEN 'some' END
+                        FROM audience_internal.requester_memberships() m
+                       WHERE m.workspace_id = $1)
+           END
+$$;
+
+-- Whether the requester sees one app, given their access to its workspace:
+-- viewer members see the public apps and the private apps granted to them.
+CREATE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT coalesce($3 = 'all', false)
+        OR ($3 = 'some'
+            AND (EXISTS (SELECT FROM audience_internal.apps a
+                          WHERE a.workspace_id = $1 AND a.app_id = $2 AND a.visibility = 'public')
+                 OR EXISTS (SELECT FROM audience_internal.app_access g
+                              JOIN audience_internal.requester_memberships() m
+                                ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
+                             WHERE g.workspace_id = $1 AND g.app_id = $2)))
+$$;
+
+-- Every app the requester sees, with their access to its workspace.
+CREATE FUNCTION audience_internal.requester_apps()
+RETURNS TABLE (workspace_id bigint, workspace text, app_id bigint, app text, access text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT w.workspace_id, w.slug, a.app_id, a.slug, x.access
+      FROM audience_internal.workspaces w
+      CROSS JOIN LATERAL (SELECT audience_internal.workspace_access(w.workspace_id) AS access) x
+      JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id
+     WHERE x.access IS NOT NULL
+       AND audience_internal.app_visible(a.workspace_id, a.app_id, x.access)
+$$;
+
+-- What a pseudonym is scoped to beyond its workspace, by the workspace's
+-- settings: the month of the view shown, and/or the requester.
+CREATE FUNCTION audience_internal.pseudonym_scope(workspace_id bigint, viewed_at timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT concat_ws('|',
+             CASE WHEN w.pseudonym_rotation = 'monthly'
+                  THEN 'month:' || to_char($2 AT TIME ZONE w.time_zone, 'YYYY-MM') END,
+             CASE WHEN w.pseudonym_scope = 'requester'
+                  THEN 'requester:' || coalesce(
+                           (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
+                             WHERE m.workspace_id = w.workspace_id LIMIT 1),
+                           'role:' || audience_internal.outer_role()::text) END)
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = $1
+$$;
+
+-- The workspace a reader names, if the requester sees it; otherwise the same
+-- error as for a workspace that does not exist.
+CREATE FUNCTION audience_internal.readable_workspace(workspace text, OUT workspace_id bigint, OUT access text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    SELECT w.workspace_id, audience_internal.workspace_access(w.workspace_id)
+      INTO readable_workspace.workspace_id, readable_workspace.access
+      FROM audience_internal.workspaces w
+     WHERE w.slug = audience_internal.require(workspace, 'workspace');
+    IF readable_workspace.access IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+    END IF;
+END
+$$;
+
+CREATE FUNCTION audience_internal.readable_app(workspace_id bigint, access text, workspace text, app text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT a.app_id INTO id
+      FROM audience_internal.apps a
+     WHERE a.workspace_id = readable_app.workspace_id
+       AND a.slug = audience_internal.require(app, 'app')
+       AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app.access);
+    IF id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+    END IF;
+    RETURN id;
+END
+$$;
+
+CREATE FUNCTION audience.whoami()
+RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+-- Definer rights: members and keys are not readable by the caller.
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outer_name text := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = audience_internal.outer_role());
+BEGIN
+    IF audience_internal.requester_is_operator() THEN
+        RETURN QUERY SELECT outer_name, 'operator'::text, w.slug, 'operator'::text
+                       FROM audience_internal.workspaces w ORDER BY w.slug;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT m.identity,
+           CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || outer_name END,
+           w.slug, m.kind
+      FROM audience_internal.requester_memberships() m
+      JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+     ORDER BY w.slug;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT audience_internal.token_subject(),
+                            CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'nobody' END,
+                            NULL::text, NULL::text;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.whoami() IS
+    'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';
+
+CREATE FUNCTION audience.set_token_secret(secret text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- Definer rights: the secret table is readable by no caller.
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF octet_length(audience_internal.require(secret, 'secret')) < 32 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "secret": must be at least 32 bytes';
+    END IF;
+    INSERT INTO audience_internal.token_secrets AS t (secret) VALUES (convert_to(secret, 'UTF8'))
+    ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret, set_at = now();
+END
+$$;
+COMMENT ON FUNCTION audience.set_token_secret(text) IS
+    'Sets or rotates the HS256 secret (at least 32 bytes) that audience.authenticate checks request tokens against. Operator only.';
+
+CREATE FUNCTION audience.authenticate(token text)
+RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- Definer rights: the secret is readable by no caller.
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN audience_internal.accept_token(token, (SELECT t.secret FROM audience_internal.token_secrets t));
+END
+$$;
+COMMENT ON FUNCTION audience.authenticate(text) IS
+    'Verifies a request token (HS256 JWT with claims sub, exp and optionally workspace) and makes its subject the requester for the current transaction only; returns the subject. A bad signature, another algorithm, an expired or malformed token is an error and leaves no requester.';

@@ -1,0 +1,237 @@
+//! `#[pg_test]` units for who the requester is and what they see (SPEC §2).
+//! Each test runs in one transaction as a superuser and switches to
+//! throwaway roles with SET ROLE, which is what resolution follows.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn one<T: IntoDatum + FromDatum>(sql: &str) -> T {
+        Spi::get_one::<T>(sql).expect("query failed").expect("query returned NULL")
+    }
+
+    fn run(sql: &str) {
+        Spi::run(sql).expect("statement failed");
+    }
+
+    /// The SQLSTATE `sql` fails with, or "ok"; runs as whoever is current.
+    fn outcome(sql: &str) -> String {
+        one::<String>(&format!("SELECT pg_temp.outcome({})", quote(sql)))
+    }
+
+    fn quote(s: &str) -> String {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+
+    fn as_role<T>(role: &str, f: impl FnOnce() -> T) -> T {
+        run(&format!("SET ROLE {role}"));
+        let out = f();
+        run("RESET ROLE");
+        out
+    }
+
+    /// Two workspaces; acme has a public and a private app and four kinds of
+    /// people, each with a login role: an admin, a viewer member granted the
+    /// private app, a viewer member without the grant, an invited viewer, and
+    /// an outsider.
+    fn set_up() {
+        run("CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$");
+        for role in ["t_admin", "t_granted", "t_viewer", "t_invited", "t_outsider", "t_ops", "t_group_member"] {
+            run(&format!("CREATE ROLE {role} LOGIN; GRANT audience_reader TO {role}"));
+        }
+        run("CREATE ROLE t_group NOLOGIN; GRANT t_group TO t_group_member; GRANT audience_manager TO t_ops");
+        run("SELECT audience.create_workspace('acme');
+             SELECT audience.create_workspace('globex');
+             SELECT audience.create_app('acme', 'dash');
+             SELECT audience.create_app('acme', 'vault', 'private');
+             SELECT audience.create_app('globex', 'lab');
+             SELECT audience.add_member('acme', 'admin@acme.example', 'admin', 't_admin');
+             SELECT audience.add_member('acme', 'granted@acme.example', 'viewer', 't_granted');
+             SELECT audience.grant_app_access('acme', 'vault', 'granted@acme.example');
+             SELECT audience.add_member('acme', 'viewer@acme.example', 'viewer', 't_viewer');
+             SELECT audience.invite_viewer('acme', 'invited@acme.example', 'vault', 't_invited');
+             SELECT audience.add_member('globex', 'team@globex.example', 'developer', 't_group');
+             SELECT audience.record_view('acme', 'dash', 'out@mail.example', now() - interval '1 day');
+             SELECT audience.record_view('acme', 'vault', 'granted@acme.example', now() - interval '2 hours');
+             SELECT audience.record_view('globex', 'lab', NULL, now() - interval '1 hour', 'cookie');");
+    }
+
+    /// (role, apps it sees as workspace/app, whoami's resolved_by)
+    #[pg_test]
+    fn each_requester_sees_what_the_rules_allow() {
+        set_up();
+        let cases: [(&str, &str, &str); 7] = [
+            ("t_admin", "acme/dash,acme/vault", "role t_admin"),
+            ("t_granted", "acme/dash,acme/vault", "role t_granted"),
+            ("t_viewer", "acme/dash", "role t_viewer"),
+            ("t_invited", "", "nobody"),
+            ("t_outsider", "", "nobody"),
+            ("t_group_member", "globex/lab", "role t_group_member"),
+            ("t_ops", "acme/dash,acme/vault,globex/lab", "operator"),
+        ];
+        for (role, apps, resolved_by) in cases {
+            let (seen, how) = as_role(role, || {
+                (
+                    one::<String>("SELECT coalesce(string_agg(workspace || '/' || app, ',' ORDER BY workspace, app), '') FROM audience.apps"),
+                    one::<String>("SELECT min(resolved_by) FROM audience.whoami()"),
+                )
+            });
+            assert_eq!(seen, apps, "{role} sees these apps");
+            assert_eq!(how, resolved_by, "{role} is resolved");
+        }
+    }
+
+    #[pg_test]
+    fn hidden_workspaces_and_apps_look_like_missing_ones() {
+        set_up();
+        let cases = [
+            ("t_outsider", "SELECT audience.app_total_viewers('acme', 'dash')", "42704"),
+            ("t_invited", "SELECT * FROM audience.recent_viewers('acme', 'vault')", "42704"),
+            ("t_viewer", "SELECT * FROM audience.recent_viewers('acme', 'vault')", "42704"),
+            ("t_viewer", "SELECT * FROM audience.app_monthly_viewers('globex', 'lab')", "42704"),
+            ("t_admin", "SELECT * FROM audience.workspace_monthly_viewers('globex')", "42704"),
+            ("t_admin", "SELECT * FROM audience.recent_viewers('acme', 'nope')", "42704"),
+            ("t_granted", "SELECT * FROM audience.recent_viewers('acme', 'vault')", "ok"),
+            ("t_admin", "SELECT audience.create_app('acme', 'x')", "42501"),
+            ("t_admin", "SELECT audience.record_view('acme', 'dash', 'x@y.example')", "42501"),
+            ("t_admin", "SELECT * FROM audience_internal.members", "42501"),
+            ("t_ops", "SELECT audience.create_app('acme', 'ops-made')", "ok"),
+            ("t_ops", "SELECT audience.record_view('acme', 'dash', 'x@y.example')", "42501"),
+        ];
+        for (role, sql, expected) in cases {
+            assert_eq!(as_role(role, || outcome(sql)), expected, "{role}: {sql}");
+        }
+        // The message for a hidden workspace is the one for a missing workspace.
+        run("CREATE FUNCTION pg_temp.message(sql text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLERRM; END $$");
+        let hidden = as_role("t_outsider", || one::<String>("SELECT pg_temp.message('SELECT audience.app_total_viewers(''acme'', ''dash'')')"));
+        let missing = as_role("t_outsider", || one::<String>("SELECT pg_temp.message('SELECT audience.app_total_viewers(''acme2'', ''dash'')')"));
+        assert_eq!(hidden.replace("acme", "X"), missing.replace("acme2", "X"));
+    }
+
+    #[pg_test]
+    fn viewer_members_count_only_the_apps_they_see() {
+        set_up();
+        // The admin's month counts both apps; the viewer's counts only dash.
+        let admin = as_role("t_admin", || one::<i64>("SELECT sum(unique_viewers)::bigint FROM audience.workspace_monthly_viewers('acme', 2)"));
+        let viewer = as_role("t_viewer", || one::<i64>("SELECT sum(unique_viewers)::bigint FROM audience.workspace_monthly_viewers('acme', 2)"));
+        assert_eq!(admin, 2);
+        assert_eq!(viewer, 1);
+    }
+
+    #[pg_test]
+    fn settings_never_decide_the_requester() {
+        set_up();
+        let spoofs = [
+            "SELECT set_config('audience.requester', 'admin@acme.example', false)",
+            "SELECT set_config('audience.workspace', 'acme', false)",
+            "SELECT set_config('request.jwt.claims', '{\"sub\":\"admin@acme.example\"}', false)",
+            "SET application_name = 'admin@acme.example'",
+            "SELECT set_config('audience.token', 'x', false)",
+        ];
+        for spoof in spoofs {
+            let seen = as_role("t_outsider", || {
+                run(spoof);
+                one::<i64>("SELECT count(*) FROM audience.apps")
+            });
+            assert_eq!(seen, 0, "after {spoof}");
+        }
+    }
+
+    #[pg_test]
+    fn a_refused_token_leaves_nobody() {
+        set_up();
+        run("SELECT audience.set_token_secret('0123456789abcdef0123456789abcdef')");
+        let cases = [
+            ("'garbage'", "28000"),
+            ("NULL", "28000"),
+            // {"alg":"none"} header with a payload naming the admin, no signature.
+            ("'eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhZG1pbkBhY21lLmV4YW1wbGUiLCJleHAiOjQxMDI0NDQ4MDB9.'", "28000"),
+        ];
+        for (token, code) in cases {
+            let (got, seen) = as_role("t_outsider", || {
+                (outcome(&format!("SELECT audience.authenticate({token})")), one::<i64>("SELECT count(*) FROM audience.apps"))
+            });
+            assert_eq!(got, code, "token {token}");
+            assert_eq!(seen, 0, "after token {token}");
+        }
+        assert_eq!(
+            as_role("t_outsider", || outcome("SELECT audience.set_token_secret('0123456789abcdef0123456789abcdef')")),
+            "42501"
+        );
+        assert_eq!(outcome("SELECT audience.set_token_secret('too short')"), "22023");
+    }
+
+    #[pg_test]
+    fn nothing_leaks_through_the_catalog_rules() {
+        let unforced = one::<i64>(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'audience_internal'::regnamespace
+               AND relkind = 'r' AND NOT (relrowsecurity AND relforcerowsecurity)",
+        );
+        assert_eq!(unforced, 0, "tables without forced row-level security");
+        let strong = one::<i64>(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'audience\\_%' AND (rolsuper OR rolbypassrls OR rolcanlogin)",
+        );
+        assert_eq!(strong, 0, "capability roles must be NOLOGIN without SUPERUSER or BYPASSRLS");
+        let table_grants = one::<i64>(
+            "SELECT count(*) FROM pg_class c, unnest(ARRAY['audience_manager', 'audience_ingest', 'audience_reader']) r
+              WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'S')
+                AND has_table_privilege(r, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')",
+        );
+        assert_eq!(table_grants, 0, "capability roles must hold no privilege on base tables");
+        let definers = one::<i64>(
+            "SELECT count(*) FROM pg_proc p
+              WHERE p.pronamespace IN ('audience'::regnamespace, 'audience_internal'::regnamespace) AND p.prosecdef
+                AND (has_function_privilege('public', p.oid, 'EXECUTE')
+                     OR NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%'))",
+        );
+        assert_eq!(definers, 0, "SECURITY DEFINER functions must pin search_path and not be PUBLIC");
+    }
+
+    #[pg_test]
+    fn forgetting_a_viewer_keeps_every_other_answer_exact() {
+        set_up();
+        run("SELECT audience.record_view('acme', 'dash', 'granted@acme.example', now() - interval '40 days');
+             SELECT audience.record_view('globex', 'lab', 'granted@acme.example', now() - interval '3 days');
+             SELECT audience.record_view('acme', 'dash', 'out@mail.example', now() - interval '50 days');");
+        let removed = one::<String>(
+            "SELECT string_agg(workspace || ':' || events || '/' || apps || '/' || memberships || '/' || grants, ' ' ORDER BY workspace)
+               FROM audience.forget_viewer('Granted@acme.example')",
+        );
+        assert_eq!(removed, "acme:2/2/1/1 globex:1/1/0/0");
+        assert_eq!(one::<i64>("SELECT count(*) FROM audience_internal.members WHERE identity LIKE 'granted%'"), 0);
+        for table in ["app_viewers", "app_totals", "app_month_viewers", "app_months", "workspace_month_viewers", "workspace_months"] {
+            run(&format!("CREATE TEMP TABLE kept_{table} AS SELECT * FROM audience_internal.{table}"));
+        }
+        run("SELECT audience_internal.rebuild_rollups(workspace_id) FROM audience_internal.workspaces");
+        for table in ["app_viewers", "app_totals", "app_month_viewers", "app_months", "workspace_month_viewers", "workspace_months"] {
+            let differ = one::<i64>(&format!(
+                "SELECT count(*) FROM ((SELECT * FROM kept_{table} EXCEPT ALL SELECT * FROM audience_internal.{table})
+                  UNION ALL (SELECT * FROM audience_internal.{table} EXCEPT ALL SELECT * FROM kept_{table})) d"
+            ));
+            assert_eq!(differ, 0, "{table} after forget_viewer differs from the events");
+        }
+    }
+
+    #[pg_test]
+    fn pseudonyms_can_rotate_monthly_and_be_scoped_per_requester() {
+        set_up();
+        run("SELECT audience.add_member('acme', 'admin2@acme.example', 'admin', 't_viewer');
+             SELECT audience.create_app('acme', 'old');
+             SELECT audience.record_view('acme', 'old', 'out@mail.example', now() - interval '70 days');");
+        let label = |role: &str, app: &str| {
+            as_role(role, || one::<String>(&format!("SELECT viewer || viewer_ref FROM audience.recent_viewers('acme', '{app}') WHERE pseudonymous")))
+        };
+        // Workspace-wide by default: same label in two apps and for two requesters.
+        assert_eq!(label("t_admin", "dash"), label("t_admin", "old"));
+        assert_eq!(label("t_admin", "dash"), label("t_viewer", "dash"));
+        run("SELECT audience.configure_workspace('acme', pseudonym_rotation => 'monthly')");
+        assert_ne!(label("t_admin", "dash"), label("t_admin", "old"), "views in different months");
+        run("SELECT audience.configure_workspace('acme', pseudonym_rotation => 'none', pseudonym_scope => 'requester')");
+        assert_ne!(label("t_admin", "dash"), label("t_viewer", "dash"), "different requesters");
+        assert_eq!(label("t_admin", "dash"), label("t_admin", "old"), "one requester, one label");
+    }
+}
