@@ -109,6 +109,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '42704',
             MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
     END IF;
+    -- Every reader is a member of the capability roles: mapping a member to
+    -- one would make every reader that member.
+    IF db_role IN ('audience_manager', 'audience_ingest', 'audience_reader') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "db_role": a capability role cannot stand for a member';
+    END IF;
     RETURN db_role;
 END
 $$;

@@ -28,6 +28,7 @@ select call, pg_temp.attempt(call) as outcome from (values
   ($$select audience.add_member('acme', 'x@example.com', 'owner')$$),
   ($$select audience.add_member('acme', '', 'admin')$$),
   ($$select audience.add_member('acme', 'x@example.com', 'admin', 'no_such_role')$$),
+  ($$select audience.add_member('acme', 'x@example.com', 'admin', 'audience_reader')$$),
   ($$select audience.remove_member('acme', 'stranger@example.com')$$),
   ($$select audience.record_view('acme', 'dashboard', null)$$),
   ($$select audience.record_view('acme', 'dashboard', repeat('x', 257))$$),
