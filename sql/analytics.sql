@@ -9,7 +9,6 @@
 
 CREATE FUNCTION audience_internal.check_count(value integer, argument text, max integer)
 RETURNS integer LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF audience_internal.require(value, argument) NOT BETWEEN 1 AND max THEN
@@ -24,7 +23,6 @@ $$;
 -- time zone, the current one last.
 CREATE FUNCTION audience_internal.recent_months(workspace_id bigint, months integer)
 RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT m::date, m < cur
       FROM (SELECT date_trunc('month', now() AT TIME ZONE w.time_zone) AS cur
@@ -40,7 +38,6 @@ $$;
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
 LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
       FROM audience_internal.recent_months($1, $3) r

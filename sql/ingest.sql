@@ -9,7 +9,6 @@
 -- the last change, otherwise from the history.
 CREATE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT c.visibility
       FROM audience_internal.app_visibility_changes c

@@ -1,15 +1,19 @@
 -- Management functions (SPEC §4), for the platform operator.
 --
--- Every function here is SECURITY DEFINER: its callers hold no privilege on
--- the tables in audience_internal, so the function acts on their behalf with
--- the extension owner's rights. Each pins search_path so that no object a
--- caller creates can stand in for one of ours.
+-- Every function in schema audience is SECURITY DEFINER: its callers hold no
+-- privilege on the tables in audience_internal, so the function acts on
+-- their behalf with the extension owner's rights. Each pins search_path so
+-- that no object a caller creates can stand in for one of ours.
+--
+-- The helpers in audience_internal are not SECURITY DEFINER, are executable
+-- by no caller, and run inside those functions under their pinned
+-- search_path; they carry no SET clause of their own, which would stop SQL
+-- helpers from being inlined and make every call save and restore settings.
 --
 -- Errors name the argument at fault and never echo an identity.
 
 CREATE FUNCTION audience_internal.require(value anyelement, argument text)
 RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF value IS NULL THEN
@@ -20,9 +24,18 @@ BEGIN
 END
 $$;
 
+-- Also what a reader hears of a workspace they may not see.
+CREATE FUNCTION audience_internal.no_such_workspace(workspace text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = '42704',
+        MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+END
+$$;
+
 CREATE FUNCTION audience_internal.workspace_id(workspace text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id bigint;
@@ -31,8 +44,7 @@ BEGIN
       FROM audience_internal.workspaces w
      WHERE w.slug = audience_internal.require(workspace, 'workspace');
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+        PERFORM audience_internal.no_such_workspace(workspace);
     END IF;
     RETURN id;
 END
@@ -40,7 +52,6 @@ $$;
 
 CREATE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id bigint;
@@ -59,7 +70,6 @@ $$;
 
 CREATE FUNCTION audience_internal.check_slug(value text, argument text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF audience_internal.require(value, argument) !~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
@@ -72,7 +82,6 @@ $$;
 
 CREATE FUNCTION audience_internal.check_name(value text, argument text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF length(value) > 200 THEN
@@ -89,7 +98,6 @@ $$;
 
 CREATE FUNCTION audience_internal.check_choice(value text, argument text, choices text[])
 RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
@@ -102,7 +110,6 @@ $$;
 
 CREATE FUNCTION audience_internal.check_role(db_role name)
 RETURNS name LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF db_role IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = db_role) THEN
@@ -121,7 +128,6 @@ $$;
 
 CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
 RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = $1
 $$;
@@ -131,7 +137,6 @@ $$;
 -- ingest are exact.
 CREATE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
 RETURNS void LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ws audience_internal.workspaces;

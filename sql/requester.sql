@@ -24,24 +24,38 @@ AS $$
                       AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
 $$;
 
+-- The caller's role and every role it is a member of, directly or not.
+CREATE FUNCTION audience_internal.requester_roles()
+RETURNS name[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    WITH RECURSIVE r(oid) AS (
+        SELECT audience_internal.outer_role()
+        UNION
+        SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid
+    )
+    SELECT array_agg(p.rolname) FROM r JOIN pg_catalog.pg_roles p ON p.oid = r.oid
+$$;
+
+-- Both branches are index lookups (members by identity, by db_role), so
+-- resolving the requester costs the same however many members there are.
 CREATE FUNCTION audience_internal.requester_memberships()
 RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
       FROM audience_internal.members m
-     WHERE m.status = 'active'
-       AND CASE WHEN audience_internal.token_subject() IS NOT NULL THEN
-                m.identity = audience_internal.token_subject()
-                AND (audience_internal.token_workspace() IS NULL
-                     OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
-                                           WHERE w.slug = audience_internal.token_workspace()))
-           ELSE
-                m.db_role IS NOT NULL
-                AND EXISTS (SELECT FROM pg_catalog.pg_roles r
-                             WHERE r.rolname = m.db_role
-                               AND pg_catalog.pg_has_role(audience_internal.outer_role(), r.oid, 'MEMBER'))
-           END
+     WHERE audience_internal.token_subject() IS NOT NULL
+       AND m.identity = audience_internal.token_subject()
+       AND m.status = 'active'
+       AND (audience_internal.token_workspace() IS NULL
+            OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
+                                  WHERE w.slug = audience_internal.token_workspace()))
+    UNION ALL
+    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+      FROM audience_internal.members m
+     WHERE audience_internal.token_subject() IS NULL
+       AND m.db_role = ANY (audience_internal.requester_roles())
+       AND m.status = 'active'
 $$;
 
 -- How much of a workspace the requester sees: 'all' its apps (operator,
@@ -107,23 +121,18 @@ $$;
 -- error as for a workspace that does not exist.
 CREATE FUNCTION audience_internal.readable_workspace(workspace text, OUT workspace_id bigint, OUT access text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    SELECT w.workspace_id, audience_internal.workspace_access(w.workspace_id)
-      INTO readable_workspace.workspace_id, readable_workspace.access
-      FROM audience_internal.workspaces w
-     WHERE w.slug = audience_internal.require(workspace, 'workspace');
+    readable_workspace.workspace_id := audience_internal.workspace_id(workspace);
+    readable_workspace.access := audience_internal.workspace_access(readable_workspace.workspace_id);
     IF readable_workspace.access IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+        PERFORM audience_internal.no_such_workspace(workspace);
     END IF;
 END
 $$;
 
 CREATE FUNCTION audience_internal.readable_app(workspace_id bigint, access text, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     id bigint;

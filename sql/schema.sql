@@ -92,6 +92,9 @@ CREATE TABLE audience_internal.members (
     UNIQUE (workspace_id, identity_hash),
     CHECK (status = 'active' OR kind = 'viewer')
 );
+-- Requester resolution looks members up by token subject and by role.
+CREATE INDEX members_identity ON audience_internal.members (identity);
+CREATE INDEX members_db_role ON audience_internal.members (db_role) WHERE db_role IS NOT NULL;
 COMMENT ON TABLE audience_internal.members IS
     'People in a workspace: admin, developer or viewer; invited viewers are status invited until they accept.';
 

@@ -152,6 +152,8 @@ fn relative_time(at: TimestampWithTimeZone, now: default!(TimestampWithTimeZone,
 }
 
 #[cfg(any(test, feature = "pg_test"))]
+mod test_sql;
+#[cfg(any(test, feature = "pg_test"))]
 mod tests;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_requester;

@@ -4,22 +4,8 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
+    use crate::test_sql::{assert_rollups_match_events, difference, one, run};
     use pgrx::prelude::*;
-
-    fn one<T: IntoDatum + FromDatum>(sql: &str) -> T {
-        Spi::get_one::<T>(sql).expect("query failed").expect("query returned NULL")
-    }
-
-    fn run(sql: &str) {
-        Spi::run(sql).expect("statement failed");
-    }
-
-    /// Rows of `a` missing from `b` plus rows of `b` missing from `a`.
-    fn difference(a: &str, b: &str) -> i64 {
-        one::<i64>(&format!(
-            "SELECT count(*) FROM ((({a}) EXCEPT ALL ({b})) UNION ALL (({b}) EXCEPT ALL ({a}))) d"
-        ))
-    }
 
     /// A workspace whose events cross month boundaries in UTC and in New York,
     /// with viewers seen in two apps and two months, and anonymous visitors.
@@ -135,17 +121,7 @@ mod tests {
     #[pg_test]
     fn rebuilding_rollups_changes_nothing() {
         load_boundary_data("UTC");
-        for table in ["app_viewers", "app_totals", "app_month_viewers", "app_months", "workspace_month_viewers", "workspace_months"] {
-            run(&format!("CREATE TEMP TABLE before_{table} AS SELECT * FROM audience_internal.{table}"));
-        }
-        run("SELECT audience_internal.rebuild_rollups(audience_internal.workspace_id('edge'))");
-        for table in ["app_viewers", "app_totals", "app_month_viewers", "app_months", "workspace_month_viewers", "workspace_months"] {
-            assert_eq!(
-                difference(&format!("SELECT * FROM before_{table}"), &format!("SELECT * FROM audience_internal.{table}")),
-                0,
-                "{table} kept during ingest differs from a rebuild"
-            );
-        }
+        assert_rollups_match_events("kept during ingest");
     }
 
     #[pg_test]

@@ -6,15 +6,8 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
+    use crate::test_sql::{assert_rollups_match_events, one, run};
     use pgrx::prelude::*;
-
-    fn one<T: IntoDatum + FromDatum>(sql: &str) -> T {
-        Spi::get_one::<T>(sql).expect("query failed").expect("query returned NULL")
-    }
-
-    fn run(sql: &str) {
-        Spi::run(sql).expect("statement failed");
-    }
 
     /// The SQLSTATE `sql` fails with, or "ok"; runs as whoever is current.
     fn outcome(sql: &str) -> String {
@@ -203,17 +196,7 @@ mod tests {
         );
         assert_eq!(removed, "acme:2/2/1/1 globex:1/1/0/0");
         assert_eq!(one::<i64>("SELECT count(*) FROM audience_internal.members WHERE identity LIKE 'granted%'"), 0);
-        for table in ["app_viewers", "app_totals", "app_month_viewers", "app_months", "workspace_month_viewers", "workspace_months"] {
-            run(&format!("CREATE TEMP TABLE kept_{table} AS SELECT * FROM audience_internal.{table}"));
-        }
-        run("SELECT audience_internal.rebuild_rollups(workspace_id) FROM audience_internal.workspaces");
-        for table in ["app_viewers", "app_totals", "app_month_viewers", "app_months", "workspace_month_viewers", "workspace_months"] {
-            let differ = one::<i64>(&format!(
-                "SELECT count(*) FROM ((SELECT * FROM kept_{table} EXCEPT ALL SELECT * FROM audience_internal.{table})
-                  UNION ALL (SELECT * FROM audience_internal.{table} EXCEPT ALL SELECT * FROM kept_{table})) d"
-            ));
-            assert_eq!(differ, 0, "{table} after forget_viewer differs from the events");
-        }
+        assert_rollups_match_events("after forget_viewer");
     }
 
     #[pg_test]
