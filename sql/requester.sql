@@ -25,36 +25,41 @@ AS $$
 $$;
 
 -- The caller's role and every role it is a member of, directly or not.
+-- PL/pgSQL so that its plan is cached for the session rather than made at
+-- every call.
 CREATE FUNCTION audience_internal.requester_roles()
-RETURNS name[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS name[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    WITH RECURSIVE r(oid) AS (
-        SELECT audience_internal.outer_role()
-        UNION
-        SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid
-    )
-    SELECT array_agg(p.rolname) FROM r JOIN pg_catalog.pg_roles p ON p.oid = r.oid
+BEGIN
+    RETURN ARRAY(
+        WITH RECURSIVE r(oid) AS (
+            SELECT audience_internal.outer_role()
+            UNION
+            SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid
+        )
+        SELECT p.rolname FROM r JOIN pg_catalog.pg_authid p ON p.oid = r.oid);
+END
 $$;
 
--- Both branches are index lookups (members by identity, by db_role), so
--- resolving the requester costs the same however many members there are.
+-- Both branches are index lookups (members by identity, by db_role), and
+-- each requester fact is computed once per query (the sub-SELECTs become
+-- InitPlans), so resolving costs the same however many members there are.
 CREATE FUNCTION audience_internal.requester_memberships()
 RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
       FROM audience_internal.members m
-     WHERE audience_internal.token_subject() IS NOT NULL
-       AND m.identity = audience_internal.token_subject()
+     WHERE m.identity = (SELECT audience_internal.token_subject())
        AND m.status = 'active'
-       AND (audience_internal.token_workspace() IS NULL
+       AND ((SELECT audience_internal.token_workspace()) IS NULL
             OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
                                   WHERE w.slug = audience_internal.token_workspace()))
     UNION ALL
     SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
       FROM audience_internal.members m
-     WHERE audience_internal.token_subject() IS NULL
-       AND m.db_role = ANY (audience_internal.requester_roles())
+     WHERE (SELECT audience_internal.token_subject()) IS NULL
+       AND m.db_role = ANY ((SELECT audience_internal.requester_roles())::name[])
        AND m.status = 'active'
 $$;
 
