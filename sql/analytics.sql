@@ -2,10 +2,12 @@
 -- requester (sql/requester.sql). Every answer comes from the rollups; none
 -- scans raw events.
 --
--- SECURITY DEFINER because readers hold no privilege on the tables; the
--- search_path is pinned so that no object of the caller's can stand in for
--- one of ours. A workspace or app the requester may not see gives the same
--- error as one that does not exist.
+-- Each answer is a SECURITY INVOKER function in schema audience that hands a
+-- ticket naming its caller (src/privacy/requester.rs) to a SECURITY DEFINER
+-- function in audience_internal: definer rights because readers hold no
+-- privilege on the tables; search_path pinned so that no object of the
+-- caller's can stand in for one of ours. A workspace or app the requester may
+-- not see gives the same error as one that does not exist.
 
 CREATE FUNCTION audience_internal.check_count(value integer, argument text, max integer)
 RETURNS integer LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -57,15 +59,17 @@ AS $$
      ORDER BY r.month
 $$;
 
-CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
+CREATE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ws record := audience_internal.readable_workspace(workspace);
+    ws record;
     apps bigint[];
 BEGIN
+    PERFORM audience_internal.enter(ticket);
+    ws := audience_internal.readable_workspace(workspace);
     PERFORM audience_internal.check_count(months, 'months', 1200);
     IF ws.access = 'some' THEN
         apps := ARRAY(SELECT r.app_id FROM audience_internal.requester_apps() r
@@ -74,41 +78,62 @@ BEGIN
     RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, apps, months);
 END
 $$;
+
+CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
 
-CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
+CREATE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspace text, app text, months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ws record := audience_internal.readable_workspace(workspace);
-    a_id bigint := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+    ws record;
+    a_id bigint;
 BEGIN
+    PERFORM audience_internal.enter(ticket);
+    ws := audience_internal.readable_workspace(workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
     PERFORM audience_internal.check_count(months, 'months', 1200);
     RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ARRAY[a_id], months);
 END
 $$;
+
+CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
 
-CREATE FUNCTION audience.app_total_viewers(workspace text, app text)
+CREATE FUNCTION audience_internal.app_total_viewers_for(ticket bytea, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ws record := audience_internal.readable_workspace(workspace);
-    a_id bigint := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+    ws record;
+    a_id bigint;
 BEGIN
+    PERFORM audience_internal.enter(ticket);
+    ws := audience_internal.readable_workspace(workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
     RETURN coalesce((SELECT t.viewers FROM audience_internal.app_totals t
                       WHERE t.workspace_id = ws.workspace_id AND t.app_id = a_id), 0);
 END
 $$;
+
+CREATE FUNCTION audience.app_total_viewers(workspace text, app text)
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$ SELECT audience_internal.app_total_viewers_for(audience_internal.ticket(), workspace, app) $$;
 COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
-CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
+CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
@@ -116,10 +141,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    ws record := audience_internal.readable_workspace(recent_viewers.workspace);
-    a_id bigint := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers.workspace, recent_viewers.app);
+    ws record;
+    a_id bigint;
 BEGIN
-    PERFORM audience_internal.check_count(recent_viewers.max_viewers, 'max_viewers', 1000);
+    PERFORM audience_internal.enter(recent_viewers_for.ticket);
+    ws := audience_internal.readable_workspace(recent_viewers_for.workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers_for.workspace, recent_viewers_for.app);
+    PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
     RETURN QUERY
     SELECT audience_internal.viewer_label(x.identified, x.identity, k.pseudonym_key, x.viewer_hash, x.scope),
            audience_internal.viewer_ref(k.pseudonym_key, x.viewer_hash, x.identified, x.scope),
@@ -136,7 +164,7 @@ BEGIN
               FROM (SELECT * FROM audience_internal.app_viewers a
                      WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
                      ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
-                     LIMIT recent_viewers.max_viewers) av
+                     LIMIT recent_viewers_for.max_viewers) av
               JOIN audience_internal.workspaces w ON w.workspace_id = av.workspace_id
               JOIN audience_internal.viewers v
                 ON v.workspace_id = av.workspace_id AND v.viewer_id = av.viewer_id
@@ -147,22 +175,37 @@ BEGIN
      ORDER BY x.last_viewed_at DESC, x.viewer_id DESC;
 END
 $$;
+
+CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               last_viewed_at timestamptz, last_viewed text, views bigint)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
 COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
     'The most recent distinct viewers of an app, newest first: label (identity or pseudonym), stable opaque viewer_ref, whether the label is a pseudonym, time of the last view, that time in words, and the viewer''s number of views.';
 
 COMMENT ON FUNCTION audience.relative_time(timestamptz, timestamptz) IS
     'How long before `now` the time `at` was, in words: just now, 5 minutes ago, yesterday, 4 days ago, 2 months ago.';
 
-CREATE FUNCTION audience.visible_apps()
+CREATE FUNCTION audience_internal.visible_apps_for(ticket bytea)
 RETURNS TABLE (workspace text, app text, name text, visibility text)
-LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    RETURN QUERY
     SELECT r.workspace, r.app, a.name, a.visibility
       FROM audience_internal.requester_apps() r
       JOIN audience_internal.apps a ON a.workspace_id = r.workspace_id AND a.app_id = r.app_id
-     ORDER BY r.workspace, r.app
+     ORDER BY r.workspace, r.app;
+END
 $$;
+
+CREATE FUNCTION audience.visible_apps()
+RETURNS TABLE (workspace text, app text, name text, visibility text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.visible_apps() IS
     'The apps whose analytics the requester may see: workspace, app, name and current visibility.';
 

@@ -30,6 +30,19 @@ GRANT EXECUTE ON FUNCTION
 TO audience_ingest;
 
 -- The operator reads every workspace in full through the same functions.
+-- The read functions are SECURITY INVOKER wrappers around definer functions
+-- in audience_internal (sql/analytics.sql): the caller needs to reach those,
+-- and nothing else there.
+GRANT USAGE ON SCHEMA audience_internal TO audience_reader, audience_manager;
+GRANT EXECUTE ON FUNCTION
+    audience_internal.ticket(),
+    audience_internal.workspace_monthly_viewers_for(bytea, text, integer),
+    audience_internal.app_monthly_viewers_for(bytea, text, text, integer),
+    audience_internal.app_total_viewers_for(bytea, text, text),
+    audience_internal.recent_viewers_for(bytea, text, text, integer),
+    audience_internal.visible_apps_for(bytea),
+    audience_internal.whoami_for(bytea)
+TO audience_reader, audience_manager;
 GRANT EXECUTE ON FUNCTION
     audience.workspace_monthly_viewers(text, integer),
     audience.app_monthly_viewers(text, text, integer),

@@ -4,9 +4,10 @@
 -- The requester is, in this order:
 --   1. the subject of a request token verified in this transaction by
 --      audience.authenticate (backend memory, never a setting);
---   2. otherwise the members mapped to the caller's database role, or to a
---      role it is a member of (the caller as seen from outside any SECURITY
---      DEFINER function: the session's role after any SET ROLE);
+--   2. otherwise the members mapped to the caller's database role
+--      (current_user where the public function was called, carried into the
+--      definer code by a ticket: src/privacy/requester.rs), or to a role it
+--      is a member of;
 --   3. otherwise nobody, who sees nothing.
 -- A platform operator (a superuser, or a member of audience_manager) without
 -- a token sees every workspace in full.
@@ -20,7 +21,7 @@ RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT audience_internal.token_subject() IS NULL
        AND EXISTS (SELECT FROM pg_catalog.pg_roles r
-                    WHERE r.oid = audience_internal.outer_role()
+                    WHERE r.oid = audience_internal.caller_role()
                       AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
 $$;
 
@@ -33,7 +34,7 @@ AS $$
 BEGIN
     RETURN ARRAY(
         WITH RECURSIVE r(oid) AS (
-            SELECT audience_internal.outer_role()
+            SELECT audience_internal.caller_role()
             UNION
             SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid
         )
@@ -117,7 +118,7 @@ AS $$
                   THEN 'requester:' || coalesce(
                            (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
                              WHERE m.workspace_id = w.workspace_id LIMIT 1),
-                           'role:' || audience_internal.outer_role()::text) END)
+                           'role:' || audience_internal.caller_role()::text) END)
       FROM audience_internal.workspaces w
      WHERE w.workspace_id = $1
 $$;
@@ -155,23 +156,25 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION audience.whoami()
+CREATE FUNCTION audience_internal.whoami_for(ticket bytea)
 RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
--- Definer rights: members and keys are not readable by the caller.
+-- Definer rights: members are not readable by the caller.
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    outer_name text := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = audience_internal.outer_role());
+    caller_name text;
 BEGIN
+    PERFORM audience_internal.enter(ticket);
+    caller_name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = audience_internal.caller_role());
     IF audience_internal.requester_is_operator() THEN
-        RETURN QUERY SELECT outer_name, 'operator'::text, w.slug, 'operator'::text
+        RETURN QUERY SELECT caller_name, 'operator'::text, w.slug, 'operator'::text
                        FROM audience_internal.workspaces w ORDER BY w.slug;
         RETURN;
     END IF;
     RETURN QUERY
     SELECT m.identity,
-           CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || outer_name END,
+           CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || caller_name END,
            w.slug, m.kind
       FROM audience_internal.requester_memberships() m
       JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
@@ -183,6 +186,11 @@ BEGIN
     END IF;
 END
 $$;
+
+CREATE FUNCTION audience.whoami()
+RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$ SELECT * FROM audience_internal.whoami_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.whoami() IS
     'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';
 

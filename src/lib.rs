@@ -47,7 +47,9 @@ extension_sql_file!(
     requires = [
         "management",
         "roles",
-        audience_internal::outer_role,
+        audience_internal::ticket,
+        audience_internal::enter,
+        audience_internal::caller_role,
         audience_internal::token_subject,
         audience_internal::token_workspace,
         audience_internal::accept_token
@@ -104,11 +106,24 @@ mod audience_internal {
         pseudonym::viewer_ref(key, viewer_hash, identified, scope.as_bytes()).or_raise()
     }
 
-    /// The role the query runs as, seen from inside SECURITY DEFINER code.
-    /// Parallel restricted: backend state a parallel worker does not share.
+    /// Minted by the SECURITY INVOKER wrappers in schema audience, as the
+    /// caller. Parallel restricted, like everything reading backend state a
+    /// parallel worker does not share.
     #[pg_extern(stable, parallel_restricted)]
-    fn outer_role() -> pg_sys::Oid {
-        requester::outer_role()
+    fn ticket() -> Vec<u8> {
+        requester::ticket()
+    }
+
+    /// Called first by every SECURITY DEFINER read function.
+    #[pg_extern(volatile, parallel_restricted)]
+    fn enter(ticket: Option<&[u8]>) {
+        requester::enter(ticket.unwrap_or_default()).or_raise();
+    }
+
+    /// The caller's role, as the last `enter` of this transaction recorded it.
+    #[pg_extern(stable, parallel_restricted)]
+    fn caller_role() -> Option<pg_sys::Oid> {
+        requester::caller_role()
     }
 
     /// The identity a request token verified in this transaction names.

@@ -1,13 +1,27 @@
-//! The requester a request token named, kept in this backend's memory for the
-//! current transaction only.
+//! Who is asking, as backend memory that no SQL setting can reach.
 //!
-//! The value is stamped with the transaction's local id and is ignored (and
-//! dropped) as soon as another transaction reads it, so it cannot outlive a
-//! commit or an abort, and a transaction-pooling PgBouncer handing the server
-//! connection to another client cannot pass it on. Nothing but
-//! `audience.authenticate` writes it: there is no setting behind it.
+//! Two facts, each stamped with the transaction's local id and ignored (and
+//! dropped) as soon as another transaction reads it, so that neither can
+//! outlive a commit or an abort, nor pass through a transaction-pooling
+//! PgBouncer to the next client of the server connection:
+//!
+//! - the requester a request token named (written only by
+//!   `audience.authenticate`);
+//! - the caller's role. Inside a SECURITY DEFINER function `current_user` is
+//!   the function's owner, so each public read function is a thin
+//!   SECURITY INVOKER wrapper that mints a *ticket* — the caller's
+//!   `current_user` and the transaction, signed with a key that lives only in
+//!   this backend — and hands it to the definer function behind it, which
+//!   checks it and records the role. A ticket names only the role that
+//!   minted it, so calling the definer function directly gains nothing, and
+//!   a SECURITY DEFINER function of someone else's that calls ours is
+//!   answered as its owner, as PostgreSQL answers it everywhere else.
 
+use crate::error::AudienceError;
+use crate::privacy::keys;
+use hmac::{Hmac, Mac};
 use pgrx::pg_sys;
+use sha2::Sha256;
 use std::cell::RefCell;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,10 +62,62 @@ pub fn get() -> Option<TokenRequester> {
     })
 }
 
-/// The role the query runs as, as the caller sees it: inside a SECURITY
-/// DEFINER function `current_user` is the function's owner, but the outer
-/// user id is the session's role (after any SET ROLE, which PostgreSQL checks).
-pub fn outer_role() -> pg_sys::Oid {
+thread_local! {
+    static TICKET_KEY: [u8; keys::KEY_LEN] = keys::new_key();
+    static CALLER: RefCell<Option<(pg_sys::LocalTransactionId, pg_sys::Oid)>> = const { RefCell::new(None) };
+}
+
+const TICKET_MAC_LEN: usize = 16;
+
+fn ticket_mac(role: u32, xact: u32) -> Hmac<Sha256> {
+    let mut m = TICKET_KEY.with(|k| Hmac::<Sha256>::new_from_slice(k).expect("any key length"));
+    m.update(b"pg_audience/ticket\0");
+    m.update(&role.to_be_bytes());
+    m.update(&xact.to_be_bytes());
+    m
+}
+
+/// A ticket for the current role in the current transaction.
+pub fn ticket() -> Vec<u8> {
     // SAFETY: plain read of backend state.
-    unsafe { pg_sys::GetOuterUserId() }
+    let role = unsafe { pg_sys::GetUserId() }.to_u32();
+    let xact = transaction();
+    let mut out = Vec::with_capacity(8 + TICKET_MAC_LEN);
+    out.extend_from_slice(&role.to_be_bytes());
+    out.extend_from_slice(&xact.to_be_bytes());
+    out.extend_from_slice(&ticket_mac(role, xact).finalize().into_bytes()[..TICKET_MAC_LEN]);
+    out
+}
+
+/// Checks a ticket (constant-time) and makes its role the caller for the
+/// definer code that follows in this transaction.
+pub fn enter(ticket: &[u8]) -> Result<pg_sys::Oid, AudienceError> {
+    let refused = AudienceError::invalid("ticket", "not issued to this caller in this transaction");
+    if ticket.len() != 8 + TICKET_MAC_LEN {
+        return Err(refused);
+    }
+    let role = u32::from_be_bytes(ticket[0..4].try_into().expect("four bytes"));
+    let xact = u32::from_be_bytes(ticket[4..8].try_into().expect("four bytes"));
+    if xact != transaction() || ticket_mac(role, xact).verify_truncated_left(&ticket[8..]).is_err() {
+        return Err(refused);
+    }
+    let role = pg_sys::Oid::from(role);
+    CALLER.with(|c| *c.borrow_mut() = Some((xact, role)));
+    Ok(role)
+}
+
+/// The caller's role. Inside a SECURITY DEFINER function, the role recorded
+/// by the last `enter` of this transaction (none: nobody). Anywhere else —
+/// a row-level security policy evaluated for a query on a table — the
+/// current user, who is then the one asking.
+pub fn caller_role() -> Option<pg_sys::Oid> {
+    // SAFETY: plain reads of backend state.
+    if !unsafe { pg_sys::InLocalUserIdChange() } {
+        return Some(unsafe { pg_sys::GetUserId() });
+    }
+    let now = transaction();
+    CALLER.with(|c| match *c.borrow() {
+        Some((xact, role)) if xact == now => Some(role),
+        _ => None,
+    })
 }
