@@ -16,7 +16,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_packages() {
     local missing=()
-    for p in postgresql-15 postgresql-server-dev-15 sudo libclang-dev clang pkg-config; do
+    for p in postgresql-15 postgresql-server-dev-15 sudo libclang-dev clang pkg-config pgbouncer; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -50,10 +50,13 @@ install_extension() {
     (cd "$ROOT" && as_root cargo pgrx install "${flag[@]}" --pg-config "$PG_CONFIG" >/dev/null)
 }
 
-# cluster_start NAME PORT: a private cluster under $RUN_DIR/NAME, listening only
-# on a Unix socket in $RUN_DIR/NAME/socket. Sets PGHOST, PGPORT, PGUSER.
+# cluster_start NAME PORT [SERVER_OPTIONS]: a private cluster under
+# $RUN_DIR/NAME, listening only on a Unix socket in $RUN_DIR/NAME/socket.
+# SERVER_OPTIONS are extra `-c name=value` settings, used by the benchmark to
+# run on the configuration the SPEC figures were measured with. Sets PGHOST,
+# PGPORT, PGUSER.
 cluster_start() {
-    local name=$1 port=$2 dir="$RUN_DIR/$1"
+    local name=$1 port=$2 extra=${3:-} dir="$RUN_DIR/$1"
     as_root install -d -o "$PG_USER" -g "$PG_USER" -m 0700 "$dir"
     as_root install -d -o "$PG_USER" -g "$PG_USER" -m 0755 "$dir/socket"
     if ! as_root test -f "$dir/data/PG_VERSION"; then
@@ -64,7 +67,7 @@ cluster_start() {
     export PGHOST="$dir/socket" PGPORT="$port" PGUSER="$PG_USER"
     if ! as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-            -o "-c listen_addresses='' -k $dir/socket -p $port -c shared_buffers=256MB" start >/dev/null
+            -o "-c listen_addresses='' -k $dir/socket -p $port -c shared_buffers=256MB $extra" start >/dev/null
     fi
 }
 

@@ -1,8 +1,10 @@
 -- Row-level security on every table, forced, as a second wall behind the
 -- functions: no capability role holds a privilege on these tables, but if a
--- platform ever grants one, a query still returns only what the requester may
--- see. The rules are those of sql/requester.sql; each policy asks for the
--- requester's visible ids once per query (an InitPlan), not once per row.
+-- platform ever grants one (or pg_read_all_data), a query still returns
+-- nothing the requester may not see. The rules are those of
+-- sql/requester.sql; each policy asks for the requester's visible ids once
+-- per query (an InitPlan), not once per row. The helpers are executable by no
+-- caller, so such a query fails closed: permission denied, never a row.
 -- Secrets and keys are never visible through a table.
 
 CREATE FUNCTION audience_internal.visible_workspace_ids()

@@ -129,8 +129,14 @@ CREATE FUNCTION audience_internal.readable_workspace(workspace text, OUT workspa
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    readable_workspace.workspace_id := audience_internal.workspace_id(workspace);
-    readable_workspace.access := audience_internal.workspace_access(readable_workspace.workspace_id);
+    SELECT w.workspace_id INTO readable_workspace.workspace_id
+      FROM audience_internal.workspaces w
+     WHERE w.slug = audience_internal.require(workspace, 'workspace');
+    IF readable_workspace.workspace_id IS NOT NULL THEN
+        readable_workspace.access := audience_internal.workspace_access(readable_workspace.workspace_id);
+    END IF;
+    -- One place raises for both, so that not even the error's context tells
+    -- a hidden workspace from a missing one.
     IF readable_workspace.access IS NULL THEN
         PERFORM audience_internal.no_such_workspace(workspace);
     END IF;

@@ -218,3 +218,27 @@ CREATE TABLE audience_internal.workspace_months (
     PRIMARY KEY (workspace_id, month)
 );
 COMMENT ON TABLE audience_internal.workspace_months IS 'Rollup: unique viewers and views per workspace per month.';
+
+-- Column statistics are readable by roles a platform may hand to analysts
+-- (pg_read_all_data reads pg_statistic): ANALYZE keeps none for secrets,
+-- identities, the hashes that stand for them, or tenant and app names.
+ALTER TABLE audience_internal.workspace_keys
+    ALTER COLUMN identity_key SET STATISTICS 0,
+    ALTER COLUMN pseudonym_key SET STATISTICS 0;
+ALTER TABLE audience_internal.token_secrets ALTER COLUMN secret SET STATISTICS 0;
+ALTER TABLE audience_internal.workspaces
+    ALTER COLUMN slug SET STATISTICS 0,
+    ALTER COLUMN name SET STATISTICS 0;
+ALTER TABLE audience_internal.apps
+    ALTER COLUMN slug SET STATISTICS 0,
+    ALTER COLUMN name SET STATISTICS 0;
+ALTER TABLE audience_internal.members
+    ALTER COLUMN identity SET STATISTICS 0,
+    ALTER COLUMN identity_hash SET STATISTICS 0,
+    ALTER COLUMN db_role SET STATISTICS 0;
+ALTER TABLE audience_internal.app_access
+    ALTER COLUMN identity SET STATISTICS 0,
+    ALTER COLUMN identity_hash SET STATISTICS 0;
+ALTER TABLE audience_internal.viewers
+    ALTER COLUMN viewer_hash SET STATISTICS 0,
+    ALTER COLUMN identity SET STATISTICS 0;

@@ -6,6 +6,7 @@ use postgres::error::DbError;
 use postgres::{Client, Config, NoTls};
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -13,20 +14,127 @@ fn env(name: &str) -> String {
     })
 }
 
+/// The directory of the test cluster's Unix socket.
+pub fn test_host() -> String {
+    env("PG_AUDIENCE_TEST_HOST")
+}
+
+/// The test cluster's port (which names its socket file).
+pub fn test_port() -> u16 {
+    env("PG_AUDIENCE_TEST_PORT")
+        .parse()
+        .expect("PG_AUDIENCE_TEST_PORT is a port number")
+}
+
 /// A connection to `dbname` as the superuser `postgres` (trust auth on the socket).
 pub fn connect(dbname: &str) -> Client {
-    let port = env("PG_AUDIENCE_TEST_PORT");
-    Config::new()
-        // A host starting with "/" is the directory of the server's Unix socket.
-        .host(&env("PG_AUDIENCE_TEST_HOST"))
-        .port(
-            port.parse()
-                .expect("PG_AUDIENCE_TEST_PORT is a port number"),
-        )
-        .user("postgres")
-        .dbname(dbname)
+    connect_as(dbname, "postgres")
+}
+
+/// A connection to `dbname` as the login role `user` (trust auth on the socket).
+pub fn connect_as(dbname: &str, user: &str) -> Client {
+    config(&test_host(), test_port(), dbname, user)
         .connect(NoTls)
-        .unwrap_or_else(|e| panic!("cannot connect to database {dbname}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot connect to database {dbname} as {user}: {e}"))
+}
+
+/// The NOTICEs (and other non-error messages) a connection has received, in order.
+pub type Notices = Arc<Mutex<Vec<DbError>>>;
+
+/// Like `connect_as`, keeping every message the server sends besides results
+/// (NOTICE, WARNING, DEBUG...), so that a test can tell what a query let slip.
+pub fn connect_with_notices(dbname: &str, user: &str) -> (Client, Notices) {
+    let notices: Notices = Arc::default();
+    let sink = Arc::clone(&notices);
+    let client = config(&test_host(), test_port(), dbname, user)
+        .notice_callback(move |notice| sink.lock().unwrap().push(notice))
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("cannot connect to database {dbname} as {user}: {e}"));
+    (client, notices)
+}
+
+/// A client configuration for a server listening on the Unix socket in `socket_dir`.
+pub fn config(socket_dir: &str, port: u16, dbname: &str, user: &str) -> Config {
+    let mut config = Config::new();
+    // A host starting with "/" is the directory of the server's Unix socket.
+    config.host(socket_dir).port(port).user(user).dbname(dbname);
+    config
+}
+
+/// Database roles of one test's own, made afresh (roles are cluster-wide and
+/// tests run in parallel, so each test names its own). Dropped when the guard
+/// is, which must be after the test's database (the roles own objects there):
+/// hold the guard in a field declared after the `TestDb`, or in a variable
+/// declared before it. Kept, like the database, when the test fails.
+pub struct Roles {
+    pub names: Vec<String>,
+}
+
+impl Roles {
+    /// Creates each `(name, options)` role, e.g. `("it_x_reader", "LOGIN")`,
+    /// dropping a leftover of an earlier failed run first.
+    pub fn create(specs: &[(String, &str)]) -> Roles {
+        let mut admin = connect("postgres");
+        for (name, options) in specs {
+            admin
+                .batch_execute(&format!(
+                    "DROP ROLE IF EXISTS \"{name}\"; CREATE ROLE \"{name}\" {options}"
+                ))
+                .unwrap_or_else(|e| panic!("creating role {name}: {e}"));
+        }
+        Roles {
+            names: specs.iter().map(|(name, _)| name.clone()).collect(),
+        }
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping roles {} for inspection", self.names.join(", "));
+            return;
+        }
+        let mut admin = connect("postgres");
+        for name in &self.names {
+            admin
+                .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                .unwrap_or_else(|e| panic!("dropping role {name}: {e}"));
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for token claims.
+pub fn epoch_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A JWT with `claims`, signed with `secret` by `algorithm` (HS256 is what
+/// audience.authenticate accepts).
+pub fn sign_token(
+    algorithm: jsonwebtoken::Algorithm,
+    claims: &serde_json::Value,
+    secret: &[u8],
+) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("signing a token")
+}
+
+/// An unsigned JWT: header `{"alg":"none","typ":"JWT"}`, `claims`, and an empty signature.
+pub fn unsigned_token(claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.",
+        b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    )
 }
 
 /// A PostgreSQL client program (pg_dump, pg_restore, psql) aimed at the test cluster.
@@ -42,6 +150,8 @@ pub fn pg_tool(program: &str) -> Command {
     ]);
     cmd
 }
+
+static EXTENSION_LOCK: Mutex<()> = Mutex::new(());
 
 /// A database of one test's own, since tests run in parallel. It is dropped
 /// when the test passes and kept for inspection when it fails; the next run
@@ -70,9 +180,15 @@ impl TestDb {
     pub fn with_extension(name: &str) -> (TestDb, Client) {
         let db = TestDb::empty(name);
         let mut client = db.connect();
-        client
-            .batch_execute("CREATE EXTENSION pg_audience")
-            .unwrap_or_else(|e| panic!("CREATE EXTENSION pg_audience in {name}: {e}"));
+        {
+            // CREATE EXTENSION creates or comments on the cluster-wide
+            // capability roles: two at once in parallel tests of one binary
+            // could collide ("tuple concurrently updated").
+            let _one_at_a_time = EXTENSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            client
+                .batch_execute("CREATE EXTENSION pg_audience")
+                .unwrap_or_else(|e| panic!("CREATE EXTENSION pg_audience in {name}: {e}"));
+        }
         (db, client)
     }
 
