@@ -1,1 +1,485 @@
--- The bulk write path: many events in one call, and COPY.
+-- The bulk write path (SPEC §4, ingest): many events in one call
+-- (audience.record_views) and COPY (audience.view_imports). Both end in one
+-- set-wise fold, the statement trigger on audience.view_imports, which stores
+-- the events and brings every rollup up to date in the same statement, with
+-- the rules of audience.record_view (sql/ingest.sql):
+-- - the same checks, in the same order, with the same SQLSTATEs and messages
+--   (audience_internal.view_problem), plus the position of the bad row;
+-- - identities and anonymous ids normalised and hashed by the same Rust
+--   helpers; the plaintext identity kept only for identifiable views;
+-- - visibility at viewed_at, counting start, months in the workspace's zone.
+--
+-- The fold aggregates per key within the batch first, so that each rollup row
+-- is written once per batch, and writes the tables in the order record_view
+-- writes them (viewers, events, app_viewers, app_totals, app month sets and
+-- counts, workspace month sets and counts), each in primary-key order: every
+-- ingest transaction takes its row locks in one global order, so concurrent
+-- batches and single events wait for each other but never deadlock.
+
+-- A cheap test that the Rust normalisers (src/privacy/identity.rs) accept a
+-- value: at most 256 characters, a visible ASCII character (so not blank
+-- after trimming), no control character. Only values that fail it pay for
+-- asking the normalisers themselves, which decide.
+CREATE FUNCTION audience_internal.plainly_valid_id(value text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 !~ '[\x01-\x1f\x7f-\x9f]'
+$$;
+COMMENT ON FUNCTION audience_internal.plainly_valid_id(text) IS
+    'True when an identity or anonymous id surely passes normalisation; false means: ask the normaliser.';
+
+-- The normalisers' own verdict, as 'SQLSTATE message', without raising: the
+-- rules stay in one place, in Rust.
+CREATE FUNCTION audience_internal.id_problem(argument text, value text, anonymous boolean)
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF anonymous THEN
+        PERFORM audience_internal.normalize_anonymous_id(argument, value);
+    ELSE
+        PERFORM audience_internal.normalize_identity(argument, value);
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN data_exception THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.id_problem(text, text, boolean) IS
+    'Why the identity (or anonymous id) normaliser refuses a value, as ''SQLSTATE message'', or NULL.';
+
+-- What record_view would refuse in these arguments, as 'SQLSTATE message'
+-- (NULL when it would accept them): the checks of record_view, in its order.
+-- workspace_id and app_id are the looked-up ids of workspace and app (NULL
+-- when unknown). A plain SQL function without SET clauses so that the planner
+-- inlines it into the set-wise checks.
+CREATE FUNCTION audience_internal.view_problem(
+    workspace text,
+    app text,
+    viewer text,
+    viewed_at timestamptz,
+    anonymous_id text,
+    ended_at timestamptz,
+    kind text,
+    workspace_id bigint,
+    app_id bigint)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN $4 IS NULL THEN '22004 argument "viewed_at" must not be NULL'
+        WHEN NOT isfinite($4) THEN '22023 invalid argument "viewed_at": must be a finite time'
+        WHEN $4 > now() + interval '1 hour' THEN '22023 invalid argument "viewed_at": more than an hour in the future'
+        WHEN $6 < $4 THEN '22023 invalid argument "ended_at": before "viewed_at"'
+        WHEN $6 > now() + interval '1 hour' THEN '22023 invalid argument "ended_at": more than an hour in the future'
+        WHEN $7 IS NULL THEN '22004 argument "kind" must not be NULL'
+        WHEN $7 NOT IN ('session', 'visit') THEN '22023 invalid argument "kind": expected one of session, visit'
+        WHEN $3 IS NULL AND $5 IS NULL
+            THEN '22004 argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)'
+        WHEN $1 IS NULL THEN '22004 argument "workspace" must not be NULL'
+        WHEN $8 IS NULL THEN '42704 ' || format('workspace "%s" does not exist', left($1, 63))
+        WHEN $2 IS NULL THEN '22004 argument "app" must not be NULL'
+        WHEN $9 IS NULL THEN '42704 ' || format('app "%s" does not exist in workspace "%s"', left($2, 63), left($1, 63))
+        WHEN $3 IS NOT NULL THEN
+            CASE WHEN audience_internal.plainly_valid_id($3) THEN NULL
+                 ELSE audience_internal.id_problem('viewer', $3, false) END
+        ELSE
+            CASE WHEN audience_internal.plainly_valid_id($5) THEN NULL
+                 ELSE audience_internal.id_problem('anonymous_id', $5, true) END
+    END
+$$;
+COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
+    'What record_view would refuse in these arguments, as ''SQLSTATE message'', or NULL.';
+
+-- The COPY path. Unlogged: rows live here only for the statement that
+-- inserts them (the trigger below folds and removes them), so writing them to
+-- the WAL would only slow ingest down; a crash loses nothing committed.
+CREATE UNLOGGED TABLE audience.view_imports (
+    workspace text,
+    app text,
+    viewer text,
+    anonymous_id text,
+    viewed_at timestamptz DEFAULT now(),
+    ended_at timestamptz,
+    kind text DEFAULT 'session'
+);
+COMMENT ON TABLE audience.view_imports IS
+    'COPY or INSERT view events here, columns as the arguments of record_view: each statement stores its rows as events and updates every rollup, then leaves this table empty. A bad row fails the whole statement with the record_view error and its row number. Ingest only.';
+
+-- SECURITY DEFINER because the platform's web tier may write into the
+-- staging table but holds no privilege on the tables in audience_internal;
+-- search_path is pinned so that no object of the caller's can stand in for
+-- one of ours.
+--
+-- session_replication_role = replica turns off the per-row foreign-key
+-- checks for the statements of this function (which is why it must run with
+-- the owner's rights: only a superuser may set it). Checked row by row they
+-- would cost more than all the rest of the fold; instead the fold takes the
+-- same locks set-wise (FOR KEY SHARE on the workspaces, apps and viewers it
+-- refers to, as the checks would), so that no parent can disappear before
+-- the batch commits, and it verifies that every row found its parents.
+-- work_mem: a batch of a million events sorts and hashes in memory. The
+-- join settings are listed so that the changes made below for big batches
+-- end with the function rather than with the caller's transaction.
+CREATE FUNCTION audience_internal.fold_view_imports()
+RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    bad record;
+    n_rows bigint;
+    n_events bigint;
+    n_months bigint;
+BEGIN
+    -- The first bad row, by position, fails the statement: nothing is stored.
+    SELECT i.pos, p.problem INTO bad
+      FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
+      LEFT JOIN audience_internal.workspaces w ON w.slug = i.workspace
+      LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = i.app
+      CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
+                              i.anonymous_id, i.ended_at, i.kind, w.workspace_id, a.app_id)) p(problem)
+     WHERE p.problem IS NOT NULL
+     ORDER BY i.pos
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
+            MESSAGE = format('%s (row %s of this import)', substr(bad.problem, 7), bad.pos);
+    END IF;
+
+    SELECT count(*) INTO n_rows FROM new_rows;
+    IF n_rows = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The new rows have no statistics, so the planner guesses a few hundred
+    -- of them whatever their number: for a big batch it would join by nested
+    -- loops (quadratic) or by sorting, where hashing is what scales. (The
+    -- settings end with this function.)
+    IF n_rows > 1000 THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+
+    -- One statement, planned for this batch. Each data-modifying step starts
+    -- only once the previous one has finished (its result is counted in a
+    -- one-time filter, or fully read by a sort or an aggregate), which keeps
+    -- the lock order described at the top of this file.
+    EXECUTE $fold$
+    WITH targets AS MATERIALIZED (
+        SELECT d.workspace, d.app, w.workspace_id, w.time_zone, w.counting_start, k.identity_key,
+               a.app_id, a.visibility, a.visibility_since
+          FROM (SELECT DISTINCT r.workspace, r.app FROM new_rows r) d
+          JOIN audience_internal.workspaces w ON w.slug = d.workspace
+          JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = d.app
+           FOR KEY SHARE OF w, a
+    ),
+    ev AS MATERIALIZED (
+        SELECT t.workspace_id, t.app_id, i.viewed_at, i.ended_at, i.kind, h.identity, h.viewer_hash,
+               h.identity IS NOT NULL
+                 AND CASE WHEN i.viewed_at < t.visibility_since
+                          THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
+                          ELSE t.visibility END = 'private' AS identifiable,
+               (i.viewed_at >= t.counting_start)::int AS counted,
+               date_trunc('month', i.viewed_at AT TIME ZONE t.time_zone)::date AS month
+          FROM new_rows i
+          JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
+         CROSS JOIN LATERAL (
+              SELECT n.identity,
+                     coalesce(audience_internal.identity_hash(t.identity_key, n.identity),
+                              audience_internal.anonymous_hash(t.identity_key,
+                                  audience_internal.normalize_anonymous_id('anonymous_id', i.anonymous_id))) AS viewer_hash
+                FROM (SELECT audience_internal.normalize_identity('viewer', i.viewer) AS identity OFFSET 0) n
+         ) h
+    ),
+    batch_viewers AS MATERIALIZED (
+        SELECT ev.workspace_id, ev.viewer_hash, bool_and(ev.identity IS NULL) AS anonymous,
+               max(ev.identity) FILTER (WHERE ev.identifiable) AS identity
+          FROM ev GROUP BY ev.workspace_id, ev.viewer_hash
+    ),
+    -- Looked up one by one through the unique index: a batch meets a small
+    -- part of a big viewers table. A viewer deleted meanwhile (forget_viewer)
+    -- is not returned, and is added again below as a new viewer.
+    viewer_ids AS MATERIALIZED (
+        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity, k.viewer_id,
+               -- Seen on a private app now, but stored without identity so far.
+               b.identity IS NOT NULL AND k.viewer_id IS NOT NULL AND NOT k.has_identity AS gains_identity
+          FROM batch_viewers b
+          LEFT JOIN LATERAL (
+              SELECT v.viewer_id, v.identity IS NOT NULL AS has_identity
+                FROM audience_internal.viewers v
+               WHERE v.workspace_id = b.workspace_id AND v.viewer_hash = b.viewer_hash
+                 FOR KEY SHARE
+          ) k ON true
+    ),
+    added_viewers AS (
+        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
+        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity
+          FROM viewer_ids b
+         WHERE b.viewer_id IS NULL OR b.gains_identity
+         ORDER BY b.workspace_id, b.viewer_hash
+        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
+           SET identity = coalesce(v.identity, excluded.identity)
+        RETURNING v.workspace_id, v.viewer_hash, v.viewer_id
+    ),
+    ids AS MATERIALIZED (
+        SELECT b.workspace_id, b.viewer_hash, b.viewer_id FROM viewer_ids b
+         WHERE b.viewer_id IS NOT NULL AND NOT b.gains_identity
+        UNION ALL
+        SELECT * FROM added_viewers
+    ),
+    evv AS MATERIALIZED (
+        SELECT ev.*, ids.viewer_id
+          FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
+    ),
+    events AS (
+        INSERT INTO audience_internal.view_events
+               (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+        SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
+          FROM evv e
+         -- In the order of the largest index: neighbouring entries go in
+         -- together, at a fraction of the cost of scattered ones.
+         ORDER BY e.workspace_id, e.app_id, e.viewed_at
+        RETURNING 1
+    ),
+    batch_app_viewers AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
+               max(e.viewed_at) AS last_viewed_at, bool_and(e.identity IS NOT NULL) AS authenticated,
+               count(*) AS views, sum(e.counted) AS counted_views
+          FROM evv e
+         GROUP BY e.workspace_id, e.app_id, e.viewer_id
+    ),
+    app_viewers AS (
+        INSERT INTO audience_internal.app_viewers AS av
+               (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
+                last_view_identifiable, views, counted_views)
+        SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
+               -- The batch's last view of this viewer is identifiable as any
+               -- of its views is: authenticated, and the app private then.
+               b.authenticated
+                 AND CASE WHEN b.last_viewed_at < t.visibility_since
+                          THEN audience_internal.visibility_at(b.workspace_id, b.app_id, b.last_viewed_at)
+                          ELSE t.visibility END = 'private',
+               b.views, b.counted_views
+          FROM batch_app_viewers b
+          JOIN targets t ON t.workspace_id = b.workspace_id AND t.app_id = b.app_id
+         WHERE (SELECT count(*) FROM events) >= 0
+         ORDER BY b.workspace_id, b.app_id, b.viewer_id
+        ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
+           SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
+               last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
+               last_view_identifiable = CASE
+                   WHEN excluded.last_viewed_at > av.last_viewed_at THEN excluded.last_view_identifiable
+                   WHEN excluded.last_viewed_at = av.last_viewed_at
+                       THEN av.last_view_identifiable OR excluded.last_view_identifiable
+                   ELSE av.last_view_identifiable END,
+               views = av.views + excluded.views,
+               counted_views = av.counted_views + excluded.counted_views
+        RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
+    ),
+    -- A viewer enters the all-time total with its first counted view, that
+    -- is when all its counted views so far are in this batch: its count
+    -- after the batch equals the batch's.
+    app_totals AS (
+        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+        SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
+          FROM batch_app_viewers b
+          JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
+         WHERE b.counted_views > 0
+         GROUP BY b.workspace_id, b.app_id
+         ORDER BY b.workspace_id, b.app_id
+        ON CONFLICT (workspace_id, app_id) DO UPDATE
+           SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
+        RETURNING 1
+    ),
+    app_month_viewers AS (
+        INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
+        SELECT DISTINCT e.workspace_id, e.app_id, e.month, e.viewer_id
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_totals) >= 0
+         ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
+        ON CONFLICT DO NOTHING
+        RETURNING workspace_id, app_id, month
+    ),
+    app_months AS (
+        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
+        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
+          FROM (SELECT e.workspace_id, e.app_id, e.month, false AS added FROM evv e
+                UNION ALL
+                SELECT x.workspace_id, x.app_id, x.month, true FROM app_month_viewers x) c
+         GROUP BY c.workspace_id, c.app_id, c.month
+         ORDER BY c.workspace_id, c.app_id, c.month
+        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+        RETURNING 1
+    ),
+    workspace_month_viewers AS (
+        INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
+        SELECT DISTINCT e.workspace_id, e.month, e.viewer_id
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_months) >= 0
+         ORDER BY e.workspace_id, e.month, e.viewer_id
+        ON CONFLICT DO NOTHING
+        RETURNING workspace_id, month
+    ),
+    workspace_months AS (
+        INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
+        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
+          FROM (SELECT e.workspace_id, e.month, false AS added FROM evv e
+                UNION ALL
+                SELECT x.workspace_id, x.month, true FROM workspace_month_viewers x) c
+         GROUP BY c.workspace_id, c.month
+         ORDER BY c.workspace_id, c.month
+        ON CONFLICT (workspace_id, month) DO UPDATE
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM workspace_months)
+    $fold$ INTO n_events, n_months;
+
+    -- Only an app or workspace deleted since the checks above can make a
+    -- row miss its parent; the whole statement is then refused, to retry.
+    IF n_events <> n_rows THEN
+        RAISE EXCEPTION USING ERRCODE = '40001',
+            MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
+    END IF;
+
+    -- Every row this transaction can see here was inserted by this
+    -- statement: earlier statements emptied the table the same way, and rows
+    -- of transactions still in progress are not visible.
+    DELETE FROM audience.view_imports;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
+    'Trigger of audience.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+
+CREATE TRIGGER fold_view_imports
+    AFTER INSERT ON audience.view_imports
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION audience_internal.fold_view_imports();
+-- Also in a session with session_replication_role = replica (a restore, a
+-- replication worker): a row that reached the table unfolded would be lost.
+ALTER TABLE audience.view_imports ENABLE ALWAYS TRIGGER fold_view_imports;
+COMMENT ON TRIGGER fold_view_imports ON audience.view_imports IS
+    'Folds each COPY or INSERT into the events and rollups, set-wise, in the same statement.';
+
+-- A timestamp given as JSON text, or NULL when it is not one; only used once
+-- a whole batch failed to convert, to find out which events are at fault.
+CREATE FUNCTION audience_internal.try_timestamptz(value text)
+RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN value::timestamptz;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.try_timestamptz(text) IS
+    'The text as a timestamptz, or NULL when it is not a valid time.';
+
+-- SECURITY DEFINER because the platform's web tier holds no privilege on the
+-- tables (nor on the staging table); search_path is pinned so that no object
+-- of the caller's can stand in for one of ours.
+CREATE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort')
+RETURNS TABLE (recorded bigint, skipped jsonb)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    careful boolean := false;
+    n bigint;
+    problems jsonb;
+    first_problem jsonb;
+BEGIN
+    PERFORM audience_internal.check_choice(record_views.on_error, 'on_error', ARRAY['abort', 'skip']);
+    IF jsonb_typeof(audience_internal.require(record_views.events, 'events')) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "events": must be a JSON array of objects';
+    END IF;
+
+    -- Times are converted all at once; only if one of them is not a time is
+    -- the batch converted again event by event, to say which.
+    LOOP
+        BEGIN
+            WITH parsed AS MATERIALIZED (
+                SELECT e.i - 1 AS idx,
+                       CASE
+                         WHEN jsonb_typeof(e.ev) <> 'object'
+                           THEN '22023 invalid argument "events": each event must be a JSON object'
+                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k
+                                       WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'))
+                           THEN '22023 ' || format('invalid argument "events": unknown key "%s"',
+                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k
+                                     WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind')))
+                         ELSE (SELECT '22023 ' || format('invalid argument "%s": must be a JSON string', f)
+                                 FROM unnest(ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind']) f
+                                WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
+                                LIMIT 1)
+                       END AS shape_problem,
+                       e.ev ->> 'workspace' AS workspace,
+                       e.ev ->> 'app' AS app,
+                       e.ev ->> 'viewer' AS viewer,
+                       CASE WHEN NOT e.ev ? 'viewed_at' THEN now()
+                            WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'viewed_at')
+                            ELSE (e.ev ->> 'viewed_at')::timestamptz END AS viewed_at,
+                       e.ev ->> 'anonymous_id' AS anonymous_id,
+                       CASE WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'ended_at')
+                            ELSE (e.ev ->> 'ended_at')::timestamptz END AS ended_at,
+                       CASE WHEN e.ev ? 'kind' THEN e.ev ->> 'kind' ELSE 'session' END AS kind,
+                       e.ev
+                  FROM jsonb_array_elements(record_views.events) WITH ORDINALITY e(ev, i)
+            ),
+            checked AS MATERIALIZED (
+                SELECT p.*,
+                       coalesce(p.shape_problem,
+                                CASE WHEN careful AND p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
+                                       THEN '22007 invalid argument "viewed_at": not a valid time' END,
+                                CASE WHEN careful AND p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
+                                       THEN '22007 invalid argument "ended_at": not a valid time' END,
+                                audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
+                                    p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
+                  FROM parsed p
+                  LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
+                  LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
+            ),
+            stored AS (
+                INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+                SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
+                  FROM checked c
+                 WHERE c.problem IS NULL
+                   AND (record_views.on_error = 'skip' OR NOT EXISTS (SELECT FROM checked x WHERE x.problem IS NOT NULL))
+                 ORDER BY c.idx
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM stored),
+                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', left(c.problem, 5),
+                                                                 'message', substr(c.problem, 7)) ORDER BY c.idx)
+                               FROM checked c WHERE c.problem IS NOT NULL), '[]')
+              INTO n, problems;
+            EXIT;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
+                    OR invalid_parameter_value THEN
+            IF careful THEN
+                RAISE;
+            END IF;
+            careful := true;
+        END;
+    END LOOP;
+
+    IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
+        first_problem := problems -> 0;
+        RAISE EXCEPTION USING ERRCODE = first_problem ->> 'sqlstate',
+            MESSAGE = format('%s (events[%s])', first_problem ->> 'message', first_problem ->> 'index');
+    END IF;
+    recorded := n;
+    skipped := problems;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION audience.record_views(jsonb, text) IS
+    'Records a batch of view events in one call: events is a JSON array of objects with the arguments of record_view as keys (workspace, app, viewer, viewed_at, anonymous_id, ended_at, kind; the same defaults). Returns recorded, the number of events stored, and skipped, a JSON array of {index, sqlstate, message} for the events refused (index counts from 0). on_error ''abort'' (the default) stores nothing if any event is bad and raises that event''s error; ''skip'' stores the good events and reports the bad. Ingest only.';

@@ -26,8 +26,12 @@ TO audience_manager;
 
 GRANT EXECUTE ON FUNCTION
     audience.record_view(text, text, text, timestamptz, text, timestamptz, text),
+    audience.record_views(jsonb, text),
     audience.end_session(bigint, timestamptz)
 TO audience_ingest;
+-- The COPY path: rows written here are folded into the model by a trigger
+-- in the same statement; the staging table never keeps them.
+GRANT INSERT ON audience.view_imports TO audience_ingest;
 
 -- The operator reads every workspace in full through the same functions.
 -- The read functions are SECURITY INVOKER wrappers around definer functions

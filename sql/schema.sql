@@ -144,6 +144,8 @@ CREATE TABLE audience_internal.view_events (
 );
 CREATE INDEX view_events_event_id ON audience_internal.view_events (event_id);
 CREATE INDEX view_events_app_time ON audience_internal.view_events (workspace_id, app_id, viewed_at);
+-- Erasure (forget_viewer) finds a person's events without scanning the workspace.
+CREATE INDEX view_events_viewer ON audience_internal.view_events (workspace_id, viewer_id);
 COMMENT ON TABLE audience_internal.view_events IS 'One opening of one app by one viewer: the raw events.';
 
 -- Rollups, kept current in the transaction of each event so that no answer

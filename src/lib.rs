@@ -171,6 +171,8 @@ mod test_sql;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 #[cfg(any(test, feature = "pg_test"))]
+mod tests_bulk;
+#[cfg(any(test, feature = "pg_test"))]
 mod tests_requester;
 
 /// Required by `cargo pgrx test`.

@@ -4,11 +4,17 @@
 //! `audience.record_view`.
 //!
 //! Usage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS]
+//!
+//! With `--profile bench --part setup|events`, the benchmark data set
+//! instead (see bench.rs): the management calls, or the events as COPY text;
+//! `--stream K` draws another sample of events for the same platform.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
+
+mod bench;
 
 const DAY: i64 = 86_400;
 const SPAN_DAYS: i64 = 730;
@@ -107,10 +113,15 @@ struct Args {
     events: usize,
     seed: u64,
     now: i64,
+    bench_part: Option<String>,
+    /// Another sample of events on the same platform (bench only).
+    stream: u64,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
+        bench_part: None,
+        stream: 0,
         events: 120_000,
         seed: 20_261_126,
         now: std::time::SystemTime::now()
@@ -118,6 +129,8 @@ fn parse_args() -> Args {
             .expect("clock after 1970")
             .as_secs() as i64,
     };
+    let mut profile = String::from("demo");
+    let mut part = None;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
@@ -126,14 +139,24 @@ fn parse_args() -> Args {
             "--events" => args.events = number() as usize,
             "--seed" => args.seed = number() as u64,
             "--now" => args.now = number(),
+            "--profile" => profile = value.clone(),
+            "--part" => part = Some(value.clone()),
+            "--stream" => args.stream = number() as u64,
             _ => usage(&format!("unknown option {flag}")),
         }
+    }
+    match (profile.as_str(), part.as_deref()) {
+        ("demo", None) => {}
+        ("bench", Some("setup" | "events")) => args.bench_part = part,
+        ("bench", _) => usage("--profile bench needs --part setup or --part events"),
+        _ => usage(&format!("unknown profile {profile} (demo or bench)")),
     }
     args
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("pg_audience-datagen: {problem}\nusage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS]");
+    eprintln!("pg_audience-datagen: {problem}\nusage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS]\n\
+         \x20      pg_audience-datagen --profile bench --part setup|events [--events N] [--seed S] [--stream K] [--now UNIX_SECONDS]");
     std::process::exit(2)
 }
 
@@ -178,6 +201,15 @@ fn timestamp(unix: i64) -> String {
 
 fn main() -> io::Result<()> {
     let args = parse_args();
+    if let Some(part) = &args.bench_part {
+        let out = io::stdout();
+        let mut out = BufWriter::new(out.lock());
+        match part.as_str() {
+            "setup" => bench::setup(&mut out, args.seed)?,
+            _ => bench::events(&mut out, args.seed, args.stream, args.events, args.now)?,
+        }
+        return out.flush();
+    }
     let mut rng = StdRng::seed_from_u64(args.seed);
     let spaces = workspaces();
     let out = io::stdout();
