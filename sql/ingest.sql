@@ -17,6 +17,80 @@ AS $$
      LIMIT 1
 $$;
 
+-- A cheap test that the Rust normalisers (src/privacy/identity.rs) accept a
+-- value: at most 256 characters, a visible ASCII character (so not blank
+-- after trimming), no control character. Only values that fail it pay for
+-- asking the normalisers themselves, which decide.
+CREATE FUNCTION audience_internal.plainly_valid_id(value text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 !~ '[\x01-\x1f\x7f-\x9f]'
+$$;
+COMMENT ON FUNCTION audience_internal.plainly_valid_id(text) IS
+    'True when an identity or anonymous id surely passes normalisation; false means: ask the normaliser.';
+
+-- The normalisers' own verdict, as 'SQLSTATE message', without raising: the
+-- rules stay in one place, in Rust.
+CREATE FUNCTION audience_internal.id_problem(argument text, value text, anonymous boolean)
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF anonymous THEN
+        PERFORM audience_internal.normalize_anonymous_id(argument, value);
+    ELSE
+        PERFORM audience_internal.normalize_identity(argument, value);
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN data_exception THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.id_problem(text, text, boolean) IS
+    'Why the identity (or anonymous id) normaliser refuses a value, as ''SQLSTATE message'', or NULL.';
+
+-- What record_view would refuse in these arguments, as 'SQLSTATE message'
+-- (NULL when it would accept them): the checks of every write path, in one place.
+-- workspace_id and app_id are the looked-up ids of workspace and app (NULL
+-- when unknown). A plain SQL function without SET clauses so that the planner
+-- inlines it into the set-wise checks.
+CREATE FUNCTION audience_internal.view_problem(
+    workspace text,
+    app text,
+    viewer text,
+    viewed_at timestamptz,
+    anonymous_id text,
+    ended_at timestamptz,
+    kind text,
+    workspace_id bigint,
+    app_id bigint)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN $4 IS NULL THEN '22004 argument "viewed_at" must not be NULL'
+        WHEN NOT isfinite($4) THEN '22023 invalid argument "viewed_at": must be a finite time'
+        WHEN $4 > now() + interval '1 hour' THEN '22023 invalid argument "viewed_at": more than an hour in the future'
+        WHEN $6 < $4 THEN '22023 invalid argument "ended_at": before "viewed_at"'
+        WHEN $6 > now() + interval '1 hour' THEN '22023 invalid argument "ended_at": more than an hour in the future'
+        WHEN $7 IS NULL THEN '22004 argument "kind" must not be NULL'
+        WHEN $7 NOT IN ('session', 'visit') THEN '22023 invalid argument "kind": expected one of session, visit'
+        WHEN $3 IS NULL AND $5 IS NULL
+            THEN '22004 argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)'
+        WHEN $1 IS NULL THEN '22004 argument "workspace" must not be NULL'
+        WHEN $8 IS NULL THEN '42704 ' || format('workspace "%s" does not exist', left($1, 63))
+        WHEN $2 IS NULL THEN '22004 argument "app" must not be NULL'
+        WHEN $9 IS NULL THEN '42704 ' || format('app "%s" does not exist in workspace "%s"', left($2, 63), left($1, 63))
+        WHEN $3 IS NOT NULL THEN
+            CASE WHEN audience_internal.plainly_valid_id($3) THEN NULL
+                 ELSE audience_internal.id_problem('viewer', $3, false) END
+        ELSE
+            CASE WHEN audience_internal.plainly_valid_id($5) THEN NULL
+                 ELSE audience_internal.id_problem('anonymous_id', $5, true) END
+    END
+$$;
+COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
+    'What record_view would refuse in these arguments, as ''SQLSTATE message'', or NULL.';
+
 CREATE FUNCTION audience.record_view(
     workspace text,
     app text,
@@ -47,43 +121,22 @@ DECLARE
     ev_id bigint;
     n_counted bigint;
     first_in_month boolean;
+    problem text;
 BEGIN
-    IF record_view.viewed_at IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'argument "viewed_at" must not be NULL';
-    END IF;
-    IF NOT isfinite(record_view.viewed_at) THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "viewed_at": must be a finite time';
-    END IF;
-    -- An hour of clock skew between the web tier and the database is tolerated.
-    IF record_view.viewed_at > now() + interval '1 hour' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "viewed_at": more than an hour in the future';
-    END IF;
-    IF record_view.ended_at < record_view.viewed_at THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before "viewed_at"';
-    END IF;
-    IF record_view.ended_at > now() + interval '1 hour' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
-    END IF;
-    PERFORM audience_internal.check_choice(record_view.kind, 'kind', ARRAY['session', 'visit']);
-    IF record_view.viewer IS NULL AND record_view.anonymous_id IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22004',
-            MESSAGE = 'argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)';
-    END IF;
-
     SELECT w.workspace_id, w.time_zone, w.counting_start, k.identity_key
       INTO ws_id, tz, counting_from, ikey
       FROM audience_internal.workspaces w
       JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
-     WHERE w.slug = audience_internal.require(record_view.workspace, 'workspace');
-    IF NOT FOUND THEN
-        PERFORM audience_internal.workspace_id(record_view.workspace);
-    END IF;
+     WHERE w.slug = record_view.workspace;
     SELECT a.app_id, a.visibility, a.visibility_since
       INTO a_id, a_visibility, a_since
       FROM audience_internal.apps a
-     WHERE a.workspace_id = ws_id AND a.slug = audience_internal.require(record_view.app, 'app');
-    IF NOT FOUND THEN
-        PERFORM audience_internal.app_id(ws_id, record_view.workspace, record_view.app);
+     WHERE a.workspace_id = ws_id AND a.slug = record_view.app;
+    problem := audience_internal.view_problem(record_view.workspace, record_view.app, record_view.viewer,
+                                              record_view.viewed_at, record_view.anonymous_id,
+                                              record_view.ended_at, record_view.kind, ws_id, a_id);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = left(problem, 5), MESSAGE = substr(problem, 7);
     END IF;
 
     IF record_view.viewer IS NOT NULL THEN
