@@ -50,6 +50,16 @@ BEGIN
 END
 $$;
 
+-- Also what a reader hears of an app they may not see.
+CREATE FUNCTION audience_internal.no_such_app(workspace text, app text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = '42704',
+        MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+END
+$$;
+
 CREATE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
@@ -61,8 +71,7 @@ BEGIN
      WHERE a.workspace_id = app_id.workspace_id
        AND a.slug = audience_internal.require(app, 'app');
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+        PERFORM audience_internal.no_such_app(workspace, app);
     END IF;
     RETURN id;
 END

@@ -155,8 +155,7 @@ BEGIN
        AND a.slug = audience_internal.require(app, 'app')
        AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app.access);
     IF id IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+        PERFORM audience_internal.no_such_app(workspace, app);
     END IF;
     RETURN id;
 END
