@@ -331,10 +331,12 @@ fn main() -> io::Result<()> {
         }
     }
     writeln!(out, "\\.")?;
+    // Through the bulk path: the insert is folded into events and rollups in
+    // the same statement, exactly as record_view would store each event.
     writeln!(
         out,
-        "SELECT count(audience.record_view(workspace, app, viewer, viewed_at, anonymous_id, ended_at, kind)) AS events_loaded\n\
-         \x20 FROM (SELECT * FROM demo_events ORDER BY viewed_at) e;"
+        "INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)\n\
+         \x20 SELECT workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind FROM demo_events ORDER BY viewed_at;"
     )?;
     // An app that was public for two years becomes private today; the views
     // that follow are identifiable, the earlier ones stay pseudonymous.
