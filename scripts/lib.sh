@@ -73,7 +73,7 @@ cluster_start() {
 
 cluster_restart() {
     local dir="$RUN_DIR/$1"
-    as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" -w restart -m fast >/dev/null
+    as_root sudo -u "$PG_USER" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w restart -m fast >/dev/null
 }
 
 cluster_stop() {
