@@ -176,11 +176,9 @@ BEGIN
     ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
        SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
            last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
-           last_view_identifiable = CASE
-               WHEN excluded.last_viewed_at > av.last_viewed_at THEN excluded.last_view_identifiable
-               WHEN excluded.last_viewed_at = av.last_viewed_at
-                   THEN av.last_view_identifiable OR excluded.last_view_identifiable
-               ELSE av.last_view_identifiable END,
+           last_view_identifiable = audience_internal.latest_identifiable(
+               av.last_viewed_at, av.last_view_identifiable,
+               excluded.last_viewed_at, excluded.last_view_identifiable),
            views = av.views + 1,
            counted_views = av.counted_views + excluded.counted_views
     RETURNING av.counted_views INTO n_counted;

@@ -27,3 +27,14 @@ RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN $1 THEN $2 ELSE audience_internal.viewer_pseudonym($3, $4, $5) END
 $$;
+
+-- Which of two views of a viewer is shown is the later one; whether it was
+-- identifiable decides the label. For views at the same instant, either one
+-- being identifiable counts. Every write path merges its rollup rows with
+-- this, and rebuild_rollups computes the same from raw events.
+CREATE FUNCTION audience_internal.latest_identifiable(
+    kept_at timestamptz, kept boolean, new_at timestamptz, new boolean)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN $3 > $1 THEN $4 WHEN $3 = $1 THEN $2 OR $4 ELSE $2 END
+$$;

@@ -36,6 +36,7 @@ extension_sql_file!(
     name = "ingest",
     requires = [
         "management",
+        "labels",
         audience_internal::anonymous_hash,
         audience_internal::normalize_anonymous_id
     ]
