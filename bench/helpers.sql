@@ -45,21 +45,3 @@ BEGIN
 END
 $$;
 
--- The same through record_views: the batch as one JSON array, undone afterwards.
-CREATE OR REPLACE FUNCTION public.bench_batch_ms(events jsonb)
-RETURNS double precision LANGUAGE plpgsql AS $$
-DECLARE
-    started timestamptz;
-    elapsed double precision;
-BEGIN
-    BEGIN
-        started := clock_timestamp();
-        PERFORM audience.record_views(events);
-        elapsed := 1000 * extract(epoch FROM clock_timestamp() - started)::double precision;
-        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
-    EXCEPTION WHEN raise_exception THEN
-        NULL;
-    END;
-    RETURN elapsed;
-END
-$$;
