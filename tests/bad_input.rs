@@ -142,6 +142,15 @@ fn cases(event_id: i64) -> Vec<Case> {
         case("accept_invite: not a member", "SELECT audience.accept_invite('acme', 'secret.person@example.com')", "42704", "member"),
         case("remove_member: not a member", "SELECT audience.remove_member('acme', 'secret.person@example.com')", "42704", "member"),
         case("remove_member: member of another workspace", "SELECT audience.remove_member('globex', 'alice@example.com')", "42704", "member"),
+        case("add_member: a capability role as db_role", "SELECT audience.add_member('acme', 'secret.person@example.com', 'viewer', 'audience_reader')", "22023", "db_role"),
+        case("configure_workspace: unknown pseudonym_rotation", "SELECT audience.configure_workspace('acme', pseudonym_rotation => 'weekly')", "22023", "pseudonym_rotation"),
+        case("configure_workspace: unknown pseudonym_scope", "SELECT audience.configure_workspace('acme', pseudonym_scope => 'everyone')", "22023", "pseudonym_scope"),
+        case("forget_viewer: NULL identity", "SELECT * FROM audience.forget_viewer(NULL)", "22004", "identity"),
+        case("forget_viewer: empty identity", "SELECT * FROM audience.forget_viewer('  ')", "22023", "identity"),
+        case("forget_viewer: identity too long", format!("SELECT * FROM audience.forget_viewer({TOO_LONG})"), "22001", "identity"),
+        case("set_token_secret: NULL", "SELECT audience.set_token_secret(NULL)", "22004", "secret"),
+        case("set_token_secret: shorter than 32 bytes", "SELECT audience.set_token_secret('thirty-one bytes are too few!!')", "22023", "secret"),
+        case("authenticate: no secret set yet", "SELECT audience.authenticate('a.b.c')", "55000", "secret"),
     ]
 }
 
