@@ -42,12 +42,31 @@ setup_machine() {
     ensure_cargo_pgrx
 }
 
-# Builds the extension and installs it into the system PostgreSQL 15.
+# Builds the extension and installs it into the system PostgreSQL 15, with the
+# install scripts of released versions.
 install_extension() {
     log "building and installing pg_audience ($1 profile)"
     local flag=()
     [ "$1" = release ] && flag=(--release)
     (cd "$ROOT" && as_root cargo pgrx install "${flag[@]}" --pg-config "$PG_CONFIG" >/dev/null)
+    install_released_scripts
+}
+
+# cargo pgrx install writes the install script of the version being built and
+# copies the update scripts (sql/pg_audience--OLD--NEW.sql). Creating a
+# database at a released version, as the upgrade test does, also needs that
+# version's own install script: those are kept in sql/released/. The script of
+# the version being built is never replaced: it is the one generated from the
+# code.
+install_released_scripts() {
+    local dir current script
+    dir="$("$PG_BIN/pg_config" --sharedir)/extension"
+    current=$(awk -F'"' '/^version = /{print $2; exit}' "$ROOT/Cargo.toml")
+    for script in "$ROOT"/sql/released/pg_audience--*.sql; do
+        if [ -e "$script" ] && [ "$(basename "$script")" != "pg_audience--$current.sql" ]; then
+            as_root install -m 0644 "$script" "$dir/"
+        fi
+    done
 }
 
 # cluster_start NAME PORT [SERVER_OPTIONS]: a private cluster under

@@ -149,30 +149,15 @@ BEGIN
     a_id := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers_for.workspace, recent_viewers_for.app);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
     RETURN QUERY
-    SELECT audience_internal.viewer_label(x.identified, x.identity, k.pseudonym_key, x.viewer_hash, x.scope),
-           audience_internal.viewer_ref(k.pseudonym_key, x.viewer_hash, x.identified, x.scope),
-           NOT x.identified,
-           x.last_viewed_at,
-           audience.relative_time(x.last_viewed_at, now()),
-           x.views
-      FROM (SELECT av.viewer_id, av.last_viewed_at, av.views, v.viewer_hash,
-                   coalesce(m.identity, v.identity) AS identity,
-                   audience_internal.is_identified(av.last_viewed_at, w.identification_start,
-                                                   m.member_id IS NOT NULL, av.last_view_identifiable) AS identified,
-                   CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
-                        ELSE audience_internal.pseudonym_scope(w.workspace_id, av.last_viewed_at) END AS scope
-              FROM (SELECT * FROM audience_internal.app_viewers a
-                     WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
-                     ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
-                     LIMIT recent_viewers_for.max_viewers) av
-              JOIN audience_internal.workspaces w ON w.workspace_id = av.workspace_id
-              JOIN audience_internal.viewers v
-                ON v.workspace_id = av.workspace_id AND v.viewer_id = av.viewer_id
-              LEFT JOIN audience_internal.members m
-                ON m.workspace_id = av.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
-           ) x
-      JOIN audience_internal.workspace_keys k ON k.workspace_id = ws.workspace_id
-     ORDER BY x.last_viewed_at DESC, x.viewer_id DESC;
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, av.last_viewed_at,
+           audience.relative_time(av.last_viewed_at, now()), av.views
+      FROM (SELECT * FROM audience_internal.app_viewers a
+             WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
+             ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
+             LIMIT recent_viewers_for.max_viewers) av
+     CROSS JOIN LATERAL audience_internal.view_label(av.workspace_id, av.viewer_id, av.last_viewed_at,
+                                                     av.last_view_identifiable) l
+     ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
 END
 $$;
 

@@ -13,9 +13,12 @@
 -- The fold aggregates per key within the batch first, so that each rollup row
 -- is written once per batch, and writes the tables in the order record_view
 -- writes them (viewers, events, app_viewers, app_totals, app month sets and
--- counts, workspace month sets and counts), each in primary-key order: every
+-- counts, workspace month sets and counts, app day rows), each in primary-key order: every
 -- ingest transaction takes its row locks in one global order, so concurrent
--- batches and single events wait for each other but never deadlock.
+-- batches and single events wait for each other but never deadlock. Before
+-- any of them it locks the batch's workspace rows, in workspace_id order,
+-- and reads their settings under those locks (the lock order at the top of
+-- sql/ingest.sql).
 
 -- The COPY path. Unlogged: rows live here only for the statement that
 -- inserts them (the trigger below folds and removes them), so writing them to
@@ -101,6 +104,8 @@ BEGIN
           JOIN audience_internal.workspaces w ON w.slug = d.workspace
           JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
           JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = d.app
+         -- Rows are locked in this order.
+         ORDER BY w.workspace_id, a.app_id
            FOR KEY SHARE OF w, a
     ),
     ev AS MATERIALIZED (
@@ -110,7 +115,8 @@ BEGIN
                           THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
                           ELSE t.visibility END = 'private' AS identifiable,
                (i.viewed_at >= t.counting_start)::int AS counted,
-               date_trunc('month', i.viewed_at AT TIME ZONE t.time_zone)::date AS month
+               date_trunc('month', i.viewed_at AT TIME ZONE t.time_zone)::date AS month,
+               (i.viewed_at AT TIME ZONE t.time_zone)::date AS day
           FROM new_rows i
           JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
          CROSS JOIN LATERAL (
@@ -260,8 +266,25 @@ BEGIN
         ON CONFLICT (workspace_id, month) DO UPDATE
            SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
         RETURNING 1
+    ),
+    app_day_viewers AS (
+        INSERT INTO audience_internal.app_day_viewers AS d
+               (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
+               count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+          FROM evv e
+         WHERE (SELECT count(*) FROM workspace_months) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+         ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+        ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
+           SET sessions = d.sessions + excluded.sessions,
+               visits = d.visits + excluded.visits,
+               session_micros = d.session_micros + excluded.session_micros,
+               last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at)
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM workspace_months)
+    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM app_day_viewers)
     $fold$ INTO n_events, n_months;
 
     -- Only an app or workspace deleted since the checks above can make a

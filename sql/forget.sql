@@ -11,11 +11,16 @@ AS $$
 DECLARE
     ident text := audience_internal.normalize_identity('identity', audience_internal.require(forget_viewer.identity, 'identity'));
     ws record;
+    tz text;
     v_id bigint;
     n_events bigint;
     n_apps bigint;
     n_members bigint;
     n_grants bigint;
+    -- The person's share of each counter.
+    gone_totals audience_internal.app_totals[];
+    gone_app_months audience_internal.app_months[];
+    gone_months audience_internal.workspace_months[];
 BEGIN
     FOR ws IN
         SELECT w.workspace_id, w.slug, audience_internal.identity_hash(k.identity_key, ident) AS hash
@@ -23,50 +28,83 @@ BEGIN
           JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
          ORDER BY w.workspace_id
     LOOP
-        SELECT v.viewer_id INTO v_id FROM audience_internal.viewers v
-         WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash
-           FOR UPDATE;
         n_events := 0;
         n_apps := 0;
+        v_id := NULL;
+        -- A workspace where the person has viewed is locked as
+        -- configure_workspace locks it, its row first and FOR UPDATE (the
+        -- lock order at the top of sql/ingest.sql): its ingest in progress
+        -- commits first and is erased too, and later ingest waits for the
+        -- erasure and records the person anew. Other workspaces are not
+        -- locked, so that their ingest goes on; a first view of the person
+        -- there not yet committed when looked for here is kept, as one
+        -- recorded after the erasure.
+        IF EXISTS (SELECT FROM audience_internal.viewers v
+                    WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash) THEN
+            SELECT w.time_zone INTO tz FROM audience_internal.workspaces w
+             WHERE w.workspace_id = ws.workspace_id
+               FOR UPDATE;
+            SELECT v.viewer_id INTO v_id FROM audience_internal.viewers v
+             WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash
+               FOR UPDATE;
+        END IF;
         IF v_id IS NOT NULL THEN
-            -- Take the viewer out of the counters before its rows go, so
-            -- every other answer stays what the remaining events say.
-            UPDATE audience_internal.app_totals t
-               SET viewers = t.viewers - 1, views = t.views - av.counted_views
+            -- What the person adds to each counter, read before their rows go
+            -- (no other writer of this workspace runs while it is locked), so
+            -- that every other answer stays what the remaining events say.
+            SELECT count(*),
+                   coalesce(array_agg(ROW(av.workspace_id, av.app_id, 1, av.counted_views)::audience_internal.app_totals)
+                                FILTER (WHERE av.counted_views > 0), '{}')
+              INTO n_apps, gone_totals
               FROM audience_internal.app_viewers av
-             WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id AND av.counted_views > 0
-               AND t.workspace_id = av.workspace_id AND t.app_id = av.app_id;
-            UPDATE audience_internal.app_months am
-               SET unique_viewers = am.unique_viewers - 1, views = am.views - e.n
-              FROM (SELECT e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE w.time_zone)::date AS month, count(*) AS n
-                      FROM audience_internal.view_events e
-                      JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
-                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
-                     GROUP BY 1, 2) e
-             WHERE am.workspace_id = ws.workspace_id AND am.app_id = e.app_id AND am.month = e.month;
-            UPDATE audience_internal.workspace_months wm
-               SET unique_viewers = wm.unique_viewers - 1, views = wm.views - e.n
-              FROM (SELECT date_trunc('month', e.viewed_at AT TIME ZONE w.time_zone)::date AS month, count(*) AS n
-                      FROM audience_internal.view_events e
-                      JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
-                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
-                     GROUP BY 1) e
-             WHERE wm.workspace_id = ws.workspace_id AND wm.month = e.month;
-            SELECT count(*) INTO n_events FROM audience_internal.view_events e
-             WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id;
-            SELECT count(*) INTO n_apps FROM audience_internal.app_viewers av
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
-            -- Events, per-app and per-month rows go with the viewer (ON DELETE CASCADE).
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n)::audience_internal.app_months), '{}')
+              INTO gone_app_months
+              FROM (SELECT e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE tz)::date AS month, count(*) AS n
+                      FROM audience_internal.view_events e
+                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
+                     GROUP BY 1, 2) e;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n)::audience_internal.workspace_months), '{}')
+              INTO gone_months
+              FROM (SELECT g.month, sum(g.views) AS n FROM unnest(gone_app_months) g GROUP BY 1) m;
+
+            -- Then every row of the person goes, table by table in the lock
+            -- order (rather than by the ON DELETE CASCADE of the viewer,
+            -- whose order is not defined), the viewer row last. A counter
+            -- left at zero is a row that the events no longer justify.
+            DELETE FROM audience_internal.view_events e WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id;
+            GET DIAGNOSTICS n_events = ROW_COUNT;
+            DELETE FROM audience_internal.app_viewers av WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
+            UPDATE audience_internal.app_totals t
+               SET viewers = t.viewers - g.viewers, views = t.views - g.views
+              FROM unnest(gone_totals) g
+             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id;
+            DELETE FROM audience_internal.app_totals t USING unnest(gone_totals) g
+             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
+            DELETE FROM audience_internal.app_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
+            UPDATE audience_internal.app_months am
+               SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views
+              FROM unnest(gone_app_months) g
+             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
+            DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
+             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
+            DELETE FROM audience_internal.workspace_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
+            UPDATE audience_internal.workspace_months wm
+               SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views
+              FROM unnest(gone_months) g
+             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
+            DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
+             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
+            DELETE FROM audience_internal.app_day_viewers d WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id;
             DELETE FROM audience_internal.viewers v WHERE v.workspace_id = ws.workspace_id AND v.viewer_id = v_id;
-            -- A counter left at zero is a row that the events no longer justify.
-            DELETE FROM audience_internal.app_totals t WHERE t.workspace_id = ws.workspace_id AND t.views = 0;
-            DELETE FROM audience_internal.app_months am WHERE am.workspace_id = ws.workspace_id AND am.views = 0;
-            DELETE FROM audience_internal.workspace_months wm WHERE wm.workspace_id = ws.workspace_id AND wm.views = 0;
         END IF;
         DELETE FROM audience_internal.members m WHERE m.workspace_id = ws.workspace_id AND m.identity_hash = ws.hash;
         GET DIAGNOSTICS n_members = ROW_COUNT;
         DELETE FROM audience_internal.app_access g WHERE g.workspace_id = ws.workspace_id AND g.identity_hash = ws.hash;
         GET DIAGNOSTICS n_grants = ROW_COUNT;
+        -- What a Posit import remembers of their sessions goes too (a later
+        -- import of the same records would record them again).
+        DELETE FROM audience_internal.connect_records c WHERE c.workspace_id = ws.workspace_id AND c.viewer_hash = ws.hash;
         IF n_events + n_apps + n_members + n_grants > 0 THEN
             workspace := ws.slug;
             events := n_events;

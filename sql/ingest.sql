@@ -1,6 +1,26 @@
 -- The write path (SPEC §4, ingest): each event is stored and every rollup
 -- brought up to date in the same transaction.
 --
+-- Every writer of events and rollups takes its locks in one order, so that
+-- writers of one workspace wait for each other but never deadlock, and no
+-- rollup is written under a workspace setting that changes before it
+-- commits:
+-- 1. The workspace row, before any other row of the workspace. Ingest
+--    (record_view, end_session, the bulk fold in sql/bulk_ingest.sql) takes
+--    it FOR KEY SHARE and reads the time zone and counting start under that
+--    lock; other ingest, and import_connect's FOR NO KEY UPDATE, do not
+--    conflict with it. configure_workspace (with rebuild_rollups) and
+--    forget_viewer take it FOR UPDATE: they wait for the ingest of that
+--    workspace in progress, ingest waits for them, and they take turns with
+--    each other. A writer of several workspaces locks them in workspace_id
+--    order.
+-- 2. Then rows, table by table in this order: viewers, view_events,
+--    app_viewers, app_totals, app_month_viewers, app_months,
+--    workspace_month_viewers, workspace_months, app_day_viewers; within a
+--    table, in primary-key order.
+-- App rows are only ever locked FOR KEY SHARE (the foreign keys, the bulk
+-- fold), which set_app_visibility's update does not conflict with.
+--
 -- SECURITY DEFINER because the platform's web tier holds no privilege on the
 -- tables; search_path is pinned so that no object of the caller's can stand
 -- in for one of ours.
@@ -15,6 +35,15 @@ AS $$
      WHERE c.workspace_id = $1 AND c.app_id = $2 AND c.changed_at <= $3
      ORDER BY c.changed_at DESC
      LIMIT 1
+$$;
+
+-- The time a view adds to its app's session time: an ended session's
+-- duration, in microseconds; nothing for a visit or a session still open.
+CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
+RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN $1 = 'session' AND $3 IS NOT NULL
+                THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
 $$;
 
 -- A cheap test that the Rust normalisers (src/privacy/identity.rs) accept a
@@ -123,11 +152,15 @@ DECLARE
     first_in_month boolean;
     problem text;
 BEGIN
+    -- The workspace first (the lock order at the top of this file): a new
+    -- time zone or counting start is either read here, once committed, or
+    -- waits for this event's transaction.
     SELECT w.workspace_id, w.time_zone, w.counting_start, k.identity_key
       INTO ws_id, tz, counting_from, ikey
       FROM audience_internal.workspaces w
       JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
-     WHERE w.slug = record_view.workspace;
+     WHERE w.slug = record_view.workspace
+       FOR KEY SHARE OF w;
     SELECT a.app_id, a.visibility, a.visibility_since
       INTO a_id, a_visibility, a_since
       FROM audience_internal.apps a
@@ -210,11 +243,50 @@ BEGIN
     ON CONFLICT (workspace_id, month) DO UPDATE
        SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
 
+    INSERT INTO audience_internal.app_day_viewers AS d
+           (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+    VALUES (ws_id, a_id, (record_view.viewed_at AT TIME ZONE tz)::date, v_id, is_identifiable,
+            (record_view.kind = 'session')::int, (record_view.kind = 'visit')::int,
+            audience_internal.session_micros(record_view.kind, record_view.viewed_at, record_view.ended_at),
+            record_view.viewed_at)
+    ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
+       SET sessions = d.sessions + excluded.sessions,
+           visits = d.visits + excluded.visits,
+           session_micros = d.session_micros + excluded.session_micros,
+           last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at);
+
     RETURN ev_id;
 END
 $$;
 COMMENT ON FUNCTION audience.record_view(text, text, text, timestamptz, text, timestamptz, text) IS
     'Records one opening of an app and returns the event id. viewer is the authenticated identity, or NULL for an anonymous visitor identified by anonymous_id. kind is session (interactive) or visit (static). Ingest only.';
+
+-- Gives a stored view its end, keeping the day rollup's session time equal
+-- to what the events say. The caller holds a lock on the workspace row (the
+-- lock order at the top of this file); the event row is locked next, then
+-- its rollup row.
+CREATE FUNCTION audience_internal.set_view_end(workspace_id bigint, event_id bigint, ended_at timestamptz)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    ev audience_internal.view_events;
+BEGIN
+    SELECT * INTO ev FROM audience_internal.view_events e
+     WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
+       FOR UPDATE;
+    UPDATE audience_internal.view_events e SET ended_at = set_view_end.ended_at
+     WHERE e.workspace_id = ev.workspace_id AND e.event_id = ev.event_id;
+    UPDATE audience_internal.app_day_viewers d
+       SET session_micros = d.session_micros
+                            - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at)
+                            + audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = ev.workspace_id
+       AND d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id
+       AND d.day = (ev.viewed_at AT TIME ZONE w.time_zone)::date
+       AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
+END
+$$;
 
 CREATE FUNCTION audience.end_session(event_id bigint, ended_at timestamptz DEFAULT now())
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -222,13 +294,22 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
+    ws_id bigint;
     started timestamptz;
 BEGIN
     PERFORM audience_internal.require(end_session.event_id, 'event_id');
     PERFORM audience_internal.require(end_session.ended_at, 'ended_at');
+    -- The event's workspace is locked before the event (the lock order at
+    -- the top of this file), so that no rebuild of its rollups (a new time
+    -- zone) and no erasure of its viewer runs between the event and its
+    -- day row; the event is then looked up again under that lock.
+    SELECT e.workspace_id INTO ws_id
+      FROM audience_internal.view_events e
+     WHERE e.event_id = end_session.event_id;
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR KEY SHARE;
     SELECT e.viewed_at INTO started
       FROM audience_internal.view_events e
-     WHERE e.event_id = end_session.event_id
+     WHERE e.workspace_id = ws_id AND e.event_id = end_session.event_id
        FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42704',
@@ -240,8 +321,7 @@ BEGIN
     IF end_session.ended_at > now() + interval '1 hour' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
     END IF;
-    UPDATE audience_internal.view_events e SET ended_at = end_session.ended_at
-     WHERE e.event_id = end_session.event_id;
+    PERFORM audience_internal.set_view_end(ws_id, end_session.event_id, end_session.ended_at);
 END
 $$;
 COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS

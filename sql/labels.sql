@@ -2,7 +2,9 @@
 -- that decides between an identity and a pseudonym.
 --
 -- These are plain SQL functions without SET clauses so that the planner
--- inlines them into the queries that use them.
+-- inlines them into the queries that use them. Every read labels its rows
+-- with `labelled` (or `view_label`, which first decides whether the view is
+-- identified); nothing else joins members or keys to make a label.
 
 -- A viewer is shown by identity when the view shown is on or after the
 -- workspace's identification start, and either the viewer is an accepted
@@ -37,4 +39,97 @@ CREATE FUNCTION audience_internal.latest_identifiable(
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN $3 > $1 THEN $4 WHEN $3 = $1 THEN $2 OR $4 ELSE $2 END
+$$;
+
+-- What a pseudonym is scoped to beyond its workspace, by the workspace's
+-- settings: the month of the view shown, and/or the requester.
+CREATE FUNCTION audience_internal.pseudonym_scope(workspace_id bigint, viewed_at timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT concat_ws('|',
+             CASE WHEN w.pseudonym_rotation = 'monthly'
+                  THEN 'month:' || to_char($2 AT TIME ZONE w.time_zone, 'YYYY-MM') END,
+             CASE WHEN w.pseudonym_scope = 'requester'
+                  THEN 'requester:' || coalesce(
+                           (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
+                             WHERE m.workspace_id = w.workspace_id LIMIT 1),
+                           'role:' || audience_internal.caller_role()::text) END)
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = $1
+$$;
+
+-- Whether a viewer of a workspace is an accepted member of it now: their
+-- identity hashes to the viewer's stored reference.
+CREATE FUNCTION audience_internal.is_member(workspace_id bigint, viewer_id bigint)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM audience_internal.viewers v
+                     JOIN audience_internal.members m
+                       ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
+                    WHERE v.workspace_id = $1 AND v.viewer_id = $2)
+$$;
+
+-- The viewers of a workspace who are its accepted members now, for reads
+-- that label many views at once.
+CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY(SELECT v.viewer_id
+                   FROM audience_internal.members m
+                   JOIN audience_internal.viewers v
+                     ON v.workspace_id = m.workspace_id AND v.viewer_hash = m.identity_hash
+                  WHERE m.workspace_id = $1 AND m.status = 'active')
+$$;
+
+-- What makes two views of one viewer carry the same label: whether they are
+-- identified, and for a pseudonym rotated monthly, its month (NULL
+-- otherwise: a name is the same every month). Reads that sum many views per
+-- label group by it.
+CREATE FUNCTION audience_internal.label_key(
+    workspace audience_internal.workspaces, is_member boolean, at timestamptz, identifiable boolean,
+    OUT identified boolean, OUT label_at timestamptz)
+RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT i.identified,
+           CASE WHEN ($1).pseudonym_rotation = 'monthly' AND NOT i.identified
+                THEN date_trunc('month', $3 AT TIME ZONE ($1).time_zone) AT TIME ZONE ($1).time_zone END
+      FROM (SELECT audience_internal.is_identified($3, ($1).identification_start, $2, $4) AS identified) i
+$$;
+
+-- The label of a viewer's views: their identity when identified (as a
+-- member, or as stored from a view of a private app), otherwise their
+-- pseudonym; the viewer_ref beside it; whether it is a pseudonym. `at` is a
+-- time of the views labelled, which places a monthly pseudonym. (One row; a
+-- set-returning function so that the planner inlines it into the read.)
+CREATE FUNCTION audience_internal.labelled(
+    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
+AS $$
+    SELECT audience_internal.viewer_label($3, coalesce(m.identity, v.identity), k.pseudonym_key, v.viewer_hash, s.scope),
+           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, $3, s.scope),
+           NOT $3
+      FROM audience_internal.viewers v
+      JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
+      JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
+      LEFT JOIN audience_internal.members m
+        ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
+     CROSS JOIN LATERAL (
+          SELECT CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
+                      ELSE audience_internal.pseudonym_scope(w.workspace_id, $4) END AS scope) s
+     WHERE v.workspace_id = $1 AND v.viewer_id = $2
+$$;
+
+-- The label of one view (or of the latest of a viewer's views), deciding
+-- first whether it is identified.
+CREATE FUNCTION audience_internal.view_label(
+    workspace_id bigint, viewer_id bigint, viewed_at timestamptz, identifiable boolean)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
+AS $$
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous
+      FROM audience_internal.workspaces w
+     CROSS JOIN LATERAL audience_internal.labelled($1, $2,
+           audience_internal.is_identified($3, w.identification_start, audience_internal.is_member($1, $2), $4), $3) l
+     WHERE w.workspace_id = $1
 $$;

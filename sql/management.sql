@@ -143,7 +143,10 @@ $$;
 
 -- Recomputes every rollup of a workspace from its raw events: after a change
 -- of time zone or counting start, and to check that the rollups kept during
--- ingest are exact.
+-- ingest are exact. The workspace row is locked first, FOR UPDATE, and the
+-- rollups are emptied in the lock order of every writer (the top of
+-- sql/ingest.sql): no ingest of the workspace is in progress while they are
+-- rebuilt, and ingest that waited for the lock finds the rebuilt rows.
 CREATE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
 RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
@@ -157,6 +160,7 @@ BEGIN
     DELETE FROM audience_internal.app_months t WHERE t.workspace_id = ws.workspace_id;
     DELETE FROM audience_internal.workspace_month_viewers t WHERE t.workspace_id = ws.workspace_id;
     DELETE FROM audience_internal.workspace_months t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_day_viewers t WHERE t.workspace_id = ws.workspace_id;
 
     INSERT INTO audience_internal.app_viewers
     SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
@@ -196,6 +200,14 @@ BEGIN
            LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
      WHERE e.workspace_id = ws.workspace_id
      GROUP BY e.workspace_id, m.month;
+
+    INSERT INTO audience_internal.app_day_viewers
+    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id, e.identifiable,
+           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY 1, 2, 3, 4, 5;
 END
 $$;
 
@@ -238,6 +250,10 @@ DECLARE
     ws audience_internal.workspaces;
     rebuild boolean := false;
 BEGIN
+    -- The workspace row first (the lock order at the top of
+    -- sql/ingest.sql): ingest reads the time zone and counting start under a
+    -- lock that conflicts with this one, so the change and its rebuild below
+    -- and the workspace's ingest take turns.
     SELECT * INTO ws FROM audience_internal.workspaces w
      WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
     IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN

@@ -29,6 +29,7 @@ GRANT EXECUTE ON FUNCTION
     audience.record_views(jsonb, text),
     audience.end_session(bigint, timestamptz)
 TO audience_ingest;
+GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
 -- The COPY path: rows written here are folded into the model by a trigger
 -- in the same statement; the staging table never keeps them.
 GRANT INSERT ON audience.view_imports TO audience_ingest;
@@ -45,7 +46,13 @@ GRANT EXECUTE ON FUNCTION
     audience_internal.app_total_viewers_for(bytea, text, text),
     audience_internal.recent_viewers_for(bytea, text, text, integer),
     audience_internal.visible_apps_for(bytea),
-    audience_internal.whoami_for(bytea)
+    audience_internal.whoami_for(bytea),
+    audience_internal.app_sessions_for(bytea, text, text, timestamptz, timestamptz, interval, integer),
+    audience_internal.top_apps_for(bytea, text, timestamptz, timestamptz, integer),
+    audience_internal.top_viewers_for(bytea, text, text, timestamptz, timestamptz, integer),
+    audience_internal.usage_over_time_for(bytea, text, text, timestamptz, timestamptz, text),
+    audience_internal.viewer_trend_for(bytea, text, text, integer),
+    audience_internal.app_access_for(bytea, text, text)
 TO audience_reader, audience_manager;
 GRANT EXECUTE ON FUNCTION
     audience.workspace_monthly_viewers(text, integer),
@@ -54,14 +61,26 @@ GRANT EXECUTE ON FUNCTION
     audience.recent_viewers(text, text, integer),
     audience.visible_apps(),
     audience.whoami(),
-    audience.authenticate(text)
+    audience.authenticate(text),
+    audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer),
+    audience.top_apps(text, timestamptz, timestamptz, integer),
+    audience.top_viewers(text, text, timestamptz, timestamptz, integer),
+    audience.usage_over_time(text, text, timestamptz, timestamptz, text),
+    audience.viewer_trend(text, text, integer),
+    audience.app_access(text, text)
 TO audience_reader, audience_manager;
 GRANT SELECT ON
     audience.apps,
     audience.workspace_monthly_viewers,
     audience.app_monthly_viewers,
     audience.app_total_viewers,
-    audience.recent_viewers
+    audience.recent_viewers,
+    audience.app_sessions,
+    audience.top_apps,
+    audience.top_viewers,
+    audience.usage_over_time,
+    audience.viewer_trend,
+    audience.app_access
 TO audience_reader, audience_manager;
 
 -- pg_dump keeps the contents of every table and sequence, secrets included,

@@ -106,23 +106,6 @@ AS $$
        AND audience_internal.app_visible(a.workspace_id, a.app_id, x.access)
 $$;
 
--- What a pseudonym is scoped to beyond its workspace, by the workspace's
--- settings: the month of the view shown, and/or the requester.
-CREATE FUNCTION audience_internal.pseudonym_scope(workspace_id bigint, viewed_at timestamptz)
-RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
-AS $$
-    SELECT concat_ws('|',
-             CASE WHEN w.pseudonym_rotation = 'monthly'
-                  THEN 'month:' || to_char($2 AT TIME ZONE w.time_zone, 'YYYY-MM') END,
-             CASE WHEN w.pseudonym_scope = 'requester'
-                  THEN 'requester:' || coalesce(
-                           (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
-                             WHERE m.workspace_id = w.workspace_id LIMIT 1),
-                           'role:' || audience_internal.caller_role()::text) END)
-      FROM audience_internal.workspaces w
-     WHERE w.workspace_id = $1
-$$;
-
 -- The workspace a reader names, if the requester sees it; otherwise the same
 -- error as for a workspace that does not exist.
 CREATE FUNCTION audience_internal.readable_workspace(workspace text, OUT workspace_id bigint, OUT access text)

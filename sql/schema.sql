@@ -221,6 +221,67 @@ CREATE TABLE audience_internal.workspace_months (
 );
 COMMENT ON TABLE audience_internal.workspace_months IS 'Rollup: unique viewers and views per workspace per month.';
 
+-- Rollup for the usage questions (sql/usage.sql): each viewer of each app
+-- per day in the workspace's time zone, with the views of that day counted
+-- separately for identifiable and other views, so that a viewer's labelled
+-- and pseudonymous views never share a row. A window's figures are sums and
+-- distinct counts over these rows for its whole days, plus the raw events of
+-- its partial days.
+CREATE TABLE audience_internal.app_day_viewers (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    day date NOT NULL,
+    viewer_id bigint NOT NULL,
+    identifiable boolean NOT NULL,
+    sessions bigint NOT NULL,
+    visits bigint NOT NULL,
+    -- Ended sessions only: an open session has no duration yet.
+    session_micros bigint NOT NULL,
+    last_viewed_at timestamptz NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, day, viewer_id, identifiable),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
+    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
+);
+-- A window of every app of a workspace reads its days at once.
+CREATE INDEX app_day_viewers_day ON audience_internal.app_day_viewers (workspace_id, day);
+COMMENT ON TABLE audience_internal.app_day_viewers IS
+    'Rollup: each viewer of each app per day, split by identifiable views, with sessions, visits and ended session time.';
+
+-- The partial days at the edges of a window are read from the raw events of
+-- every app of a workspace at once.
+CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at);
+
+-- Which Posit Connect content item is which app, so that later imports of
+-- the same content find their app without the content list.
+CREATE TABLE audience_internal.connect_content (
+    workspace_id bigint NOT NULL,
+    content_guid text NOT NULL,
+    app_id bigint NOT NULL,
+    PRIMARY KEY (workspace_id, content_guid),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.connect_content IS 'Posit Connect content guids and the apps they were imported as.';
+
+-- Every Posit Connect record imported, by its natural key, so that an
+-- overlapping page records nothing twice. The user is kept as a keyed hash
+-- (empty for an anonymous record): a guid names a person as well as an email
+-- does.
+CREATE TABLE audience_internal.connect_records (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    content_guid text NOT NULL,
+    user_ref bytea NOT NULL,
+    started timestamptz NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('session', 'visit')),
+    ended timestamptz,
+    -- The viewer_hash of the event it became, so that erasure
+    -- (forget_viewer) finds it.
+    viewer_hash bytea NOT NULL,
+    PRIMARY KEY (workspace_id, content_guid, user_ref, started, kind)
+);
+CREATE INDEX connect_records_viewer ON audience_internal.connect_records (workspace_id, viewer_hash);
+COMMENT ON TABLE audience_internal.connect_records IS
+    'Posit Connect instrumentation records already imported (content, hashed user, start, kind), and the end seen so far.';
+
 -- Column statistics are readable by roles a platform may hand to analysts
 -- (pg_read_all_data reads pg_statistic): ANALYZE keeps none for secrets,
 -- identities, the hashes that stand for them, or tenant and app names.
@@ -244,3 +305,6 @@ ALTER TABLE audience_internal.app_access
 ALTER TABLE audience_internal.viewers
     ALTER COLUMN viewer_hash SET STATISTICS 0,
     ALTER COLUMN identity SET STATISTICS 0;
+ALTER TABLE audience_internal.connect_records
+    ALTER COLUMN user_ref SET STATISTICS 0,
+    ALTER COLUMN viewer_hash SET STATISTICS 0;

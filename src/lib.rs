@@ -19,7 +19,7 @@ extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["bootstrap"]
 extension_sql_file!(
     "../sql/labels.sql",
     name = "labels",
-    requires = ["schema", audience_internal::viewer_pseudonym, audience_internal::viewer_ref, relative_time]
+    requires = ["requester", audience_internal::viewer_pseudonym, audience_internal::viewer_ref]
 );
 extension_sql_file!(
     "../sql/management.sql",
@@ -56,9 +56,19 @@ extension_sql_file!(
         audience_internal::accept_token
     ]
 );
-extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["labels", "ingest", "requester"]);
+extension_sql_file!(
+    "../sql/analytics.sql",
+    name = "analytics",
+    requires = ["labels", "ingest", "requester", relative_time]
+);
+extension_sql_file!("../sql/usage.sql", name = "usage", requires = ["analytics"]);
+extension_sql_file!("../sql/connect_import.sql", name = "connect_import", requires = ["bulk_ingest"]);
 extension_sql_file!("../sql/forget.sql", name = "forget", requires = ["analytics"]);
-extension_sql_file!("../sql/policies.sql", name = "policies", requires = ["requester", "forget", "bulk_ingest"]);
+extension_sql_file!(
+    "../sql/policies.sql",
+    name = "policies",
+    requires = ["requester", "forget", "bulk_ingest", "usage", "connect_import"]
+);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 /// Helpers for the SQL in `sql/`, in a schema no caller may use: they take
@@ -175,6 +185,10 @@ mod tests;
 mod tests_bulk;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_requester;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_usage;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_usage_scope;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

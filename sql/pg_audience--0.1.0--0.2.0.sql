@@ -1,0 +1,1668 @@
+-- pg_audience 0.1.0 -> 0.2.0: the usage questions of Posit Connect
+-- (app_sessions, top_apps, top_viewers, usage_over_time, viewer_trend,
+-- app_access), the import of Posit Connect records (import_connect), the day
+-- rollup they read, and one labelling function for every read. The new day
+-- rollup is filled from the events already stored.
+\echo Use "ALTER EXTENSION pg_audience UPDATE TO '0.2.0'" to load this file. \quit
+
+-- New tables and indexes (sql/schema.sql).
+-- Rollup for the usage questions (sql/usage.sql): each viewer of each app
+-- per day in the workspace's time zone, with the views of that day counted
+-- separately for identifiable and other views, so that a viewer's labelled
+-- and pseudonymous views never share a row. A window's figures are sums and
+-- distinct counts over these rows for its whole days, plus the raw events of
+-- its partial days.
+CREATE TABLE audience_internal.app_day_viewers (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    day date NOT NULL,
+    viewer_id bigint NOT NULL,
+    identifiable boolean NOT NULL,
+    sessions bigint NOT NULL,
+    visits bigint NOT NULL,
+    -- Ended sessions only: an open session has no duration yet.
+    session_micros bigint NOT NULL,
+    last_viewed_at timestamptz NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, day, viewer_id, identifiable),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
+    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
+);
+-- A window of every app of a workspace reads its days at once.
+CREATE INDEX app_day_viewers_day ON audience_internal.app_day_viewers (workspace_id, day);
+COMMENT ON TABLE audience_internal.app_day_viewers IS
+    'Rollup: each viewer of each app per day, split by identifiable views, with sessions, visits and ended session time.';
+
+-- The partial days at the edges of a window are read from the raw events of
+-- every app of a workspace at once.
+CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at);
+
+-- Which Posit Connect content item is which app, so that later imports of
+-- the same content find their app without the content list.
+CREATE TABLE audience_internal.connect_content (
+    workspace_id bigint NOT NULL,
+    content_guid text NOT NULL,
+    app_id bigint NOT NULL,
+    PRIMARY KEY (workspace_id, content_guid),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+COMMENT ON TABLE audience_internal.connect_content IS 'Posit Connect content guids and the apps they were imported as.';
+
+-- Every Posit Connect record imported, by its natural key, so that an
+-- overlapping page records nothing twice. The user is kept as a keyed hash
+-- (empty for an anonymous record): a guid names a person as well as an email
+-- does.
+CREATE TABLE audience_internal.connect_records (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    content_guid text NOT NULL,
+    user_ref bytea NOT NULL,
+    started timestamptz NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('session', 'visit')),
+    ended timestamptz,
+    -- The viewer_hash of the event it became, so that erasure
+    -- (forget_viewer) finds it.
+    viewer_hash bytea NOT NULL,
+    PRIMARY KEY (workspace_id, content_guid, user_ref, started, kind)
+);
+CREATE INDEX connect_records_viewer ON audience_internal.connect_records (workspace_id, viewer_hash);
+COMMENT ON TABLE audience_internal.connect_records IS
+    'Posit Connect instrumentation records already imported (content, hashed user, start, kind), and the end seen so far.';
+
+ALTER TABLE audience_internal.connect_records
+    ALTER COLUMN user_ref SET STATISTICS 0,
+    ALTER COLUMN viewer_hash SET STATISTICS 0;
+
+-- The type an import checks its records in (sql/connect_import.sql).
+-- One record of an import, checked: `problem` is why it is refused, as
+-- 'SQLSTATE message', or NULL.
+CREATE TYPE audience_internal.connect_import_row AS (
+    idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
+    app text, app_id bigint, viewer text, anonymous_id text, problem text);
+
+-- sql/labels.sql
+CREATE FUNCTION audience_internal.is_member(workspace_id bigint, viewer_id bigint)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM audience_internal.viewers v
+                     JOIN audience_internal.members m
+                       ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
+                    WHERE v.workspace_id = $1 AND v.viewer_id = $2)
+$$;
+
+CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY(SELECT v.viewer_id
+                   FROM audience_internal.members m
+                   JOIN audience_internal.viewers v
+                     ON v.workspace_id = m.workspace_id AND v.viewer_hash = m.identity_hash
+                  WHERE m.workspace_id = $1 AND m.status = 'active')
+$$;
+
+CREATE FUNCTION audience_internal.label_key(
+    workspace audience_internal.workspaces, is_member boolean, at timestamptz, identifiable boolean,
+    OUT identified boolean, OUT label_at timestamptz)
+RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT i.identified,
+           CASE WHEN ($1).pseudonym_rotation = 'monthly' AND NOT i.identified
+                THEN date_trunc('month', $3 AT TIME ZONE ($1).time_zone) AT TIME ZONE ($1).time_zone END
+      FROM (SELECT audience_internal.is_identified($3, ($1).identification_start, $2, $4) AS identified) i
+$$;
+
+CREATE FUNCTION audience_internal.labelled(
+    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
+AS $$
+    SELECT audience_internal.viewer_label($3, coalesce(m.identity, v.identity), k.pseudonym_key, v.viewer_hash, s.scope),
+           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, $3, s.scope),
+           NOT $3
+      FROM audience_internal.viewers v
+      JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
+      JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
+      LEFT JOIN audience_internal.members m
+        ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
+     CROSS JOIN LATERAL (
+          SELECT CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
+                      ELSE audience_internal.pseudonym_scope(w.workspace_id, $4) END AS scope) s
+     WHERE v.workspace_id = $1 AND v.viewer_id = $2
+$$;
+
+CREATE FUNCTION audience_internal.view_label(
+    workspace_id bigint, viewer_id bigint, viewed_at timestamptz, identifiable boolean)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
+AS $$
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous
+      FROM audience_internal.workspaces w
+     CROSS JOIN LATERAL audience_internal.labelled($1, $2,
+           audience_internal.is_identified($3, w.identification_start, audience_internal.is_member($1, $2), $4), $3) l
+     WHERE w.workspace_id = $1
+$$;
+
+-- sql/management.sql
+CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
+RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    ws audience_internal.workspaces;
+BEGIN
+    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    DELETE FROM audience_internal.app_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_totals t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_month_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_months t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.workspace_month_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.workspace_months t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_day_viewers t WHERE t.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.app_viewers
+    SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
+           (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1],
+           count(*), count(*) FILTER (WHERE e.viewed_at >= ws.counting_start)
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, e.app_id, e.viewer_id;
+
+    INSERT INTO audience_internal.app_totals
+    SELECT av.workspace_id, av.app_id, count(*) FILTER (WHERE av.counted_views > 0), sum(av.counted_views)
+      FROM audience_internal.app_viewers av
+     WHERE av.workspace_id = ws.workspace_id
+     GROUP BY av.workspace_id, av.app_id
+    HAVING sum(av.counted_views) > 0;
+
+    INSERT INTO audience_internal.app_month_viewers
+    SELECT DISTINCT e.workspace_id, e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.app_months
+    SELECT e.workspace_id, e.app_id, m.month, count(DISTINCT e.viewer_id), count(*)
+      FROM audience_internal.view_events e,
+           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, e.app_id, m.month;
+
+    INSERT INTO audience_internal.workspace_month_viewers
+    SELECT DISTINCT e.workspace_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.workspace_months
+    SELECT e.workspace_id, m.month, count(DISTINCT e.viewer_id), count(*)
+      FROM audience_internal.view_events e,
+           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, m.month;
+
+    INSERT INTO audience_internal.app_day_viewers
+    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id, e.identifiable,
+           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY 1, 2, 3, 4, 5;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.configure_workspace(
+    workspace text,
+    time_zone text DEFAULT NULL,
+    identification_start timestamptz DEFAULT NULL,
+    counting_start timestamptz DEFAULT NULL,
+    pseudonym_rotation text DEFAULT NULL,
+    pseudonym_scope text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws audience_internal.workspaces;
+    rebuild boolean := false;
+BEGIN
+    -- The workspace row first (the lock order at the top of
+    -- sql/ingest.sql): ingest reads the time zone and counting start under a
+    -- lock that conflicts with this one, so the change and its rebuild below
+    -- and the workspace's ingest take turns.
+    SELECT * INTO ws FROM audience_internal.workspaces w
+     WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
+    IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone) THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = 'invalid argument "time_zone": not a time zone name known to the server';
+        END IF;
+        ws.time_zone := time_zone;
+        rebuild := true;
+    END IF;
+    IF identification_start IS NOT NULL THEN
+        ws.identification_start := identification_start;
+    END IF;
+    IF counting_start IS NOT NULL AND counting_start IS DISTINCT FROM ws.counting_start THEN
+        ws.counting_start := counting_start;
+        rebuild := true;
+    END IF;
+    IF pseudonym_rotation IS NOT NULL THEN
+        ws.pseudonym_rotation := audience_internal.check_choice(pseudonym_rotation, 'pseudonym_rotation', ARRAY['none', 'monthly']);
+    END IF;
+    IF pseudonym_scope IS NOT NULL THEN
+        ws.pseudonym_scope := audience_internal.check_choice(pseudonym_scope, 'pseudonym_scope', ARRAY['workspace', 'requester']);
+    END IF;
+    UPDATE audience_internal.workspaces w
+       SET time_zone = ws.time_zone,
+           identification_start = ws.identification_start,
+           counting_start = ws.counting_start,
+           pseudonym_rotation = ws.pseudonym_rotation,
+           pseudonym_scope = ws.pseudonym_scope
+     WHERE w.workspace_id = ws.workspace_id;
+    IF rebuild THEN
+        PERFORM audience_internal.rebuild_rollups(ws.workspace_id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz, text, text) IS
+    'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous), counting start (all-time totals count from it), pseudonym rotation (none or monthly) and pseudonym scope (workspace, or requester: each requester sees their own pseudonyms). NULL leaves a setting as it is. Operator only.';
+
+-- sql/ingest.sql
+CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
+RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN $1 = 'session' AND $3 IS NOT NULL
+                THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.record_view(
+    workspace text,
+    app text,
+    viewer text,
+    viewed_at timestamptz DEFAULT now(),
+    anonymous_id text DEFAULT NULL,
+    ended_at timestamptz DEFAULT NULL,
+    kind text DEFAULT 'session')
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws_id bigint;
+    tz text;
+    counting_from timestamptz;
+    ikey bytea;
+    a_id bigint;
+    a_visibility text;
+    a_since timestamptz;
+    ident text;
+    v_hash bytea;
+    v_id bigint;
+    v_has_identity boolean;
+    is_identifiable boolean;
+    counted boolean;
+    view_month date;
+    ev_id bigint;
+    n_counted bigint;
+    first_in_month boolean;
+    problem text;
+BEGIN
+    -- The workspace first (the lock order at the top of this file): a new
+    -- time zone or counting start is either read here, once committed, or
+    -- waits for this event's transaction.
+    SELECT w.workspace_id, w.time_zone, w.counting_start, k.identity_key
+      INTO ws_id, tz, counting_from, ikey
+      FROM audience_internal.workspaces w
+      JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
+     WHERE w.slug = record_view.workspace
+       FOR KEY SHARE OF w;
+    SELECT a.app_id, a.visibility, a.visibility_since
+      INTO a_id, a_visibility, a_since
+      FROM audience_internal.apps a
+     WHERE a.workspace_id = ws_id AND a.slug = record_view.app;
+    problem := audience_internal.view_problem(record_view.workspace, record_view.app, record_view.viewer,
+                                              record_view.viewed_at, record_view.anonymous_id,
+                                              record_view.ended_at, record_view.kind, ws_id, a_id);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = left(problem, 5), MESSAGE = substr(problem, 7);
+    END IF;
+
+    IF record_view.viewer IS NOT NULL THEN
+        ident := audience_internal.normalize_identity('viewer', record_view.viewer);
+        v_hash := audience_internal.identity_hash(ikey, ident);
+    ELSE
+        v_hash := audience_internal.anonymous_hash(ikey,
+                      audience_internal.normalize_anonymous_id('anonymous_id', record_view.anonymous_id));
+    END IF;
+
+    IF record_view.viewed_at < a_since THEN
+        a_visibility := audience_internal.visibility_at(ws_id, a_id, record_view.viewed_at);
+    END IF;
+    is_identifiable := ident IS NOT NULL AND a_visibility = 'private';
+
+    SELECT v.viewer_id, v.identity IS NOT NULL INTO v_id, v_has_identity
+      FROM audience_internal.viewers v
+     WHERE v.workspace_id = ws_id AND v.viewer_hash = v_hash;
+    IF NOT FOUND OR (is_identifiable AND NOT v_has_identity) THEN
+        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
+        VALUES (ws_id, v_hash, ident IS NULL, CASE WHEN is_identifiable THEN ident END)
+        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
+           SET identity = coalesce(v.identity, excluded.identity)
+        RETURNING v.viewer_id INTO v_id;
+    END IF;
+
+    INSERT INTO audience_internal.view_events
+           (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+    VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable)
+    RETURNING event_id INTO ev_id;
+
+    counted := record_view.viewed_at >= counting_from;
+    INSERT INTO audience_internal.app_viewers AS av
+           (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
+            last_view_identifiable, views, counted_views)
+    VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.viewed_at, is_identifiable, 1, counted::int)
+    ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
+       SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
+           last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
+           last_view_identifiable = audience_internal.latest_identifiable(
+               av.last_viewed_at, av.last_view_identifiable,
+               excluded.last_viewed_at, excluded.last_view_identifiable),
+           views = av.views + 1,
+           counted_views = av.counted_views + excluded.counted_views
+    RETURNING av.counted_views INTO n_counted;
+
+    -- The viewer enters the all-time total with its first counted view,
+    -- whatever order the views arrive in.
+    IF counted THEN
+        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+        VALUES (ws_id, a_id, (n_counted = 1)::int, 1)
+        ON CONFLICT (workspace_id, app_id) DO UPDATE
+           SET viewers = t.viewers + excluded.viewers, views = t.views + 1;
+    END IF;
+
+    view_month := date_trunc('month', record_view.viewed_at AT TIME ZONE tz)::date;
+
+    INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
+    VALUES (ws_id, a_id, view_month, v_id) ON CONFLICT DO NOTHING;
+    first_in_month := FOUND;
+    INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
+    VALUES (ws_id, a_id, view_month, first_in_month::int, 1)
+    ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
+
+    INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
+    VALUES (ws_id, view_month, v_id) ON CONFLICT DO NOTHING;
+    first_in_month := FOUND;
+    INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
+    VALUES (ws_id, view_month, first_in_month::int, 1)
+    ON CONFLICT (workspace_id, month) DO UPDATE
+       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
+
+    INSERT INTO audience_internal.app_day_viewers AS d
+           (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+    VALUES (ws_id, a_id, (record_view.viewed_at AT TIME ZONE tz)::date, v_id, is_identifiable,
+            (record_view.kind = 'session')::int, (record_view.kind = 'visit')::int,
+            audience_internal.session_micros(record_view.kind, record_view.viewed_at, record_view.ended_at),
+            record_view.viewed_at)
+    ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
+       SET sessions = d.sessions + excluded.sessions,
+           visits = d.visits + excluded.visits,
+           session_micros = d.session_micros + excluded.session_micros,
+           last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at);
+
+    RETURN ev_id;
+END
+$$;
+COMMENT ON FUNCTION audience.record_view(text, text, text, timestamptz, text, timestamptz, text) IS
+    'Records one opening of an app and returns the event id. viewer is the authenticated identity, or NULL for an anonymous visitor identified by anonymous_id. kind is session (interactive) or visit (static). Ingest only.';
+
+CREATE FUNCTION audience_internal.set_view_end(workspace_id bigint, event_id bigint, ended_at timestamptz)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    ev audience_internal.view_events;
+BEGIN
+    SELECT * INTO ev FROM audience_internal.view_events e
+     WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
+       FOR UPDATE;
+    UPDATE audience_internal.view_events e SET ended_at = set_view_end.ended_at
+     WHERE e.workspace_id = ev.workspace_id AND e.event_id = ev.event_id;
+    UPDATE audience_internal.app_day_viewers d
+       SET session_micros = d.session_micros
+                            - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at)
+                            + audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = ev.workspace_id
+       AND d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id
+       AND d.day = (ev.viewed_at AT TIME ZONE w.time_zone)::date
+       AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.end_session(event_id bigint, ended_at timestamptz DEFAULT now())
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws_id bigint;
+    started timestamptz;
+BEGIN
+    PERFORM audience_internal.require(end_session.event_id, 'event_id');
+    PERFORM audience_internal.require(end_session.ended_at, 'ended_at');
+    -- The event's workspace is locked before the event (the lock order at
+    -- the top of this file), so that no rebuild of its rollups (a new time
+    -- zone) and no erasure of its viewer runs between the event and its
+    -- day row; the event is then looked up again under that lock.
+    SELECT e.workspace_id INTO ws_id
+      FROM audience_internal.view_events e
+     WHERE e.event_id = end_session.event_id;
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR KEY SHARE;
+    SELECT e.viewed_at INTO started
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws_id AND e.event_id = end_session.event_id
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "event_id": no view event %s', end_session.event_id);
+    END IF;
+    IF end_session.ended_at < started THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before the session started';
+    END IF;
+    IF end_session.ended_at > now() + interval '1 hour' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
+    END IF;
+    PERFORM audience_internal.set_view_end(ws_id, end_session.event_id, end_session.ended_at);
+END
+$$;
+COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
+    'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only.';
+
+-- sql/bulk_ingest.sql
+CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
+RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    bad record;
+    n_rows bigint;
+    n_events bigint;
+    n_months bigint;
+BEGIN
+    -- The first bad row, by position, fails the statement: nothing is stored.
+    SELECT i.pos, p.problem INTO bad
+      FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
+      LEFT JOIN audience_internal.workspaces w ON w.slug = i.workspace
+      LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = i.app
+      CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
+                              i.anonymous_id, i.ended_at, i.kind, w.workspace_id, a.app_id)) p(problem)
+     WHERE p.problem IS NOT NULL
+     ORDER BY i.pos
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
+            MESSAGE = format('%s (row %s of this import)', substr(bad.problem, 7), bad.pos);
+    END IF;
+
+    SELECT count(*) INTO n_rows FROM new_rows;
+    IF n_rows = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The new rows have no statistics, so the planner guesses a few hundred
+    -- of them whatever their number: for a big batch it would join by nested
+    -- loops (quadratic) or by sorting, where hashing is what scales. (The
+    -- settings end with this function.)
+    IF n_rows > 1000 THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+
+    -- One statement, planned for this batch. Each data-modifying step starts
+    -- only once the previous one has finished (its result is counted in a
+    -- one-time filter, or fully read by a sort or an aggregate), which keeps
+    -- the lock order described at the top of this file.
+    EXECUTE $fold$
+    WITH targets AS MATERIALIZED (
+        SELECT d.workspace, d.app, w.workspace_id, w.time_zone, w.counting_start, k.identity_key,
+               a.app_id, a.visibility, a.visibility_since
+          FROM (SELECT DISTINCT r.workspace, r.app FROM new_rows r) d
+          JOIN audience_internal.workspaces w ON w.slug = d.workspace
+          JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = d.app
+         -- Rows are locked in this order.
+         ORDER BY w.workspace_id, a.app_id
+           FOR KEY SHARE OF w, a
+    ),
+    ev AS MATERIALIZED (
+        SELECT t.workspace_id, t.app_id, i.viewed_at, i.ended_at, i.kind, h.identity, h.viewer_hash,
+               h.identity IS NOT NULL
+                 AND CASE WHEN i.viewed_at < t.visibility_since
+                          THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
+                          ELSE t.visibility END = 'private' AS identifiable,
+               (i.viewed_at >= t.counting_start)::int AS counted,
+               date_trunc('month', i.viewed_at AT TIME ZONE t.time_zone)::date AS month,
+               (i.viewed_at AT TIME ZONE t.time_zone)::date AS day
+          FROM new_rows i
+          JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
+         CROSS JOIN LATERAL (
+              SELECT n.identity,
+                     coalesce(audience_internal.identity_hash(t.identity_key, n.identity),
+                              audience_internal.anonymous_hash(t.identity_key,
+                                  audience_internal.normalize_anonymous_id('anonymous_id', i.anonymous_id))) AS viewer_hash
+                FROM (SELECT audience_internal.normalize_identity('viewer', i.viewer) AS identity OFFSET 0) n
+         ) h
+    ),
+    batch_viewers AS MATERIALIZED (
+        SELECT ev.workspace_id, ev.viewer_hash, bool_and(ev.identity IS NULL) AS anonymous,
+               max(ev.identity) FILTER (WHERE ev.identifiable) AS identity
+          FROM ev GROUP BY ev.workspace_id, ev.viewer_hash
+    ),
+    -- Looked up one by one through the unique index: a batch meets a small
+    -- part of a big viewers table. A viewer deleted meanwhile (forget_viewer)
+    -- is not returned, and is added again below as a new viewer.
+    viewer_ids AS MATERIALIZED (
+        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity, k.viewer_id,
+               -- Seen on a private app now, but stored without identity so far.
+               b.identity IS NOT NULL AND k.viewer_id IS NOT NULL AND NOT k.has_identity AS gains_identity
+          FROM batch_viewers b
+          LEFT JOIN LATERAL (
+              SELECT v.viewer_id, v.identity IS NOT NULL AS has_identity
+                FROM audience_internal.viewers v
+               WHERE v.workspace_id = b.workspace_id AND v.viewer_hash = b.viewer_hash
+                 FOR KEY SHARE
+          ) k ON true
+    ),
+    added_viewers AS (
+        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
+        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity
+          FROM viewer_ids b
+         WHERE b.viewer_id IS NULL OR b.gains_identity
+         ORDER BY b.workspace_id, b.viewer_hash
+        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
+           SET identity = coalesce(v.identity, excluded.identity)
+        RETURNING v.workspace_id, v.viewer_hash, v.viewer_id
+    ),
+    ids AS MATERIALIZED (
+        SELECT b.workspace_id, b.viewer_hash, b.viewer_id FROM viewer_ids b
+         WHERE b.viewer_id IS NOT NULL AND NOT b.gains_identity
+        UNION ALL
+        SELECT * FROM added_viewers
+    ),
+    evv AS MATERIALIZED (
+        SELECT ev.*, ids.viewer_id
+          FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
+    ),
+    events AS (
+        INSERT INTO audience_internal.view_events
+               (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+        SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
+          FROM evv e
+         -- In the order of the largest index: neighbouring entries go in
+         -- together, at a fraction of the cost of scattered ones.
+         ORDER BY e.workspace_id, e.app_id, e.viewed_at
+        RETURNING 1
+    ),
+    batch_app_viewers AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
+               max(e.viewed_at) AS last_viewed_at, bool_and(e.identity IS NOT NULL) AS authenticated,
+               count(*) AS views, sum(e.counted) AS counted_views
+          FROM evv e
+         GROUP BY e.workspace_id, e.app_id, e.viewer_id
+    ),
+    app_viewers AS (
+        INSERT INTO audience_internal.app_viewers AS av
+               (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
+                last_view_identifiable, views, counted_views)
+        SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
+               -- The batch's last view of this viewer is identifiable as any
+               -- of its views is: authenticated, and the app private then.
+               b.authenticated
+                 AND CASE WHEN b.last_viewed_at < t.visibility_since
+                          THEN audience_internal.visibility_at(b.workspace_id, b.app_id, b.last_viewed_at)
+                          ELSE t.visibility END = 'private',
+               b.views, b.counted_views
+          FROM batch_app_viewers b
+          JOIN targets t ON t.workspace_id = b.workspace_id AND t.app_id = b.app_id
+         WHERE (SELECT count(*) FROM events) >= 0
+         ORDER BY b.workspace_id, b.app_id, b.viewer_id
+        ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
+           SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
+               last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
+               last_view_identifiable = audience_internal.latest_identifiable(
+                   av.last_viewed_at, av.last_view_identifiable,
+                   excluded.last_viewed_at, excluded.last_view_identifiable),
+               views = av.views + excluded.views,
+               counted_views = av.counted_views + excluded.counted_views
+        RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
+    ),
+    -- A viewer enters the all-time total with its first counted view, that
+    -- is when all its counted views so far are in this batch: its count
+    -- after the batch equals the batch's.
+    app_totals AS (
+        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+        SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
+          FROM batch_app_viewers b
+          JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
+         WHERE b.counted_views > 0
+         GROUP BY b.workspace_id, b.app_id
+         ORDER BY b.workspace_id, b.app_id
+        ON CONFLICT (workspace_id, app_id) DO UPDATE
+           SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
+        RETURNING 1
+    ),
+    app_month_viewers AS (
+        INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
+        SELECT DISTINCT e.workspace_id, e.app_id, e.month, e.viewer_id
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_totals) >= 0
+         ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
+        ON CONFLICT DO NOTHING
+        RETURNING workspace_id, app_id, month
+    ),
+    app_months AS (
+        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
+        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
+          FROM (SELECT e.workspace_id, e.app_id, e.month, false AS added FROM evv e
+                UNION ALL
+                SELECT x.workspace_id, x.app_id, x.month, true FROM app_month_viewers x) c
+         GROUP BY c.workspace_id, c.app_id, c.month
+         ORDER BY c.workspace_id, c.app_id, c.month
+        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+        RETURNING 1
+    ),
+    workspace_month_viewers AS (
+        INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
+        SELECT DISTINCT e.workspace_id, e.month, e.viewer_id
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_months) >= 0
+         ORDER BY e.workspace_id, e.month, e.viewer_id
+        ON CONFLICT DO NOTHING
+        RETURNING workspace_id, month
+    ),
+    workspace_months AS (
+        INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
+        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
+          FROM (SELECT e.workspace_id, e.month, false AS added FROM evv e
+                UNION ALL
+                SELECT x.workspace_id, x.month, true FROM workspace_month_viewers x) c
+         GROUP BY c.workspace_id, c.month
+         ORDER BY c.workspace_id, c.month
+        ON CONFLICT (workspace_id, month) DO UPDATE
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+        RETURNING 1
+    ),
+    app_day_viewers AS (
+        INSERT INTO audience_internal.app_day_viewers AS d
+               (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
+               count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+          FROM evv e
+         WHERE (SELECT count(*) FROM workspace_months) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+         ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+        ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
+           SET sessions = d.sessions + excluded.sessions,
+               visits = d.visits + excluded.visits,
+               session_micros = d.session_micros + excluded.session_micros,
+               last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM app_day_viewers)
+    $fold$ INTO n_events, n_months;
+
+    -- Only an app or workspace deleted since the checks above can make a
+    -- row miss its parent; the whole statement is then refused, to retry.
+    IF n_events <> n_rows THEN
+        RAISE EXCEPTION USING ERRCODE = '40001',
+            MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
+    END IF;
+
+    -- Every row this transaction can see here was inserted by this
+    -- statement: earlier statements emptied the table the same way, and rows
+    -- of transactions still in progress are not visible.
+    DELETE FROM audience.view_imports;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
+    'Trigger of audience.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+
+-- sql/analytics.sql
+CREATE OR REPLACE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               last_viewed_at timestamptz, last_viewed text, views bigint)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    a_id bigint;
+BEGIN
+    PERFORM audience_internal.enter(recent_viewers_for.ticket);
+    ws := audience_internal.readable_workspace(recent_viewers_for.workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers_for.workspace, recent_viewers_for.app);
+    PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
+    RETURN QUERY
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, av.last_viewed_at,
+           audience.relative_time(av.last_viewed_at, now()), av.views
+      FROM (SELECT * FROM audience_internal.app_viewers a
+             WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
+             ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
+             LIMIT recent_viewers_for.max_viewers) av
+     CROSS JOIN LATERAL audience_internal.view_label(av.workspace_id, av.viewer_id, av.last_viewed_at,
+                                                     av.last_view_identifiable) l
+     ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
+END
+$$;
+
+-- sql/usage.sql
+CREATE FUNCTION audience_internal.check_window(since timestamptz, until timestamptz)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF NOT isfinite(audience_internal.require(since, 'since')) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "since": must be a finite time';
+    END IF;
+    IF NOT isfinite(audience_internal.require(until, 'until')) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "until": must be a finite time';
+    END IF;
+    IF until <= since THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "until": must be later than "since" (the window is empty)';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN $2 IS DISTINCT FROM 'all' THEN
+        ARRAY(SELECT a.app_id FROM audience_internal.apps a
+               WHERE a.workspace_id = $1 AND audience_internal.app_visible(a.workspace_id, a.app_id, $2)
+               ORDER BY a.app_id) END
+$$;
+
+CREATE FUNCTION audience_internal.micros_interval(micros numeric)
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT justify_hours(coalesce($1, 0)::bigint * interval '1 microsecond')
+$$;
+
+CREATE FUNCTION audience_internal.usage_facts(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
+RETURNS TABLE (app_id bigint, day date, viewer_id bigint, identifiable boolean,
+               sessions bigint, visits bigint, session_micros bigint, last_viewed_at timestamptz, at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH bounds AS MATERIALIZED (
+        SELECT w.time_zone AS tz,
+               -- The whole days of the window are first_day <= day < end_day.
+               CASE WHEN ($3 AT TIME ZONE w.time_zone)::time = '00:00'
+                    THEN ($3 AT TIME ZONE w.time_zone)::date
+                    ELSE ($3 AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
+               ($4 AT TIME ZONE w.time_zone)::date AS end_day,
+               CASE WHEN isfinite(w.identification_start)
+                    THEN (w.identification_start AT TIME ZONE w.time_zone)::date END AS mixed_day
+          FROM audience_internal.workspaces w
+         WHERE w.workspace_id = $1
+    ),
+    whole_days AS MATERIALIZED (
+        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
+               d.last_viewed_at
+          FROM bounds b
+          JOIN audience_internal.app_day_viewers d
+            ON d.workspace_id = $1 AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE $2 IS NULL AND d.day IS DISTINCT FROM b.mixed_day
+        UNION ALL
+        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
+               d.last_viewed_at
+          FROM bounds b
+          JOIN audience_internal.app_day_viewers d
+            ON d.workspace_id = $1 AND d.app_id = ANY ($2) AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE $2 IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
+    ),
+    raw_ranges AS MATERIALIZED (
+        SELECT $3 AS lo,
+               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE $4 END AS hi
+          FROM bounds b
+        UNION ALL
+        SELECT b.end_day::timestamp AT TIME ZONE b.tz, $4
+          FROM bounds b WHERE b.first_day < b.end_day
+        UNION ALL
+        SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
+          FROM bounds b WHERE b.mixed_day >= b.first_day AND b.mixed_day < b.end_day
+    ),
+    raw_views AS MATERIALIZED (
+        SELECT e.app_id, e.viewer_id, e.identifiable, e.kind, e.viewed_at, e.ended_at
+          FROM raw_ranges r
+         CROSS JOIN LATERAL (
+              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
+                FROM audience_internal.view_events x
+               WHERE $2 IS NULL AND x.workspace_id = $1 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+              UNION ALL
+              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
+                FROM audience_internal.view_events x
+               WHERE $2 IS NOT NULL AND x.workspace_id = $1 AND x.app_id = ANY ($2)
+                 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
+    )
+    SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
+           d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
+      FROM bounds b, whole_days d
+    UNION ALL
+    SELECT e.app_id, (e.viewed_at AT TIME ZONE b.tz)::date, e.viewer_id, e.identifiable,
+           (e.kind = 'session')::int, (e.kind = 'visit')::int,
+           audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
+      FROM bounds b, raw_views e
+$$;
+
+CREATE FUNCTION audience_internal.app_sessions_for(
+    ticket bytea, workspace text, app text, since timestamptz, until timestamptz,
+    min_duration interval, max_sessions integer)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    a_id bigint;
+BEGIN
+    PERFORM audience_internal.enter(app_sessions_for.ticket);
+    ws := audience_internal.readable_workspace(app_sessions_for.workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, app_sessions_for.workspace, app_sessions_for.app);
+    PERFORM audience_internal.check_window(app_sessions_for.since, app_sessions_for.until);
+    PERFORM audience_internal.check_count(app_sessions_for.max_sessions, 'max_sessions', 10000);
+    IF app_sessions_for.min_duration < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "min_duration": must not be negative';
+    END IF;
+    RETURN QUERY
+    -- A visit has no end, whatever an ingest call may have given it.
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, e.viewed_at, e.ended_at, e.ended_at - e.viewed_at, e.kind
+      FROM (SELECT x.event_id, x.workspace_id, x.viewer_id, x.identifiable, x.viewed_at, x.kind,
+                   CASE WHEN x.kind = 'session' THEN x.ended_at END AS ended_at
+              FROM audience_internal.view_events x
+             WHERE x.workspace_id = ws.workspace_id AND x.app_id = a_id
+               AND x.viewed_at >= app_sessions_for.since AND x.viewed_at < app_sessions_for.until
+               AND (app_sessions_for.min_duration IS NULL OR x.kind <> 'session' OR x.ended_at IS NULL
+                    OR x.ended_at - x.viewed_at >= app_sessions_for.min_duration)
+             ORDER BY x.viewed_at DESC, x.event_id DESC
+             LIMIT app_sessions_for.max_sessions) e
+     CROSS JOIN LATERAL audience_internal.view_label(e.workspace_id, e.viewer_id, e.viewed_at, e.identifiable) l
+     ORDER BY e.viewed_at DESC, e.event_id DESC;
+END
+$$;
+
+CREATE FUNCTION audience.app_sessions(
+    workspace text,
+    app text,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    min_duration interval DEFAULT NULL,
+    max_sessions integer DEFAULT 100)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
+AS $$ SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions) $$;
+COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer) IS
+    'Every view of an app in the window [since, until), newest first, at most max_sessions: who (identity or pseudonym, viewer_ref, whether pseudonymous), start, end, duration and kind (session or visit). A visit and an open session have no end. min_duration drops ended sessions shorter than it.';
+
+CREATE FUNCTION audience_internal.top_apps_for(
+    ticket bytea, workspace text, since timestamptz, until timestamptz, max_apps integer)
+RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
+               unique_viewers bigint, session_time interval)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(top_apps_for.ticket);
+    ws := audience_internal.readable_workspace(top_apps_for.workspace);
+    PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
+    PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
+    -- Computed once here: passed as an expression, it would be evaluated
+    -- again for every row usage_facts reads.
+    apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    RETURN QUERY
+    SELECT a.slug, a.visibility, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM (SELECT f.app_id, sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
+                   sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
+                   audience_internal.micros_interval(sum(f.session_micros)) AS session_time
+              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until) f
+             GROUP BY f.app_id) u
+      JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = u.app_id
+     ORDER BY u.views DESC, a.slug
+     LIMIT top_apps_for.max_apps;
+END
+$$;
+
+CREATE FUNCTION audience.top_apps(
+    workspace text,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    max_apps integer DEFAULT 10)
+RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
+               unique_viewers bigint, session_time interval)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
+AS $$ SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps) $$;
+COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) IS
+    'The most viewed apps of a workspace in the window [since, until) among those the requester may see, most views first (ties by app): views, sessions, visits, distinct viewers and the time of ended sessions. Apps without a view in the window are left out.';
+
+CREATE FUNCTION audience_internal.top_viewers_for(
+    ticket bytea, workspace text, app text, since timestamptz, until timestamptz, max_viewers integer)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
+               session_time interval, last_viewed_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    w audience_internal.workspaces;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(top_viewers_for.ticket);
+    ws := audience_internal.readable_workspace(top_viewers_for.workspace);
+    IF top_viewers_for.app IS NULL THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    ELSE
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     top_viewers_for.workspace, top_viewers_for.app)];
+    END IF;
+    PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
+    PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
+    SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
+    RETURN QUERY
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, g.views, g.sessions,
+           audience_internal.micros_interval(g.session_micros), g.last_viewed_at
+      FROM (SELECT f.viewer_id, k.identified, k.label_at,
+                   sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
+                   sum(f.session_micros) AS session_micros, max(f.last_viewed_at) AS last_viewed_at
+              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_viewers_for.since, top_viewers_for.until) f
+              LEFT JOIN unnest(audience_internal.member_viewer_ids(ws.workspace_id)) mv(viewer_id)
+                ON mv.viewer_id = f.viewer_id
+             CROSS JOIN LATERAL audience_internal.label_key(w, mv.viewer_id IS NOT NULL, f.at, f.identifiable) k
+             GROUP BY f.viewer_id, k.identified, k.label_at
+             ORDER BY views DESC, last_viewed_at DESC, f.viewer_id, k.identified
+             LIMIT top_viewers_for.max_viewers) g
+     -- A name is the same every month; its viewer_ref, like recent_viewers',
+     -- is that of the month of the last view.
+     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, g.viewer_id, g.identified,
+                                                   coalesce(g.label_at, g.last_viewed_at)) l
+     ORDER BY g.views DESC, g.last_viewed_at DESC, g.viewer_id, g.identified;
+END
+$$;
+
+CREATE FUNCTION audience.top_viewers(
+    workspace text,
+    app text DEFAULT NULL,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    max_viewers integer DEFAULT 10)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
+               session_time interval, last_viewed_at timestamptz)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
+AS $$ SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers) $$;
+COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, integer) IS
+    'The most active viewers in the window [since, until) of one app, or (app NULL) of every app of the workspace the requester may see, most views first: label, viewer_ref, views, sessions, time of ended sessions and last view. A person''s identified and pseudonymous views are separate rows with unrelated viewer_refs.';
+
+CREATE FUNCTION audience_internal.usage_over_time_for(
+    ticket bytea, workspace text, app text, since timestamptz, until timestamptz, bucket text)
+RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
+               session_time interval)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+    tz text;
+BEGIN
+    PERFORM audience_internal.enter(usage_over_time_for.ticket);
+    ws := audience_internal.readable_workspace(usage_over_time_for.workspace);
+    IF usage_over_time_for.app IS NULL THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    ELSE
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     usage_over_time_for.workspace, usage_over_time_for.app)];
+    END IF;
+    PERFORM audience_internal.check_window(usage_over_time_for.since, usage_over_time_for.until);
+    PERFORM audience_internal.check_choice(usage_over_time_for.bucket, 'bucket', ARRAY['day', 'week', 'month']);
+    tz := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id);
+    RETURN QUERY
+    SELECT p.period::date, coalesce(u.views, 0), coalesce(u.sessions, 0), coalesce(u.visits, 0),
+           coalesce(u.unique_viewers, 0), coalesce(u.session_time, interval '0')
+      FROM generate_series(date_trunc(usage_over_time_for.bucket, usage_over_time_for.since AT TIME ZONE tz),
+                           date_trunc(usage_over_time_for.bucket,
+                                      (usage_over_time_for.until AT TIME ZONE tz) - interval '1 microsecond'),
+                           ('1 ' || usage_over_time_for.bucket)::interval) p(period)
+      LEFT JOIN (SELECT date_trunc(usage_over_time_for.bucket, f.day)::date AS period,
+                        sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
+                        sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
+                        audience_internal.micros_interval(sum(f.session_micros)) AS session_time
+                   FROM audience_internal.usage_facts(ws.workspace_id, apps,
+                            usage_over_time_for.since, usage_over_time_for.until) f
+                  GROUP BY 1) u ON u.period = p.period::date
+     ORDER BY p.period;
+END
+$$;
+
+CREATE FUNCTION audience.usage_over_time(
+    workspace text,
+    app text DEFAULT NULL,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    bucket text DEFAULT 'day')
+RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
+               session_time interval)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 31
+AS $$ SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket) $$;
+COMMENT ON FUNCTION audience.usage_over_time(text, text, timestamptz, timestamptz, text) IS
+    'Usage of one app, or (app NULL) of every app of the workspace the requester may see, per day, week (ISO, from Monday) or month of the workspace''s time zone, for every bucket that overlaps the window [since, until), empty ones included, oldest first: views, sessions, visits, distinct viewers and time of ended sessions, counting only views inside the window.';
+
+CREATE FUNCTION audience_internal.viewer_trend_for(ticket bytea, workspace text, app text, months integer)
+RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
+               complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(viewer_trend_for.ticket);
+    ws := audience_internal.readable_workspace(viewer_trend_for.workspace);
+    IF viewer_trend_for.app IS NOT NULL THEN
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     viewer_trend_for.workspace, viewer_trend_for.app)];
+    ELSIF ws.access = 'some' THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    END IF;
+    PERFORM audience_internal.check_count(viewer_trend_for.months, 'months', 1200);
+    RETURN QUERY
+    SELECT t.month, t.unique_viewers, t.previous, t.unique_viewers - t.previous,
+           CASE WHEN t.previous > 0 THEN round(100.0 * (t.unique_viewers - t.previous) / t.previous, 1) END,
+           t.complete
+      FROM (SELECT m.month, m.unique_viewers, lag(m.unique_viewers) OVER (ORDER BY m.month) AS previous,
+                   m.complete
+              FROM audience_internal.monthly_viewers(ws.workspace_id, apps, viewer_trend_for.months + 1) m) t
+     ORDER BY t.month
+    OFFSET 1;
+END
+$$;
+
+CREATE FUNCTION audience.viewer_trend(workspace text, app text DEFAULT NULL, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
+               complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
+AS $$ SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months) $$;
+COMMENT ON FUNCTION audience.viewer_trend(text, text, integer) IS
+    'Is viewership increasing: for the last `months` calendar months (workspace time zone), distinct viewers of one app or (app NULL) of the apps of the workspace the requester may see, the previous month''s figure, the change, the change in percent of the previous month rounded to one decimal (NULL when the previous month had no viewers); complete is false for the month in progress.';
+
+CREATE FUNCTION audience_internal.app_access_for(ticket bytea, workspace text, app_slug text)
+RETURNS TABLE (app text, member text, kind text, status text, via text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+    own bytea[];
+BEGIN
+    PERFORM audience_internal.enter(app_access_for.ticket);
+    ws := audience_internal.readable_workspace(app_access_for.workspace);
+    IF app_access_for.app_slug IS NULL THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    ELSE
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     app_access_for.workspace, app_access_for.app_slug)];
+    END IF;
+    -- A viewer member sees only their own rows.
+    IF ws.access = 'some' THEN
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
+                      WHERE m.workspace_id = ws.workspace_id);
+    END IF;
+    RETURN QUERY
+    SELECT DISTINCT ON (a.slug, x.identity) a.slug, x.identity, x.kind, x.status, x.via
+      FROM audience_internal.apps a
+      CROSS JOIN LATERAL (
+          -- Admins and developers open every app; accepted viewer members and
+          -- invitees (once they accept) the public ones; grants one app each.
+          -- A person with several ways in is listed by the strongest.
+          SELECT m.identity, m.identity_hash, m.kind, m.status,
+                 CASE WHEN m.status = 'invited' THEN 'invitation'
+                      WHEN m.kind = 'viewer' THEN 'member' ELSE m.kind END AS via,
+                 CASE WHEN m.status = 'invited' THEN 5 WHEN m.kind = 'viewer' THEN 4 ELSE 1 END AS strength
+            FROM audience_internal.members m
+           WHERE m.workspace_id = a.workspace_id AND (m.kind <> 'viewer' OR a.visibility = 'public')
+          UNION ALL
+          SELECT g.identity, g.identity_hash, m.kind, coalesce(m.status, 'active'),
+                 CASE WHEN m.status = 'invited' THEN 'invitation' ELSE 'grant' END,
+                 CASE WHEN m.status = 'invited' THEN 3 ELSE 2 END
+            FROM audience_internal.app_access g
+            LEFT JOIN audience_internal.members m
+              ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
+           WHERE g.workspace_id = a.workspace_id AND g.app_id = a.app_id
+      ) x
+     WHERE a.workspace_id = ws.workspace_id AND (apps IS NULL OR a.app_id = ANY (apps))
+       AND (own IS NULL OR x.identity_hash = ANY (own))
+     ORDER BY a.slug, x.identity, x.strength;
+END
+$$;
+
+CREATE FUNCTION audience.app_access(workspace text, app text DEFAULT NULL)
+RETURNS TABLE (app text, member text, kind text, status text, via text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
+AS $$ SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app) $$;
+COMMENT ON FUNCTION audience.app_access(text, text) IS
+    'Who may open which app of a workspace (one app, or every app the requester may see): member identity, member kind (NULL for a person who holds only a grant), status (active or invited) and via (admin, developer, member for a viewer member on a public app, grant, invitation for one not yet accepted). Admins and developers see every row; a viewer member only their own.';
+
+-- sql/connect_import.sql
+CREATE FUNCTION audience_internal.connect_time(value text)
+RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN value::timestamptz;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb DEFAULT NULL, content jsonb DEFAULT NULL)
+RETURNS TABLE (recorded bigint, duplicates bigint, apps_created bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(import_connect.workspace);
+    ikey bytea := audience_internal.identity_key(ws_id);
+    careful boolean := false;
+    bad record;
+    item record;
+    app_slug text;
+    a_id bigint;
+    n_apps bigint := 0;
+    n_records bigint;
+    n_new bigint;
+    batch audience_internal.connect_import_row[];
+    end_ids bigint[];
+    end_times timestamptz[];
+BEGIN
+    IF jsonb_typeof(audience_internal.require(import_connect.usage, 'usage')) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "usage": must be a JSON array of records';
+    END IF;
+    IF jsonb_typeof(import_connect.users) IS DISTINCT FROM 'array' AND import_connect.users IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "users": must be a JSON array of users';
+    END IF;
+    IF jsonb_typeof(import_connect.content) IS DISTINCT FROM 'array' AND import_connect.content IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "content": must be a JSON array of content items';
+    END IF;
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
+
+    SELECT c.i - 1 AS idx,
+           CASE WHEN jsonb_typeof(c.item) <> 'object' THEN 'each content item must be a JSON object'
+                WHEN jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                WHEN jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string' THEN 'name must be a JSON string'
+                WHEN jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
+                    THEN 'title must be a JSON string or null'
+                WHEN jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
+                    THEN 'access_type must be a JSON string or null'
+           END AS problem
+      INTO bad
+      FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)
+     WHERE jsonb_typeof(c.item) <> 'object'
+        OR jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string'
+        OR jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string'
+        OR jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
+        OR jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
+     ORDER BY c.i LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "content": %s (content[%s])', bad.problem, bad.idx);
+    END IF;
+
+    -- Content not seen before becomes an app named by its Posit name (an
+    -- app of that name already in the workspace is taken as it).
+    FOR item IN
+        SELECT DISTINCT ON (c.item ->> 'guid') c.i - 1 AS idx, c.item ->> 'guid' AS guid, c.item ->> 'name' AS name,
+               nullif(btrim(left(c.item ->> 'title', 200)), '') AS title,
+               CASE WHEN c.item ->> 'access_type' = 'all' THEN 'public' ELSE 'private' END AS visibility
+          FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)
+         WHERE NOT EXISTS (SELECT FROM audience_internal.connect_content k
+                            WHERE k.workspace_id = ws_id AND k.content_guid = c.item ->> 'guid')
+         ORDER BY c.item ->> 'guid', c.i
+    LOOP
+        app_slug := audience_internal.check_slug(lower(item.name), format('content[%s].name', item.idx));
+        SELECT a.app_id INTO a_id FROM audience_internal.apps a WHERE a.workspace_id = ws_id AND a.slug = app_slug;
+        IF NOT FOUND THEN
+            a_id := audience.create_app(import_connect.workspace, app_slug, item.visibility, item.title);
+            n_apps := n_apps + 1;
+        END IF;
+        INSERT INTO audience_internal.connect_content (workspace_id, content_guid, app_id)
+        VALUES (ws_id, item.guid, a_id);
+    END LOOP;
+
+    SELECT u.i - 1 AS idx,
+           CASE WHEN jsonb_typeof(u.item) <> 'object' THEN 'each user must be a JSON object'
+                WHEN jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                WHEN jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
+                  OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
+                    THEN 'email and username must be JSON strings or null'
+                ELSE 'has neither an email nor a username'
+           END AS problem
+      INTO bad
+      FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) WITH ORDINALITY u(item, i)
+     WHERE jsonb_typeof(u.item) <> 'object'
+        OR jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string'
+        OR jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
+        OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
+        OR coalesce(nullif(u.item ->> 'email', ''), nullif(u.item ->> 'username', '')) IS NULL
+     ORDER BY u.i LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "users": %s (users[%s])', bad.problem, bad.idx);
+    END IF;
+
+    -- Times are converted all at once; only if one of them is not a time is
+    -- the import converted again record by record, to say which.
+    LOOP
+        BEGIN
+            batch := ARRAY(
+            WITH users AS MATERIALIZED (
+                SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
+                       coalesce(nullif(u.item ->> 'email', ''), u.item ->> 'username') AS identity
+                  FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) u(item)
+                 ORDER BY u.item ->> 'guid'
+            ),
+            parsed AS MATERIALIZED (
+                SELECT r.i - 1 AS idx, r.rec,
+                       CASE WHEN jsonb_typeof(r.rec) <> 'object' THEN 'each record must be a JSON object'
+                            WHEN jsonb_typeof(r.rec -> 'content_guid') IS DISTINCT FROM 'string'
+                                THEN 'content_guid must be a JSON string'
+                            WHEN jsonb_typeof(coalesce(r.rec -> 'user_guid', 'null')) NOT IN ('string', 'null')
+                                THEN 'user_guid must be a JSON string or null'
+                            WHEN r.rec ? 'started' AND r.rec ? 'time'
+                                THEN 'a record has either "started" (a session) or "time" (a visit), not both'
+                            WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
+                                THEN 'a record needs "started" (a session) or "time" (a visit)'
+                            WHEN jsonb_typeof(coalesce(r.rec -> 'started', r.rec -> 'time')) <> 'string'
+                                THEN CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END || ' must be a JSON string'
+                            WHEN jsonb_typeof(coalesce(r.rec -> 'ended', 'null')) NOT IN ('string', 'null')
+                                THEN 'ended must be a JSON string or null'
+                            WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL
+                                THEN 'a visit has no "ended"'
+                       END AS shape_problem,
+                       r.rec ->> 'content_guid' AS content_guid,
+                       r.rec ->> 'user_guid' AS user_guid,
+                       CASE WHEN r.rec ? 'time' THEN 'visit' ELSE 'session' END AS kind,
+                       coalesce(r.rec ->> 'started', r.rec ->> 'time') AS started_text,
+                       r.rec ->> 'ended' AS ended_text
+                  FROM jsonb_array_elements(import_connect.usage) WITH ORDINALITY r(rec, i)
+            ),
+            timed AS MATERIALIZED (
+                SELECT p.*,
+                       CASE WHEN p.shape_problem IS NOT NULL THEN NULL
+                            WHEN careful THEN audience_internal.connect_time(p.started_text)
+                            ELSE p.started_text::timestamptz END AS started,
+                       CASE WHEN p.shape_problem IS NOT NULL THEN NULL
+                            WHEN careful THEN audience_internal.connect_time(p.ended_text)
+                            ELSE p.ended_text::timestamptz END AS ended
+                  FROM parsed p
+            ),
+            named AS (
+                SELECT t.idx, t.content_guid, t.user_guid, t.kind, t.started, t.ended, a.slug AS app, a.app_id,
+                       CASE WHEN t.user_guid IS NOT NULL THEN coalesce(u.identity, t.user_guid) END AS viewer,
+                       -- Posit records carry no visitor id: each anonymous
+                       -- record is a visitor of its own.
+                       CASE WHEN t.user_guid IS NULL
+                            THEN format('connect:%s:%s', t.content_guid, extract(epoch FROM t.started)) END AS anonymous_id,
+                       coalesce(
+                           t.shape_problem,
+                           CASE WHEN t.started IS NULL THEN
+                               CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END || ' is not a valid time' END,
+                           CASE WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended is not a valid time' END,
+                           CASE WHEN a.app_id IS NULL
+                               THEN 'content_guid is neither in "content" nor known from an earlier import' END
+                       ) AS shape_problem
+                  FROM timed t
+                  LEFT JOIN users u ON u.guid = t.user_guid
+                  LEFT JOIN audience_internal.connect_content k
+                    ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
+                  LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+            )
+            SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
+                       n.viewer, n.anonymous_id,
+                       -- Then record_view's own checks: a record is refused
+                       -- for what an event would be refused for.
+                       coalesce('22023 ' || n.shape_problem,
+                                audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
+                                    n.anonymous_id, n.ended, n.kind, ws_id, n.app_id))
+                   )::audience_internal.connect_import_row
+              FROM named n
+             ORDER BY n.idx);
+            EXIT;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
+                    OR invalid_parameter_value THEN
+            IF careful THEN
+                RAISE;
+            END IF;
+            careful := true;
+        END;
+    END LOOP;
+
+    SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
+            MESSAGE = format('invalid argument "usage": %s (usage[%s])', substr(bad.problem, 7), bad.idx);
+    END IF;
+
+    n_records := cardinality(batch);
+    WITH keyed AS (
+        SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started, b.kind) b.*, r.user_ref,
+               coalesce(audience_internal.identity_hash(ikey, audience_internal.normalize_identity('viewer', b.viewer)),
+                        audience_internal.anonymous_hash(ikey,
+                            audience_internal.normalize_anonymous_id('anonymous_id', b.anonymous_id))) AS viewer_hash
+          FROM unnest(batch) b
+         CROSS JOIN LATERAL (
+              SELECT CASE WHEN b.user_guid IS NULL THEN '\x'::bytea
+                          ELSE audience_internal.anonymous_hash(ikey, 'connect-user:' || b.user_guid) END AS user_ref) r
+         -- Of two copies of a record in one import, the one with an end.
+         ORDER BY b.content_guid, r.user_ref, b.started, b.kind, b.ended IS NULL, b.idx
+    ),
+    added AS (
+        INSERT INTO audience_internal.connect_records AS c
+               (workspace_id, content_guid, user_ref, started, kind, ended, viewer_hash)
+        SELECT ws_id, k.content_guid, k.user_ref, k.started, k.kind, k.ended, k.viewer_hash FROM keyed k
+         ORDER BY k.content_guid, k.user_ref, k.started, k.kind
+        ON CONFLICT (workspace_id, content_guid, user_ref, started, kind) DO NOTHING
+        RETURNING c.content_guid, c.user_ref, c.started, c.kind
+    ),
+    stored AS (
+        INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+        SELECT import_connect.workspace, k.app, k.viewer, k.anonymous_id, k.started, k.ended, k.kind
+          FROM keyed k
+          JOIN added d ON d.content_guid = k.content_guid AND d.user_ref = k.user_ref
+                      AND d.started = k.started AND d.kind = k.kind
+        RETURNING 1
+    )
+    SELECT count(*) FROM stored INTO n_new;
+
+    -- Sessions imported while open that this page shows ended. Only once the
+    -- new records are stored (the fold runs at the end of the statement
+    -- above), so that events and their day rows are locked in the order
+    -- every writer takes them (the top of sql/ingest.sql), event by event.
+    WITH ended AS (
+        UPDATE audience_internal.connect_records c SET ended = k.ended
+          FROM (SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started) b.content_guid, r.user_ref, b.started,
+                       b.ended, b.app_id
+                  FROM unnest(batch) b
+                 CROSS JOIN LATERAL (
+                      SELECT CASE WHEN b.user_guid IS NULL THEN '\x'::bytea
+                                  ELSE audience_internal.anonymous_hash(ikey, 'connect-user:' || b.user_guid) END AS user_ref) r
+                 WHERE b.kind = 'session' AND b.ended IS NOT NULL
+                 ORDER BY b.content_guid, r.user_ref, b.started, b.idx) k
+         WHERE c.workspace_id = ws_id AND c.content_guid = k.content_guid AND c.user_ref = k.user_ref
+           AND c.started = k.started AND c.kind = 'session' AND c.ended IS NULL
+        RETURNING k.app_id, c.viewer_hash, k.started, k.ended
+    )
+    SELECT array_agg(e.event_id ORDER BY e.event_id), array_agg(x.ended ORDER BY e.event_id)
+      INTO end_ids, end_times
+      FROM ended x
+      JOIN audience_internal.viewers v ON v.workspace_id = ws_id AND v.viewer_hash = x.viewer_hash
+      JOIN LATERAL (
+          SELECT ev.event_id FROM audience_internal.view_events ev
+           WHERE ev.workspace_id = ws_id AND ev.app_id = x.app_id AND ev.viewed_at = x.started
+             AND ev.viewer_id = v.viewer_id AND ev.kind = 'session' AND ev.ended_at IS NULL
+           ORDER BY ev.event_id LIMIT 1) e ON true;
+    FOR i IN 1 .. coalesce(cardinality(end_ids), 0) LOOP
+        PERFORM audience_internal.set_view_end(ws_id, end_ids[i], end_times[i]);
+    END LOOP;
+
+    recorded := n_new;
+    duplicates := n_records - n_new;
+    apps_created := n_apps;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) IS
+    'Imports Posit Connect instrumentation records into a workspace: usage is an array of /v1/instrumentation/shiny/usage records (content_guid, user_guid, started, ended: sessions) and /v1/instrumentation/content/visits records (content_guid, user_guid, time: visits); users the /v1/users list (a user is identified by email, else username; an unknown user_guid is kept as the identity; a null one is an anonymous visitor); content the /v1/content list (unknown content becomes an app named by its name, public when access_type is all). A record imported before is a duplicate, except that an open session now ended gets its end. A malformed record refuses the whole call, naming its index. Returns recorded, duplicates and apps_created. Ingest and operator only.';
+
+-- sql/forget.sql
+CREATE OR REPLACE FUNCTION audience.forget_viewer(identity text)
+RETURNS TABLE (workspace text, events bigint, apps bigint, memberships bigint, grants bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- Definer rights: it reads every workspace's identity key and deletes rows
+-- the caller holds no privilege on.
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ident text := audience_internal.normalize_identity('identity', audience_internal.require(forget_viewer.identity, 'identity'));
+    ws record;
+    tz text;
+    v_id bigint;
+    n_events bigint;
+    n_apps bigint;
+    n_members bigint;
+    n_grants bigint;
+    -- The person's share of each counter.
+    gone_totals audience_internal.app_totals[];
+    gone_app_months audience_internal.app_months[];
+    gone_months audience_internal.workspace_months[];
+BEGIN
+    FOR ws IN
+        SELECT w.workspace_id, w.slug, audience_internal.identity_hash(k.identity_key, ident) AS hash
+          FROM audience_internal.workspaces w
+          JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
+         ORDER BY w.workspace_id
+    LOOP
+        n_events := 0;
+        n_apps := 0;
+        v_id := NULL;
+        -- A workspace where the person has viewed is locked as
+        -- configure_workspace locks it, its row first and FOR UPDATE (the
+        -- lock order at the top of sql/ingest.sql): its ingest in progress
+        -- commits first and is erased too, and later ingest waits for the
+        -- erasure and records the person anew. Other workspaces are not
+        -- locked, so that their ingest goes on; a first view of the person
+        -- there not yet committed when looked for here is kept, as one
+        -- recorded after the erasure.
+        IF EXISTS (SELECT FROM audience_internal.viewers v
+                    WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash) THEN
+            SELECT w.time_zone INTO tz FROM audience_internal.workspaces w
+             WHERE w.workspace_id = ws.workspace_id
+               FOR UPDATE;
+            SELECT v.viewer_id INTO v_id FROM audience_internal.viewers v
+             WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash
+               FOR UPDATE;
+        END IF;
+        IF v_id IS NOT NULL THEN
+            -- What the person adds to each counter, read before their rows go
+            -- (no other writer of this workspace runs while it is locked), so
+            -- that every other answer stays what the remaining events say.
+            SELECT count(*),
+                   coalesce(array_agg(ROW(av.workspace_id, av.app_id, 1, av.counted_views)::audience_internal.app_totals)
+                                FILTER (WHERE av.counted_views > 0), '{}')
+              INTO n_apps, gone_totals
+              FROM audience_internal.app_viewers av
+             WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n)::audience_internal.app_months), '{}')
+              INTO gone_app_months
+              FROM (SELECT e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE tz)::date AS month, count(*) AS n
+                      FROM audience_internal.view_events e
+                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
+                     GROUP BY 1, 2) e;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n)::audience_internal.workspace_months), '{}')
+              INTO gone_months
+              FROM (SELECT g.month, sum(g.views) AS n FROM unnest(gone_app_months) g GROUP BY 1) m;
+
+            -- Then every row of the person goes, table by table in the lock
+            -- order (rather than by the ON DELETE CASCADE of the viewer,
+            -- whose order is not defined), the viewer row last. A counter
+            -- left at zero is a row that the events no longer justify.
+            DELETE FROM audience_internal.view_events e WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id;
+            GET DIAGNOSTICS n_events = ROW_COUNT;
+            DELETE FROM audience_internal.app_viewers av WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
+            UPDATE audience_internal.app_totals t
+               SET viewers = t.viewers - g.viewers, views = t.views - g.views
+              FROM unnest(gone_totals) g
+             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id;
+            DELETE FROM audience_internal.app_totals t USING unnest(gone_totals) g
+             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
+            DELETE FROM audience_internal.app_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
+            UPDATE audience_internal.app_months am
+               SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views
+              FROM unnest(gone_app_months) g
+             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
+            DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
+             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
+            DELETE FROM audience_internal.workspace_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
+            UPDATE audience_internal.workspace_months wm
+               SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views
+              FROM unnest(gone_months) g
+             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
+            DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
+             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
+            DELETE FROM audience_internal.app_day_viewers d WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id;
+            DELETE FROM audience_internal.viewers v WHERE v.workspace_id = ws.workspace_id AND v.viewer_id = v_id;
+        END IF;
+        DELETE FROM audience_internal.members m WHERE m.workspace_id = ws.workspace_id AND m.identity_hash = ws.hash;
+        GET DIAGNOSTICS n_members = ROW_COUNT;
+        DELETE FROM audience_internal.app_access g WHERE g.workspace_id = ws.workspace_id AND g.identity_hash = ws.hash;
+        GET DIAGNOSTICS n_grants = ROW_COUNT;
+        -- What a Posit import remembers of their sessions goes too (a later
+        -- import of the same records would record them again).
+        DELETE FROM audience_internal.connect_records c WHERE c.workspace_id = ws.workspace_id AND c.viewer_hash = ws.hash;
+        IF n_events + n_apps + n_members + n_grants > 0 THEN
+            workspace := ws.slug;
+            events := n_events;
+            apps := n_apps;
+            memberships := n_members;
+            grants := n_grants;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audience.forget_viewer(text) IS
+    'Erases a person (by identity) from every workspace: their view events, their rows in every rollup, memberships and app grants; every other answer stays consistent. Returns, per workspace, how many events, app rollup rows, memberships and grants were removed. Operator only.';
+
+-- The usage views (sql/usage.sql).
+-- Views for BI tools over the last 30 days, answering for whoever queries
+-- them, as in sql/analytics.sql.
+
+CREATE VIEW audience.app_sessions WITH (security_barrier) AS
+    SELECT a.workspace, a.app, s.viewer, s.viewer_ref, s.pseudonymous, s.started_at, s.ended_at, s.duration, s.kind
+      FROM audience.visible_apps() a,
+           LATERAL audience.app_sessions(a.workspace, a.app) s;
+COMMENT ON VIEW audience.app_sessions IS
+    'For each app the current requester sees: its views of the last 30 days (at most 100 per app, newest first), labelled, with start, end, duration and kind.';
+
+CREATE VIEW audience.top_apps WITH (security_barrier) AS
+    SELECT w.workspace, t.app, t.visibility, t.views, t.sessions, t.visits, t.unique_viewers, t.session_time
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.top_apps(w.workspace, max_apps => 10000) t;
+COMMENT ON VIEW audience.top_apps IS
+    'For each workspace the current requester sees: every app with views in the last 30 days, most views first, with sessions, visits, distinct viewers and session time.';
+
+CREATE VIEW audience.top_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, t.viewer, t.viewer_ref, t.pseudonymous, t.views, t.sessions, t.session_time,
+           t.last_viewed_at
+      FROM audience.visible_apps() a,
+           LATERAL audience.top_viewers(a.workspace, a.app) t;
+COMMENT ON VIEW audience.top_viewers IS
+    'For each app the current requester sees: its 10 most active viewers of the last 30 days, labelled, with views, sessions, session time and last view.';
+
+CREATE VIEW audience.usage_over_time WITH (security_barrier) AS
+    SELECT a.workspace, a.app, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM audience.visible_apps() a,
+           LATERAL audience.usage_over_time(a.workspace, a.app) u
+    UNION ALL
+    SELECT w.workspace, NULL, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.usage_over_time(w.workspace) u;
+COMMENT ON VIEW audience.usage_over_time IS
+    'Usage per day over the last 30 days, for each app the current requester sees and (app NULL) for each of their workspaces as a whole: views, sessions, visits, distinct viewers, session time; days without views included.';
+
+CREATE VIEW audience.viewer_trend WITH (security_barrier) AS
+    SELECT a.workspace, a.app, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
+      FROM audience.visible_apps() a,
+           LATERAL audience.viewer_trend(a.workspace, a.app) t
+    UNION ALL
+    SELECT w.workspace, NULL, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.viewer_trend(w.workspace) t;
+COMMENT ON VIEW audience.viewer_trend IS
+    'Month-over-month change of distinct viewers over the last 12 months, for each app the current requester sees and (app NULL) for each of their workspaces as a whole.';
+
+CREATE VIEW audience.app_access WITH (security_barrier) AS
+    SELECT w.workspace, x.app, x.member, x.kind, x.status, x.via
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.app_access(w.workspace) x;
+COMMENT ON VIEW audience.app_access IS
+    'Who may open which app, for each workspace the current requester sees (a viewer member: only their own rows).';
+
+-- Row-level security on the new tables, as on every table (sql/policies.sql).
+ALTER TABLE audience_internal.app_day_viewers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.app_day_viewers FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.app_day_viewers FOR SELECT
+    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.connect_content ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.connect_content FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.connect_content FOR SELECT
+    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.connect_records ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.connect_records FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.connect_records FOR SELECT
+    USING (workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[]));
+
+-- Privileges (sql/privileges.sql).
+REVOKE ALL ON ALL TABLES IN SCHEMA audience_internal FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA audience_internal FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA audience FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA audience FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audience.relative_time(timestamptz, timestamptz) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
+GRANT EXECUTE ON FUNCTION
+    audience_internal.app_sessions_for(bytea, text, text, timestamptz, timestamptz, interval, integer),
+    audience_internal.top_apps_for(bytea, text, timestamptz, timestamptz, integer),
+    audience_internal.top_viewers_for(bytea, text, text, timestamptz, timestamptz, integer),
+    audience_internal.usage_over_time_for(bytea, text, text, timestamptz, timestamptz, text),
+    audience_internal.viewer_trend_for(bytea, text, text, integer),
+    audience_internal.app_access_for(bytea, text, text),
+    audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer),
+    audience.top_apps(text, timestamptz, timestamptz, integer),
+    audience.top_viewers(text, text, timestamptz, timestamptz, integer),
+    audience.usage_over_time(text, text, timestamptz, timestamptz, text),
+    audience.viewer_trend(text, text, integer),
+    audience.app_access(text, text)
+TO audience_reader, audience_manager;
+GRANT SELECT ON
+    audience.app_sessions,
+    audience.top_apps,
+    audience.top_viewers,
+    audience.usage_over_time,
+    audience.viewer_trend,
+    audience.app_access
+TO audience_reader, audience_manager;
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_day_viewers', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_content', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_records', '');
+
+-- The day rollup of the events stored so far.
+INSERT INTO audience_internal.app_day_viewers
+SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE w.time_zone)::date, e.viewer_id, e.identifiable,
+       count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+       sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+  FROM audience_internal.view_events e
+  JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
+ GROUP BY 1, 2, 3, 4, 5;

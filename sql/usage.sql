@@ -1,0 +1,486 @@
+-- The usage questions of Posit Connect's administrators, answered for the
+-- requester (sql/requester.sql) with the same rules and wrappers as
+-- sql/analytics.sql: who used an app and for how long, which apps are
+-- popular, who the most active viewers are, usage by day, week or month,
+-- whether viewership grows, who may open which app.
+--
+-- A window is `since` (inclusive) to `until` (exclusive). Its whole days (in
+-- the workspace's time zone) are read from the day rollup app_day_viewers;
+-- its partial first and last days, and the day the workspace's
+-- identification start falls in, from the raw events. Labels are decided view
+-- by view (sql/labels.sql): a person's identified and pseudonymous views are
+-- never merged into one row.
+
+CREATE FUNCTION audience_internal.check_window(since timestamptz, until timestamptz)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF NOT isfinite(audience_internal.require(since, 'since')) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "since": must be a finite time';
+    END IF;
+    IF NOT isfinite(audience_internal.require(until, 'until')) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "until": must be a finite time';
+    END IF;
+    IF until <= since THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "until": must be later than "since" (the window is empty)';
+    END IF;
+END
+$$;
+
+-- The apps of a workspace the requester may see, given their access to it;
+-- NULL when that is every app (the reads then use the indexes by workspace
+-- rather than by app).
+CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN $2 IS DISTINCT FROM 'all' THEN
+        ARRAY(SELECT a.app_id FROM audience_internal.apps a
+               WHERE a.workspace_id = $1 AND audience_internal.app_visible(a.workspace_id, a.app_id, $2)
+               ORDER BY a.app_id) END
+$$;
+
+-- An amount of session time in microseconds as an interval in days and hours.
+CREATE FUNCTION audience_internal.micros_interval(micros numeric)
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT justify_hours(coalesce($1, 0)::bigint * interval '1 microsecond')
+$$;
+
+-- The usage of some apps of one workspace in a window (`apps` NULL: every
+-- app), one row per app, local day, viewer and identifiability: the day
+-- rollup for the whole days, the raw events (one row each) for the rest.
+-- `at` is the time the labelling rule looks at: the view's own time, or the
+-- start of a whole day (every view of such a day is on the same side of the
+-- identification start, and in the same month). Each source is read through
+-- the index that fits: by workspace and day (or time) for every app, by app
+-- for some; the branch that does not apply is never run.
+CREATE FUNCTION audience_internal.usage_facts(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
+RETURNS TABLE (app_id bigint, day date, viewer_id bigint, identifiable boolean,
+               sessions bigint, visits bigint, session_micros bigint, last_viewed_at timestamptz, at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH bounds AS MATERIALIZED (
+        SELECT w.time_zone AS tz,
+               -- The whole days of the window are first_day <= day < end_day.
+               CASE WHEN ($3 AT TIME ZONE w.time_zone)::time = '00:00'
+                    THEN ($3 AT TIME ZONE w.time_zone)::date
+                    ELSE ($3 AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
+               ($4 AT TIME ZONE w.time_zone)::date AS end_day,
+               CASE WHEN isfinite(w.identification_start)
+                    THEN (w.identification_start AT TIME ZONE w.time_zone)::date END AS mixed_day
+          FROM audience_internal.workspaces w
+         WHERE w.workspace_id = $1
+    ),
+    whole_days AS MATERIALIZED (
+        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
+               d.last_viewed_at
+          FROM bounds b
+          JOIN audience_internal.app_day_viewers d
+            ON d.workspace_id = $1 AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE $2 IS NULL AND d.day IS DISTINCT FROM b.mixed_day
+        UNION ALL
+        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
+               d.last_viewed_at
+          FROM bounds b
+          JOIN audience_internal.app_day_viewers d
+            ON d.workspace_id = $1 AND d.app_id = ANY ($2) AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE $2 IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
+    ),
+    raw_ranges AS MATERIALIZED (
+        SELECT $3 AS lo,
+               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE $4 END AS hi
+          FROM bounds b
+        UNION ALL
+        SELECT b.end_day::timestamp AT TIME ZONE b.tz, $4
+          FROM bounds b WHERE b.first_day < b.end_day
+        UNION ALL
+        SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
+          FROM bounds b WHERE b.mixed_day >= b.first_day AND b.mixed_day < b.end_day
+    ),
+    raw_views AS MATERIALIZED (
+        SELECT e.app_id, e.viewer_id, e.identifiable, e.kind, e.viewed_at, e.ended_at
+          FROM raw_ranges r
+         CROSS JOIN LATERAL (
+              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
+                FROM audience_internal.view_events x
+               WHERE $2 IS NULL AND x.workspace_id = $1 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+              UNION ALL
+              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
+                FROM audience_internal.view_events x
+               WHERE $2 IS NOT NULL AND x.workspace_id = $1 AND x.app_id = ANY ($2)
+                 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
+    )
+    SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
+           d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
+      FROM bounds b, whole_days d
+    UNION ALL
+    SELECT e.app_id, (e.viewed_at AT TIME ZONE b.tz)::date, e.viewer_id, e.identifiable,
+           (e.kind = 'session')::int, (e.kind = 'visit')::int,
+           audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
+      FROM bounds b, raw_views e
+$$;
+
+CREATE FUNCTION audience_internal.app_sessions_for(
+    ticket bytea, workspace text, app text, since timestamptz, until timestamptz,
+    min_duration interval, max_sessions integer)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    a_id bigint;
+BEGIN
+    PERFORM audience_internal.enter(app_sessions_for.ticket);
+    ws := audience_internal.readable_workspace(app_sessions_for.workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, app_sessions_for.workspace, app_sessions_for.app);
+    PERFORM audience_internal.check_window(app_sessions_for.since, app_sessions_for.until);
+    PERFORM audience_internal.check_count(app_sessions_for.max_sessions, 'max_sessions', 10000);
+    IF app_sessions_for.min_duration < interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "min_duration": must not be negative';
+    END IF;
+    RETURN QUERY
+    -- A visit has no end, whatever an ingest call may have given it.
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, e.viewed_at, e.ended_at, e.ended_at - e.viewed_at, e.kind
+      FROM (SELECT x.event_id, x.workspace_id, x.viewer_id, x.identifiable, x.viewed_at, x.kind,
+                   CASE WHEN x.kind = 'session' THEN x.ended_at END AS ended_at
+              FROM audience_internal.view_events x
+             WHERE x.workspace_id = ws.workspace_id AND x.app_id = a_id
+               AND x.viewed_at >= app_sessions_for.since AND x.viewed_at < app_sessions_for.until
+               AND (app_sessions_for.min_duration IS NULL OR x.kind <> 'session' OR x.ended_at IS NULL
+                    OR x.ended_at - x.viewed_at >= app_sessions_for.min_duration)
+             ORDER BY x.viewed_at DESC, x.event_id DESC
+             LIMIT app_sessions_for.max_sessions) e
+     CROSS JOIN LATERAL audience_internal.view_label(e.workspace_id, e.viewer_id, e.viewed_at, e.identifiable) l
+     ORDER BY e.viewed_at DESC, e.event_id DESC;
+END
+$$;
+
+CREATE FUNCTION audience.app_sessions(
+    workspace text,
+    app text,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    min_duration interval DEFAULT NULL,
+    max_sessions integer DEFAULT 100)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
+AS $$ SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions) $$;
+COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer) IS
+    'Every view of an app in the window [since, until), newest first, at most max_sessions: who (identity or pseudonym, viewer_ref, whether pseudonymous), start, end, duration and kind (session or visit). A visit and an open session have no end. min_duration drops ended sessions shorter than it.';
+
+CREATE FUNCTION audience_internal.top_apps_for(
+    ticket bytea, workspace text, since timestamptz, until timestamptz, max_apps integer)
+RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
+               unique_viewers bigint, session_time interval)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(top_apps_for.ticket);
+    ws := audience_internal.readable_workspace(top_apps_for.workspace);
+    PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
+    PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
+    -- Computed once here: passed as an expression, it would be evaluated
+    -- again for every row usage_facts reads.
+    apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    RETURN QUERY
+    SELECT a.slug, a.visibility, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM (SELECT f.app_id, sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
+                   sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
+                   audience_internal.micros_interval(sum(f.session_micros)) AS session_time
+              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until) f
+             GROUP BY f.app_id) u
+      JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = u.app_id
+     ORDER BY u.views DESC, a.slug
+     LIMIT top_apps_for.max_apps;
+END
+$$;
+
+CREATE FUNCTION audience.top_apps(
+    workspace text,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    max_apps integer DEFAULT 10)
+RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
+               unique_viewers bigint, session_time interval)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
+AS $$ SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps) $$;
+COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) IS
+    'The most viewed apps of a workspace in the window [since, until) among those the requester may see, most views first (ties by app): views, sessions, visits, distinct viewers and the time of ended sessions. Apps without a view in the window are left out.';
+
+CREATE FUNCTION audience_internal.top_viewers_for(
+    ticket bytea, workspace text, app text, since timestamptz, until timestamptz, max_viewers integer)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
+               session_time interval, last_viewed_at timestamptz)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    w audience_internal.workspaces;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(top_viewers_for.ticket);
+    ws := audience_internal.readable_workspace(top_viewers_for.workspace);
+    IF top_viewers_for.app IS NULL THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    ELSE
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     top_viewers_for.workspace, top_viewers_for.app)];
+    END IF;
+    PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
+    PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
+    SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
+    RETURN QUERY
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, g.views, g.sessions,
+           audience_internal.micros_interval(g.session_micros), g.last_viewed_at
+      FROM (SELECT f.viewer_id, k.identified, k.label_at,
+                   sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
+                   sum(f.session_micros) AS session_micros, max(f.last_viewed_at) AS last_viewed_at
+              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_viewers_for.since, top_viewers_for.until) f
+              LEFT JOIN unnest(audience_internal.member_viewer_ids(ws.workspace_id)) mv(viewer_id)
+                ON mv.viewer_id = f.viewer_id
+             CROSS JOIN LATERAL audience_internal.label_key(w, mv.viewer_id IS NOT NULL, f.at, f.identifiable) k
+             GROUP BY f.viewer_id, k.identified, k.label_at
+             ORDER BY views DESC, last_viewed_at DESC, f.viewer_id, k.identified
+             LIMIT top_viewers_for.max_viewers) g
+     -- A name is the same every month; its viewer_ref, like recent_viewers',
+     -- is that of the month of the last view.
+     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, g.viewer_id, g.identified,
+                                                   coalesce(g.label_at, g.last_viewed_at)) l
+     ORDER BY g.views DESC, g.last_viewed_at DESC, g.viewer_id, g.identified;
+END
+$$;
+
+CREATE FUNCTION audience.top_viewers(
+    workspace text,
+    app text DEFAULT NULL,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    max_viewers integer DEFAULT 10)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
+               session_time interval, last_viewed_at timestamptz)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
+AS $$ SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers) $$;
+COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, integer) IS
+    'The most active viewers in the window [since, until) of one app, or (app NULL) of every app of the workspace the requester may see, most views first: label, viewer_ref, views, sessions, time of ended sessions and last view. A person''s identified and pseudonymous views are separate rows with unrelated viewer_refs.';
+
+CREATE FUNCTION audience_internal.usage_over_time_for(
+    ticket bytea, workspace text, app text, since timestamptz, until timestamptz, bucket text)
+RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
+               session_time interval)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+    tz text;
+BEGIN
+    PERFORM audience_internal.enter(usage_over_time_for.ticket);
+    ws := audience_internal.readable_workspace(usage_over_time_for.workspace);
+    IF usage_over_time_for.app IS NULL THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    ELSE
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     usage_over_time_for.workspace, usage_over_time_for.app)];
+    END IF;
+    PERFORM audience_internal.check_window(usage_over_time_for.since, usage_over_time_for.until);
+    PERFORM audience_internal.check_choice(usage_over_time_for.bucket, 'bucket', ARRAY['day', 'week', 'month']);
+    tz := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id);
+    RETURN QUERY
+    SELECT p.period::date, coalesce(u.views, 0), coalesce(u.sessions, 0), coalesce(u.visits, 0),
+           coalesce(u.unique_viewers, 0), coalesce(u.session_time, interval '0')
+      FROM generate_series(date_trunc(usage_over_time_for.bucket, usage_over_time_for.since AT TIME ZONE tz),
+                           date_trunc(usage_over_time_for.bucket,
+                                      (usage_over_time_for.until AT TIME ZONE tz) - interval '1 microsecond'),
+                           ('1 ' || usage_over_time_for.bucket)::interval) p(period)
+      LEFT JOIN (SELECT date_trunc(usage_over_time_for.bucket, f.day)::date AS period,
+                        sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
+                        sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
+                        audience_internal.micros_interval(sum(f.session_micros)) AS session_time
+                   FROM audience_internal.usage_facts(ws.workspace_id, apps,
+                            usage_over_time_for.since, usage_over_time_for.until) f
+                  GROUP BY 1) u ON u.period = p.period::date
+     ORDER BY p.period;
+END
+$$;
+
+CREATE FUNCTION audience.usage_over_time(
+    workspace text,
+    app text DEFAULT NULL,
+    since timestamptz DEFAULT now() - interval '30 days',
+    until timestamptz DEFAULT now(),
+    bucket text DEFAULT 'day')
+RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
+               session_time interval)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 31
+AS $$ SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket) $$;
+COMMENT ON FUNCTION audience.usage_over_time(text, text, timestamptz, timestamptz, text) IS
+    'Usage of one app, or (app NULL) of every app of the workspace the requester may see, per day, week (ISO, from Monday) or month of the workspace''s time zone, for every bucket that overlaps the window [since, until), empty ones included, oldest first: views, sessions, visits, distinct viewers and time of ended sessions, counting only views inside the window.';
+
+CREATE FUNCTION audience_internal.viewer_trend_for(ticket bytea, workspace text, app text, months integer)
+RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
+               complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(viewer_trend_for.ticket);
+    ws := audience_internal.readable_workspace(viewer_trend_for.workspace);
+    IF viewer_trend_for.app IS NOT NULL THEN
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     viewer_trend_for.workspace, viewer_trend_for.app)];
+    ELSIF ws.access = 'some' THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    END IF;
+    PERFORM audience_internal.check_count(viewer_trend_for.months, 'months', 1200);
+    RETURN QUERY
+    SELECT t.month, t.unique_viewers, t.previous, t.unique_viewers - t.previous,
+           CASE WHEN t.previous > 0 THEN round(100.0 * (t.unique_viewers - t.previous) / t.previous, 1) END,
+           t.complete
+      FROM (SELECT m.month, m.unique_viewers, lag(m.unique_viewers) OVER (ORDER BY m.month) AS previous,
+                   m.complete
+              FROM audience_internal.monthly_viewers(ws.workspace_id, apps, viewer_trend_for.months + 1) m) t
+     ORDER BY t.month
+    OFFSET 1;
+END
+$$;
+
+CREATE FUNCTION audience.viewer_trend(workspace text, app text DEFAULT NULL, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
+               complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
+AS $$ SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months) $$;
+COMMENT ON FUNCTION audience.viewer_trend(text, text, integer) IS
+    'Is viewership increasing: for the last `months` calendar months (workspace time zone), distinct viewers of one app or (app NULL) of the apps of the workspace the requester may see, the previous month''s figure, the change, the change in percent of the previous month rounded to one decimal (NULL when the previous month had no viewers); complete is false for the month in progress.';
+
+-- The app argument is named apart from the `app` column of the result:
+-- PL/pgSQL refuses a parameter and a result column of the same name.
+CREATE FUNCTION audience_internal.app_access_for(ticket bytea, workspace text, app_slug text)
+RETURNS TABLE (app text, member text, kind text, status text, via text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    apps bigint[];
+    own bytea[];
+BEGIN
+    PERFORM audience_internal.enter(app_access_for.ticket);
+    ws := audience_internal.readable_workspace(app_access_for.workspace);
+    IF app_access_for.app_slug IS NULL THEN
+        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    ELSE
+        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
+                                                     app_access_for.workspace, app_access_for.app_slug)];
+    END IF;
+    -- A viewer member sees only their own rows.
+    IF ws.access = 'some' THEN
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
+                      WHERE m.workspace_id = ws.workspace_id);
+    END IF;
+    RETURN QUERY
+    SELECT DISTINCT ON (a.slug, x.identity) a.slug, x.identity, x.kind, x.status, x.via
+      FROM audience_internal.apps a
+      CROSS JOIN LATERAL (
+          -- Admins and developers open every app; accepted viewer members and
+          -- invitees (once they accept) the public ones; grants one app each.
+          -- A person with several ways in is listed by the strongest.
+          SELECT m.identity, m.identity_hash, m.kind, m.status,
+                 CASE WHEN m.status = 'invited' THEN 'invitation'
+                      WHEN m.kind = 'viewer' THEN 'member' ELSE m.kind END AS via,
+                 CASE WHEN m.status = 'invited' THEN 5 WHEN m.kind = 'viewer' THEN 4 ELSE 1 END AS strength
+            FROM audience_internal.members m
+           WHERE m.workspace_id = a.workspace_id AND (m.kind <> 'viewer' OR a.visibility = 'public')
+          UNION ALL
+          SELECT g.identity, g.identity_hash, m.kind, coalesce(m.status, 'active'),
+                 CASE WHEN m.status = 'invited' THEN 'invitation' ELSE 'grant' END,
+                 CASE WHEN m.status = 'invited' THEN 3 ELSE 2 END
+            FROM audience_internal.app_access g
+            LEFT JOIN audience_internal.members m
+              ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
+           WHERE g.workspace_id = a.workspace_id AND g.app_id = a.app_id
+      ) x
+     WHERE a.workspace_id = ws.workspace_id AND (apps IS NULL OR a.app_id = ANY (apps))
+       AND (own IS NULL OR x.identity_hash = ANY (own))
+     ORDER BY a.slug, x.identity, x.strength;
+END
+$$;
+
+CREATE FUNCTION audience.app_access(workspace text, app text DEFAULT NULL)
+RETURNS TABLE (app text, member text, kind text, status text, via text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
+AS $$ SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app) $$;
+COMMENT ON FUNCTION audience.app_access(text, text) IS
+    'Who may open which app of a workspace (one app, or every app the requester may see): member identity, member kind (NULL for a person who holds only a grant), status (active or invited) and via (admin, developer, member for a viewer member on a public app, grant, invitation for one not yet accepted). Admins and developers see every row; a viewer member only their own.';
+
+-- Views for BI tools over the last 30 days, answering for whoever queries
+-- them, as in sql/analytics.sql.
+
+CREATE VIEW audience.app_sessions WITH (security_barrier) AS
+    SELECT a.workspace, a.app, s.viewer, s.viewer_ref, s.pseudonymous, s.started_at, s.ended_at, s.duration, s.kind
+      FROM audience.visible_apps() a,
+           LATERAL audience.app_sessions(a.workspace, a.app) s;
+COMMENT ON VIEW audience.app_sessions IS
+    'For each app the current requester sees: its views of the last 30 days (at most 100 per app, newest first), labelled, with start, end, duration and kind.';
+
+CREATE VIEW audience.top_apps WITH (security_barrier) AS
+    SELECT w.workspace, t.app, t.visibility, t.views, t.sessions, t.visits, t.unique_viewers, t.session_time
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.top_apps(w.workspace, max_apps => 10000) t;
+COMMENT ON VIEW audience.top_apps IS
+    'For each workspace the current requester sees: every app with views in the last 30 days, most views first, with sessions, visits, distinct viewers and session time.';
+
+CREATE VIEW audience.top_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, t.viewer, t.viewer_ref, t.pseudonymous, t.views, t.sessions, t.session_time,
+           t.last_viewed_at
+      FROM audience.visible_apps() a,
+           LATERAL audience.top_viewers(a.workspace, a.app) t;
+COMMENT ON VIEW audience.top_viewers IS
+    'For each app the current requester sees: its 10 most active viewers of the last 30 days, labelled, with views, sessions, session time and last view.';
+
+CREATE VIEW audience.usage_over_time WITH (security_barrier) AS
+    SELECT a.workspace, a.app, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM audience.visible_apps() a,
+           LATERAL audience.usage_over_time(a.workspace, a.app) u
+    UNION ALL
+    SELECT w.workspace, NULL, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.usage_over_time(w.workspace) u;
+COMMENT ON VIEW audience.usage_over_time IS
+    'Usage per day over the last 30 days, for each app the current requester sees and (app NULL) for each of their workspaces as a whole: views, sessions, visits, distinct viewers, session time; days without views included.';
+
+CREATE VIEW audience.viewer_trend WITH (security_barrier) AS
+    SELECT a.workspace, a.app, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
+      FROM audience.visible_apps() a,
+           LATERAL audience.viewer_trend(a.workspace, a.app) t
+    UNION ALL
+    SELECT w.workspace, NULL, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.viewer_trend(w.workspace) t;
+COMMENT ON VIEW audience.viewer_trend IS
+    'Month-over-month change of distinct viewers over the last 12 months, for each app the current requester sees and (app NULL) for each of their workspaces as a whole.';
+
+CREATE VIEW audience.app_access WITH (security_barrier) AS
+    SELECT w.workspace, x.app, x.member, x.kind, x.status, x.via
+      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
+           LATERAL audience.app_access(w.workspace) x;
+COMMENT ON VIEW audience.app_access IS
+    'Who may open which app, for each workspace the current requester sees (a viewer member: only their own rows).';
