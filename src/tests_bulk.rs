@@ -179,7 +179,11 @@ mod tests {
                  SELECT x.workspace_id, x.month, v.viewer_hash FROM audience_internal.workspace_month_viewers x
                    JOIN audience_internal.viewers v USING (workspace_id, viewer_id);
              CREATE TEMP TABLE {into}_workspace_months AS
-                 SELECT x.workspace_id, x.month, x.unique_viewers, x.views FROM audience_internal.workspace_months x;"
+                 SELECT x.workspace_id, x.month, x.unique_viewers, x.views FROM audience_internal.workspace_months x;
+             CREATE TEMP TABLE {into}_app_day_viewers AS
+                 SELECT a.slug, x.day, v.viewer_hash, x.identifiable, x.sessions, x.visits, x.session_micros, x.last_viewed_at
+                   FROM audience_internal.app_day_viewers x JOIN audience_internal.apps a USING (workspace_id, app_id)
+                   JOIN audience_internal.viewers v USING (workspace_id, viewer_id);"
         ));
     }
 
@@ -188,6 +192,7 @@ mod tests {
              DELETE FROM audience_internal.app_viewers; DELETE FROM audience_internal.app_totals;
              DELETE FROM audience_internal.app_month_viewers; DELETE FROM audience_internal.app_months;
              DELETE FROM audience_internal.workspace_month_viewers; DELETE FROM audience_internal.workspace_months;
+             DELETE FROM audience_internal.app_day_viewers;
              DELETE FROM audience_internal.viewers;");
     }
 
@@ -220,6 +225,7 @@ mod tests {
             "app_months",
             "workspace_month_viewers",
             "workspace_months",
+            "app_day_viewers",
         ] {
             assert_eq!(
                 difference(&format!("TABLE batch_{table}"), &format!("TABLE single_{table}")),

@@ -151,7 +151,94 @@ fn cases(event_id: i64) -> Vec<Case> {
         case("set_token_secret: NULL", "SELECT audience.set_token_secret(NULL)", "22004", "secret"),
         case("set_token_secret: shorter than 32 bytes", "SELECT audience.set_token_secret('thirty-one bytes are too few!!')", "22023", "secret"),
         case("authenticate: no secret set yet", "SELECT audience.authenticate('a.b.c')", "55000", "secret"),
+        // Usage windows: [since, until), neither NULL, infinite nor empty.
+        case("app_sessions: until before since", "SELECT * FROM audience.app_sessions('acme', 'dash', now(), now() - interval '1 day')", "22023", r#"argument "until""#),
+        case("app_sessions: until = since", "SELECT * FROM audience.app_sessions('acme', 'dash', '2026-01-01', '2026-01-01')", "22023", r#"argument "until""#),
+        case("app_sessions: NULL since", "SELECT * FROM audience.app_sessions('acme', 'dash', NULL, now())", "22004", r#"argument "since""#),
+        case("app_sessions: NULL until", "SELECT * FROM audience.app_sessions('acme', 'dash', now() - interval '1 day', NULL)", "22004", r#"argument "until""#),
+        case("app_sessions: since -infinity", "SELECT * FROM audience.app_sessions('acme', 'dash', '-infinity', now())", "22023", r#"argument "since""#),
+        case("app_sessions: until infinity", "SELECT * FROM audience.app_sessions('acme', 'dash', now(), 'infinity')", "22023", r#"argument "until""#),
+        case("top_apps: until before since", "SELECT * FROM audience.top_apps('acme', '2026-04-01', '2026-03-01')", "22023", r#"argument "until""#),
+        case("top_apps: NULL since", "SELECT * FROM audience.top_apps('acme', NULL)", "22004", r#"argument "since""#),
+        case("top_apps: NULL until", "SELECT * FROM audience.top_apps('acme', until => NULL)", "22004", r#"argument "until""#),
+        case("top_apps: since infinity", "SELECT * FROM audience.top_apps('acme', 'infinity', 'infinity')", "22023", r#"argument "since""#),
+        case("top_viewers: until = since", "SELECT * FROM audience.top_viewers('acme', NULL, '2026-03-01 12:00+00', '2026-03-01 12:00+00')", "22023", r#"argument "until""#),
+        case("top_viewers: NULL until", "SELECT * FROM audience.top_viewers('acme', 'dash', now() - interval '1 day', NULL)", "22004", r#"argument "until""#),
+        case("top_viewers: until -infinity", "SELECT * FROM audience.top_viewers('acme', 'dash', now() - interval '1 day', '-infinity')", "22023", r#"argument "until""#),
+        case("usage_over_time: until before since", "SELECT * FROM audience.usage_over_time('acme', NULL, now(), now() - interval '1 second')", "22023", r#"argument "until""#),
+        case("usage_over_time: NULL since", "SELECT * FROM audience.usage_over_time('acme', 'dash', NULL)", "22004", r#"argument "since""#),
+        case("usage_over_time: until infinity", "SELECT * FROM audience.usage_over_time('acme', 'dash', now(), 'infinity')", "22023", r#"argument "until""#),
+        // Buckets and counts of the usage answers.
+        case("usage_over_time: unknown bucket", "SELECT * FROM audience.usage_over_time('acme', bucket => 'fortnight')", "22023", r#"argument "bucket""#),
+        case("usage_over_time: bucket in capitals", "SELECT * FROM audience.usage_over_time('acme', bucket => 'Day')", "22023", r#"argument "bucket""#),
+        case("usage_over_time: NULL bucket", "SELECT * FROM audience.usage_over_time('acme', bucket => NULL)", "22004", r#"argument "bucket""#),
+        case("top_apps: max_apps = 0", "SELECT * FROM audience.top_apps('acme', max_apps => 0)", "22023", r#"argument "max_apps""#),
+        case("top_apps: max_apps = 100000", "SELECT * FROM audience.top_apps('acme', max_apps => 100000)", "22023", r#"argument "max_apps""#),
+        case("top_apps: NULL max_apps", "SELECT * FROM audience.top_apps('acme', max_apps => NULL)", "22004", r#"argument "max_apps""#),
+        case("top_viewers: max_viewers = 0", "SELECT * FROM audience.top_viewers('acme', max_viewers => 0)", "22023", r#"argument "max_viewers""#),
+        case("top_viewers: max_viewers = 100000", "SELECT * FROM audience.top_viewers('acme', 'dash', max_viewers => 100000)", "22023", r#"argument "max_viewers""#),
+        case("app_sessions: max_sessions = 0", "SELECT * FROM audience.app_sessions('acme', 'dash', max_sessions => 0)", "22023", r#"argument "max_sessions""#),
+        case("app_sessions: max_sessions = 100000", "SELECT * FROM audience.app_sessions('acme', 'dash', max_sessions => 100000)", "22023", r#"argument "max_sessions""#),
+        case("app_sessions: NULL max_sessions", "SELECT * FROM audience.app_sessions('acme', 'dash', max_sessions => NULL)", "22004", r#"argument "max_sessions""#),
+        case("app_sessions: negative min_duration", "SELECT * FROM audience.app_sessions('acme', 'dash', min_duration => interval '-1 second')", "22023", r#"argument "min_duration""#),
+        case("viewer_trend: months = 0", "SELECT * FROM audience.viewer_trend('acme', months => 0)", "22023", r#"argument "months""#),
+        case("viewer_trend: months = 5000", "SELECT * FROM audience.viewer_trend('acme', 'dash', 5000)", "22023", r#"argument "months""#),
+        case("viewer_trend: NULL months", "SELECT * FROM audience.viewer_trend('acme', NULL, NULL)", "22004", r#"argument "months""#),
+        // Unknown or NULL workspace and app in the usage answers.
+        case("app_sessions: unknown workspace", "SELECT * FROM audience.app_sessions('nope', 'dash')", "42704", r#"workspace "nope""#),
+        case("top_apps: unknown workspace", "SELECT * FROM audience.top_apps('nope')", "42704", r#"workspace "nope""#),
+        case("top_viewers: unknown workspace", "SELECT * FROM audience.top_viewers('nope')", "42704", r#"workspace "nope""#),
+        case("usage_over_time: unknown workspace", "SELECT * FROM audience.usage_over_time('nope')", "42704", r#"workspace "nope""#),
+        case("viewer_trend: unknown workspace", "SELECT * FROM audience.viewer_trend('nope')", "42704", r#"workspace "nope""#),
+        case("app_access: unknown workspace", "SELECT * FROM audience.app_access('nope')", "42704", r#"workspace "nope""#),
+        case("top_apps: NULL workspace", "SELECT * FROM audience.top_apps(NULL)", "22004", r#"argument "workspace""#),
+        case("app_sessions: unknown app", "SELECT * FROM audience.app_sessions('acme', 'nope')", "42704", r#"app "nope""#),
+        case("app_sessions: app of another workspace", "SELECT * FROM audience.app_sessions('acme', 'intranet')", "42704", r#"app "intranet""#),
+        case("app_sessions: NULL app", "SELECT * FROM audience.app_sessions('acme', NULL)", "22004", r#"argument "app""#),
+        case("top_viewers: unknown app", "SELECT * FROM audience.top_viewers('acme', 'nope')", "42704", r#"app "nope""#),
+        case("usage_over_time: unknown app", "SELECT * FROM audience.usage_over_time('acme', 'nope')", "42704", r#"app "nope""#),
+        case("viewer_trend: unknown app", "SELECT * FROM audience.viewer_trend('acme', 'nope')", "42704", r#"app "nope""#),
+        case("app_access: unknown app", "SELECT * FROM audience.app_access('acme', 'nope')", "42704", r#"app "nope""#),
+        // Posit Connect imports: a malformed argument, or record N of usage, refuses the whole call.
+        case("import_connect: unknown workspace", import_connect("nope", "'[]'", "NULL", "NULL"), "42704", r#"workspace "nope""#),
+        case("import_connect: NULL usage", import_connect("acme", "NULL", "NULL", "NULL"), "22004", r#"argument "usage""#),
+        case("import_connect: usage not an array", import_connect("acme", "'{}'", "NULL", "NULL"), "22023", r#"argument "usage""#),
+        case("import_connect: users not an array", import_connect("acme", "'[]'", "'{}'", "NULL"), "22023", r#"argument "users""#),
+        case("import_connect: content not an array", import_connect("acme", "'[]'", "NULL", "'\"x\"'"), "22023", r#"argument "content""#),
+        case("import_connect: content item not an object", import_connect("acme", "'[]'", "NULL", "'[1]'"), "22023", "content[0]"),
+        case("import_connect: content name not a slug", import_connect("acme", "'[]'", "NULL", r#"'[{"guid": "g-x", "name": "Not A Slug!"}]'"#), "22023", "content[0].name"),
+        case("import_connect: user without email or username", import_connect("acme", "'[]'", r#"'[{"guid": "u1", "email": ""}]'"#, "NULL"), "22023", "users[0]"),
+        case("import_connect: record not an object", import_record("7"), "22023", "usage[1]"),
+        case("import_connect: record without content_guid", import_record(r#"{"user_guid": "u1", "started": "2026-01-02T00:00:00Z"}"#), "22023", "usage[1]"),
+        case("import_connect: user_guid not a string", import_record(r#"{"content_guid": "g-dash", "user_guid": 7, "started": "2026-01-02T00:00:00Z"}"#), "22023", "usage[1]"),
+        case("import_connect: started not a time", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "started": "yesterday-ish"}"#), "22023", "usage[1]"),
+        case("import_connect: started not a string", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "started": 1767225600}"#), "22023", "usage[1]"),
+        case("import_connect: ended not a time", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "started": "2026-01-02T00:00:00Z", "ended": "later"}"#), "22023", "usage[1]"),
+        case("import_connect: both started and time", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "started": "2026-01-02T00:00:00Z", "time": "2026-01-02T00:00:00Z"}"#), "22023", "usage[1]"),
+        case("import_connect: neither started nor time", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1"}"#), "22023", "usage[1]"),
+        case("import_connect: unknown content_guid", import_record(r#"{"content_guid": "g-unknown", "user_guid": "u1", "started": "2026-01-02T00:00:00Z"}"#), "22023", "usage[1]"),
+        case("import_connect: ended before started", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "started": "2026-01-02T00:00:00Z", "ended": "2026-01-01T23:00:00Z"}"#), "22023", "usage[1]"),
+        case("import_connect: a visit with ended", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "time": "2026-01-02T00:00:00Z", "ended": "2026-01-02T00:05:00Z"}"#), "22023", "usage[1]"),
+        case("import_connect: started 2 days in the future", format!("SELECT * FROM audience.import_connect('acme', jsonb_build_array('{GOOD_RECORD}'::jsonb, jsonb_build_object('content_guid', 'g-dash', 'user_guid', 'u1', 'started', now() + interval '2 days')), {USERS}, {CONTENT})"), "22023", "usage[1]"),
+        case("import_connect: a bad record with new content", format!("SELECT * FROM audience.import_connect('acme', '[{{\"content_guid\": \"g-new\", \"user_guid\": \"u1\", \"time\": \"2026-01-02T00:00:00Z\"}}, 7]', {USERS}, '[{{\"guid\": \"g-new\", \"name\": \"brand-new\", \"access_type\": \"all\"}}]')"), "22023", "usage[1]"),
     ]
+}
+
+/// A good record: a session of `dash` (content g-dash) by the user u1.
+const GOOD_RECORD: &str = r#"{"content_guid": "g-dash", "user_guid": "u1", "started": "2026-01-01T00:00:00Z", "ended": "2026-01-01T00:10:00Z"}"#;
+/// u1 is the person whose identity no error may show.
+const USERS: &str = r#"'[{"guid": "u1", "username": "secret", "email": "secret.person@example.com"}]'"#;
+const CONTENT: &str = r#"'[{"guid": "g-dash", "name": "dash", "access_type": "all"}]'"#;
+
+fn import_connect(workspace: &str, usage: &str, users: &str, content: &str) -> String {
+    format!("SELECT * FROM audience.import_connect('{workspace}', {usage}, {users}, {content})")
+}
+
+/// An import of the good record and then `record` (usage[1]), with the users and content lists.
+fn import_record(record: &str) -> String {
+    format!(
+        "SELECT * FROM audience.import_connect('acme', '[{GOOD_RECORD}, {record}]', {USERS}, {CONTENT})"
+    )
 }
 
 /// Whether any text the client receives with the error shows `identity`.

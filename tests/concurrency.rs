@@ -67,6 +67,7 @@ fn concurrent_single_event_ingest_keeps_rollups_exact() {
              CREATE TEMP TABLE kept_app_months AS SELECT * FROM audience_internal.app_months;
              CREATE TEMP TABLE kept_workspace_month_viewers AS SELECT * FROM audience_internal.workspace_month_viewers;
              CREATE TEMP TABLE kept_workspace_months AS SELECT * FROM audience_internal.workspace_months;
+             CREATE TEMP TABLE kept_app_day_viewers AS SELECT * FROM audience_internal.app_day_viewers;
              SELECT audience_internal.rebuild_rollups(workspace_id) FROM audience_internal.workspaces;",
         )
         .map(|()| {
@@ -77,6 +78,7 @@ fn concurrent_single_event_ingest_keeps_rollups_exact() {
                 "app_months",
                 "workspace_month_viewers",
                 "workspace_months",
+                "app_day_viewers",
             ]
             .iter()
             .filter(|t| {

@@ -178,16 +178,26 @@ impl TestDb {
 
     /// A new database called `name` with pg_audience created in it, and a connection to it.
     pub fn with_extension(name: &str) -> (TestDb, Client) {
+        TestDb::with_extension_version(name, None)
+    }
+
+    /// Like `with_extension`, at an installed `version` of the extension
+    /// (None: the default version of the control file).
+    pub fn with_extension_version(name: &str, version: Option<&str>) -> (TestDb, Client) {
         let db = TestDb::empty(name);
         let mut client = db.connect();
+        let sql = match version {
+            Some(version) => format!("CREATE EXTENSION pg_audience VERSION '{version}'"),
+            None => "CREATE EXTENSION pg_audience".to_string(),
+        };
         {
             // CREATE EXTENSION creates or comments on the cluster-wide
             // capability roles: two at once in parallel tests of one binary
             // could collide ("tuple concurrently updated").
             let _one_at_a_time = EXTENSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
             client
-                .batch_execute("CREATE EXTENSION pg_audience")
-                .unwrap_or_else(|e| panic!("CREATE EXTENSION pg_audience in {name}: {e}"));
+                .batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("{sql} in {name}: {e}"));
         }
         (db, client)
     }
