@@ -27,6 +27,9 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
+#[path = "hostile_reader/usage_oracle.rs"]
+mod usage_oracle;
+
 const ACME: &str = "acme-corp";
 const GLOBEX: &str = "globex-inc";
 /// What a reader hears of a workspace it may not see must be what it hears of this one.
@@ -340,9 +343,15 @@ impl Func {
             .is_some_and(|(n, t)| n == "ticket" && t == "bytea")
     }
 
-    /// A call of a read function with its required arguments only.
+    /// A call of a read function with its required arguments only, and
+    /// its app if it takes one (optional: `app` empty leaves it out).
     fn read_call(&self, workspace: &str, app: &str) -> String {
-        let required = self.args.len() - self.defaults;
+        let mut required = self.args.len() - self.defaults;
+        if let Some(i) = self.args.iter().position(|(n, _)| n == "app") {
+            if !app.is_empty() {
+                required = required.max(i + 1);
+            }
+        }
         let mut timestamps = 0;
         let args: Vec<String> = self.args[..required]
             .iter()
@@ -372,6 +381,12 @@ impl Func {
 
     fn takes_app(&self) -> bool {
         self.args.iter().any(|(name, _)| name == "app")
+    }
+
+    /// Whether the app may be left out, to ask about the whole workspace.
+    fn app_optional(&self) -> bool {
+        let required = self.args.len() - self.defaults;
+        self.args[required..].iter().any(|(name, _)| name == "app")
     }
 }
 
@@ -497,6 +512,12 @@ impl Catalog {
             "app_monthly_viewers",
             "app_total_viewers",
             "recent_viewers",
+            "app_sessions",
+            "top_apps",
+            "top_viewers",
+            "usage_over_time",
+            "viewer_trend",
+            "app_access",
         ] {
             assert!(
                 reads.contains(read),
@@ -543,6 +564,12 @@ impl Catalog {
             "app_monthly_viewers",
             "app_total_viewers",
             "recent_viewers",
+            "app_sessions",
+            "top_apps",
+            "top_viewers",
+            "usage_over_time",
+            "viewer_trend",
+            "app_access",
         ] {
             assert!(
                 views.contains(&v),
@@ -667,10 +694,15 @@ impl Fixture {
         // Everyone views every app, some twice, over the last three months:
         // members (shown by identity), outsiders on private apps (by
         // identity) and on public apps (pseudonyms), anonymous visitors.
+        // Some views are visits, some sessions ended after up to ten hours
+        // (so that usage figures tell sessions, visits and time apart).
         let record = op
             .prepare(
-                "SELECT audience.record_view($1, $2, $3,
-                        now() - make_interval(days => $4, hours => $5), anonymous_id => $6)",
+                "SELECT audience.record_view($1, $2, $3, v.at, anonymous_id => $6,
+                        ended_at => CASE WHEN v.n % 3 = 0 AND v.n % 5 <> 1 AND $4 >= 1
+                                         THEN v.at + make_interval(mins => v.n * 37 % 600 + 1) END,
+                        kind => CASE WHEN v.n % 5 = 1 THEN 'visit' ELSE 'session' END)
+                   FROM (SELECT now() - make_interval(days => $4::int, hours => $5::int), $4::int + $5::int) v(at, n)",
             )
             .unwrap();
         for (a, (ws, app, _, _)) in APPS.iter().enumerate() {
@@ -767,7 +799,8 @@ impl Fixture {
 
     /// Every view's rows that `spec` may read: the operator's, filtered by
     /// the rules. A viewer member's workspace totals are over the apps they
-    /// see, so those are counted here from the raw events instead.
+    /// see, so those are counted here from the raw events instead, and of
+    /// who may open which app they read only their own rows (usage_oracle).
     fn expected_views(&mut self, spec: &ActorSpec) -> BTreeMap<String, Vec<String>> {
         let mut all = BTreeMap::new();
         for view in &self.catalog.views {
@@ -778,24 +811,25 @@ impl Fixture {
                     (None, _) => {}
                     (Some(Access::All), _) => rows.push(json.clone()),
                     (Some(Access::Apps(_)), Some(app)) => {
-                        if spec.sees_app(ws, app) {
+                        if spec.sees_app(ws, app) && usage_oracle::own_row(&view.name, json, spec, ws)
+                        {
                             rows.push(json.clone())
                         }
                     }
                     (Some(Access::Apps(_)), None) => {
                         assert!(
-                            view.name == "workspace_monthly_viewers" && !has_app,
+                            usage_oracle::recounted(&view.name, has_app),
                             "no oracle for view {} seen in part: extend expected_views",
                             view.name
                         );
                     }
                 }
             }
-            if view.name == "workspace_monthly_viewers" {
-                for (ws, access) in spec.sees {
-                    if let Access::Apps(apps) = access {
-                        rows.extend(monthly_from_raw_events(&mut self.op, ws, apps));
-                    }
+            for (ws, access) in spec.sees {
+                if let Access::Apps(apps) = access {
+                    let totals =
+                        usage_oracle::workspace_totals(&mut self.op, &view.name, has_app, ws, apps);
+                    rows.extend(totals.unwrap_or_default());
                 }
             }
             rows.sort();
@@ -852,8 +886,9 @@ impl Fixture {
 }
 
 /// String values of a JSON row that name or label something: not the
-/// visibility (`public`/`private`), nor dates and times, which are no secret
-/// of anyone's and turn up anywhere.
+/// visibility (`public`/`private`), the kinds of view and member, a status or
+/// a way in (`session`, `admin`, `active`, `grant`...), nor dates, times and
+/// durations, which are no secret of anyone's and turn up anywhere.
 fn json_strings(v: &Value, out: &mut BTreeSet<String>) {
     let is_date = |s: &str| {
         let b = s.as_bytes();
@@ -862,7 +897,11 @@ fn json_strings(v: &Value, out: &mut BTreeSet<String>) {
     if let Value::Object(map) = v {
         for (k, v) in map {
             if let Value::String(s) = v {
-                if !matches!(k.as_str(), "visibility" | "last_viewed") && !is_date(s) {
+                let public = matches!(
+                    k.as_str(),
+                    "visibility" | "last_viewed" | "kind" | "status" | "via" | "duration" | "session_time"
+                );
+                if !public && !is_date(s) {
                     out.insert(s.clone());
                 }
             }
@@ -1417,9 +1456,11 @@ fn every_actor_reads_exactly_what_the_rules_allow() {
     let mut tx = fx.op.transaction().unwrap();
     for f in fx.catalog.reads() {
         for (ws, app, _, _) in APPS {
-            let call = f.read_call(ws, app);
-            if let Err(e) = attempt(&mut tx, &call) {
-                failures.push(format!("operator: {call} failed: {e}"));
+            let whole = if f.app_optional() { "" } else { app };
+            for call in [f.read_call(ws, app), f.read_call(ws, whole)] {
+                if let Err(e) = attempt(&mut tx, &call) {
+                    failures.push(format!("operator: {call} failed: {e}"));
+                }
             }
         }
     }
@@ -1445,7 +1486,7 @@ fn read_cases(spec: &ActorSpec, f: &Func) -> (Vec<String>, Vec<(String, String, 
     let mut pairs = Vec::new();
     for (ws, _) in WORKSPACE_NAMES {
         let sees_workspace = spec.access(ws).is_some();
-        if !f.takes_app() {
+        if !f.takes_app() || f.app_optional() {
             if sees_workspace {
                 allowed.push(f.read_call(ws, ""));
             } else {
@@ -1455,7 +1496,9 @@ fn read_cases(spec: &ActorSpec, f: &Func) -> (Vec<String>, Vec<(String, String, 
                     subs(ws, NO_SUCH_APP),
                 ));
             }
-            continue;
+            if !f.takes_app() {
+                continue;
+            }
         }
         for (app_ws, app, _, _) in APPS {
             if !sees_workspace {
@@ -2012,6 +2055,9 @@ fn prepared_statements_answer_for_the_role_at_execution() {
 /// first, RAISE NOTICE with its argument — in a WHERE clause over each view
 /// sees only rows the actor may read; and a division by zero that fires only
 /// on a hidden value never fires.
+/// How RAISE NOTICE prints a NULL.
+const NULL: &str = "<NULL>";
+
 #[test]
 fn leaky_functions_and_error_oracles_see_only_allowed_rows() {
     let mut fx = Fixture::new("leaky");
@@ -2069,7 +2115,8 @@ fn leaky_functions_and_error_oracles_see_only_allowed_rows() {
                 continue;
             }
             let got: Vec<DbError> = notices.lock().unwrap().drain(..).collect();
-            // What the actor may see of each column, as it reads it.
+            // What the actor may see of each column, as it reads it (a NULL
+            // as RAISE prints it).
             let mut allowed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for c in columns {
                 let values = tx
@@ -2079,7 +2126,7 @@ fn leaky_functions_and_error_oracles_see_only_allowed_rows() {
                     )
                     .unwrap()
                     .iter()
-                    .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+                    .map(|r| r.get::<_, Option<String>>(0).unwrap_or_else(|| NULL.to_string()))
                     .collect();
                 allowed.insert(c.clone(), values);
             }
@@ -2125,7 +2172,7 @@ fn leaky_functions_and_error_oracles_see_only_allowed_rows() {
                     }
                 }
                 // And it does fire on a value the actor may see.
-                if let Some(v) = allowed[c].iter().find(|v| !v.is_empty()) {
+                if let Some(v) = allowed[c].iter().find(|v| !v.is_empty() && *v != NULL) {
                     let mut sp = tx.transaction().unwrap();
                     match sp.query(&oracle, &[&vec![v.clone()]]) {
                         Err(e) if sqlstate(&e) == "22012" => {}
@@ -2293,6 +2340,11 @@ fn statistics_and_explain_show_nothing_hidden() {
             let _ = attempt(&mut tx, statement);
         }
         let debug = notice_text(&notices.lock().unwrap());
+        {
+            let n = notices.lock().unwrap();
+            let d: BTreeSet<String> = n.iter().map(error_text).collect();
+            eprintln!("PROBE {who}: {} notices {} bytes; {} distinct {} bytes; hidden {}", n.len(), debug.len(), d.len(), d.iter().map(|x| x.len()).sum::<usize>(), hidden.len());
+        }
         assert!(
             debug.contains("PLANNEDSTMT") || debug.contains(":commandType"),
             "{who}: debug_print_plan printed no plan"
@@ -2480,9 +2532,12 @@ impl Func {
             .map(|(name, ty)| match (name.as_str(), ty.as_str()) {
                 ("ticket", _) => ticket.to_string(),
                 ("workspace", _) => format!("'{workspace}'"),
-                ("app", _) => format!("'{app}'"),
+                ("app" | "app_slug", _) => format!("'{app}'"),
+                ("since", _) => "now() - interval '30 days'".to_string(),
+                ("bucket", _) => "'day'".to_string(),
                 (_, "integer" | "bigint" | "smallint") => "12".to_string(),
                 (_, "timestamp with time zone") => "now()".to_string(),
+                (_, "interval") => "interval '1 second'".to_string(),
                 (_, "boolean") => "true".to_string(),
                 (_, "text") => "'x'".to_string(),
                 (name, ty) => panic!(
