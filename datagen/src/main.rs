@@ -1,9 +1,17 @@
 //! Generates a realistic, deterministic data set for pg_audience as a psql
 //! script on standard output: workspaces, apps, members and invitations made
-//! through the management functions, then view events loaded through
-//! `audience.record_view`.
+//! through the management functions, then view events loaded through the
+//! bulk path (`COPY` into a staging table, then one insert into
+//! `audience.view_imports`). Sessions last as real ones do: most a quick
+//! look, some a working session, a few hours; recent ones may still be open.
+//! Static content is opened as a `visit`, without an end.
 //!
-//! Usage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS]
+//! Usage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS] [--posit-dir DIR]
+//!
+//! With `--posit-dir DIR`, also a Posit Connect workspace whose events are
+//! only in JSON files written to DIR, in Connect's API shapes, for
+//! `audience.import_connect` (see posit.rs); the script makes the workspace
+//! and its members.
 //!
 //! With `--profile bench --part setup|events`, the benchmark data set
 //! instead (see bench.rs): the management calls, or the events as COPY text;
@@ -15,6 +23,7 @@ use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
 
 mod bench;
+mod posit;
 
 const DAY: i64 = 86_400;
 const SPAN_DAYS: i64 = 730;
@@ -116,12 +125,15 @@ struct Args {
     bench_part: Option<String>,
     /// Another sample of events on the same platform (bench only).
     stream: u64,
+    /// Where the Posit Connect workspace's JSON goes (demo only).
+    posit_dir: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         bench_part: None,
         stream: 0,
+        posit_dir: None,
         events: 120_000,
         seed: 20_261_126,
         now: std::time::SystemTime::now()
@@ -142,11 +154,13 @@ fn parse_args() -> Args {
             "--profile" => profile = value.clone(),
             "--part" => part = Some(value.clone()),
             "--stream" => args.stream = number() as u64,
+            "--posit-dir" => args.posit_dir = Some(value.clone().into()),
             _ => usage(&format!("unknown option {flag}")),
         }
     }
     match (profile.as_str(), part.as_deref()) {
         ("demo", None) => {}
+        ("bench", _) if args.posit_dir.is_some() => usage("--posit-dir belongs to the demo profile"),
         ("bench", Some("setup" | "events")) => args.bench_part = part,
         ("bench", _) => usage("--profile bench needs --part setup or --part events"),
         _ => usage(&format!("unknown profile {profile} (demo or bench)")),
@@ -155,7 +169,7 @@ fn parse_args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("pg_audience-datagen: {problem}\nusage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS]\n\
+    eprintln!("pg_audience-datagen: {problem}\nusage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS] [--posit-dir DIR]\n\
          \x20      pg_audience-datagen --profile bench --part setup|events [--events N] [--seed S] [--stream K] [--now UNIX_SECONDS]");
     std::process::exit(2)
 }
@@ -182,6 +196,34 @@ impl Zipf {
         let x = rng.gen::<f64>() * self.cumulative.last().copied().unwrap_or(0.0);
         self.cumulative.partition_point(|&c| c < x).min(self.cumulative.len() - 1)
     }
+}
+
+/// A draw from the standard normal distribution (Box-Muller).
+fn standard_normal(rng: &mut StdRng) -> f64 {
+    let u: f64 = 1.0 - rng.gen::<f64>();
+    let v: f64 = rng.gen();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// How long a session lasts, in seconds. Real sessions are skewed: most are
+/// a glance (a few seconds to a minute), about a third a working session
+/// (3 to 30 minutes), a few an app kept open for hours.
+fn session_seconds(rng: &mut StdRng) -> i64 {
+    let (median, spread) = match rng.gen_range(0..100) {
+        0..=59 => (20.0, 0.7),
+        60..=92 => (600.0, 0.6),
+        _ => (5_400.0, 0.6),
+    };
+    ((median * (spread * standard_normal(rng)).exp()) as i64).clamp(2, 12 * 3600)
+}
+
+/// When a session that started at `started` ended, or None while it is
+/// still open at `now`: running past now, or in a tab opened in the last
+/// three hours that has not reported its end yet (half of those).
+fn session_end(rng: &mut StdRng, started: i64, now: i64) -> Option<i64> {
+    let ended = started + session_seconds(rng);
+    let open = ended >= now || (now - started < 3 * 3600 && rng.gen_range(0..2) == 0);
+    (!open).then_some(ended)
 }
 
 fn sql_literal(s: &str) -> String {
@@ -272,6 +314,9 @@ fn main() -> io::Result<()> {
         sql_literal(&timestamp(args.now - 540 * DAY))
     )?;
     writeln!(out, "SELECT audience.configure_workspace('northwind', time_zone => 'America/New_York');")?;
+    if let Some(dir) = &args.posit_dir {
+        posit::generate(&mut out, dir, args.seed, args.now)?;
+    }
 
     writeln!(
         out,
@@ -309,12 +354,7 @@ fn main() -> io::Result<()> {
                     _ => (None, Some(format!("anon-{:08x}", anonymous_pick.sample(&mut rng) as u32 ^ 0x5bd1_e995))),
                 }
             };
-            let ended = if a.visit || t > args.now - 3600 {
-                None
-            } else {
-                // Sessions last minutes, sometimes an hour: exponential, mean 6 minutes.
-                Some(t + (-(1.0 - rng.gen::<f64>()).ln() * 360.0) as i64 + 5)
-            };
+            let ended = if a.visit { None } else { session_end(&mut rng, t, args.now) };
             line.clear();
             let _ = writeln!(
                 line,
