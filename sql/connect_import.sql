@@ -17,18 +17,6 @@ CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
     app text, app_id bigint, viewer text, anonymous_id text, problem text);
 
--- Posit timestamps are RFC 3339 text; NULL when the text is not a time.
-CREATE FUNCTION audience_internal.connect_time(value text)
-RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN value::timestamptz;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;
-END
-$$;
-
 -- SECURITY DEFINER because the platform's ingest role holds no privilege on
 -- the tables; search_path pinned so that no object of the caller's can stand
 -- in for one of ours.
@@ -167,10 +155,10 @@ BEGIN
             timed AS MATERIALIZED (
                 SELECT p.*,
                        CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.connect_time(p.started_text)
+                            WHEN careful THEN audience_internal.try_timestamptz(p.started_text)
                             ELSE p.started_text::timestamptz END AS started,
                        CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.connect_time(p.ended_text)
+                            WHEN careful THEN audience_internal.try_timestamptz(p.ended_text)
                             ELSE p.ended_text::timestamptz END AS ended
                   FROM parsed p
             ),

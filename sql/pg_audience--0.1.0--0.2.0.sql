@@ -863,6 +863,10 @@ RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                started_at timestamptz, ended_at timestamptz, duration interval, kind text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Planned for the arguments of each call: a generic plan cannot know that
+-- max_sessions is small, and sorts the app's whole window instead of
+-- reading its index newest first.
+SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1165,17 +1169,6 @@ COMMENT ON FUNCTION audience.app_access(text, text) IS
     'Who may open which app of a workspace (one app, or every app the requester may see): member identity, member kind (NULL for a person who holds only a grant), status (active or invited) and via (admin, developer, member for a viewer member on a public app, grant, invitation for one not yet accepted). Admins and developers see every row; a viewer member only their own.';
 
 -- sql/connect_import.sql
-CREATE FUNCTION audience_internal.connect_time(value text)
-RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN value::timestamptz;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;
-END
-$$;
-
 CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb DEFAULT NULL, content jsonb DEFAULT NULL)
 RETURNS TABLE (recorded bigint, duplicates bigint, apps_created bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -1311,10 +1304,10 @@ BEGIN
             timed AS MATERIALIZED (
                 SELECT p.*,
                        CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.connect_time(p.started_text)
+                            WHEN careful THEN audience_internal.try_timestamptz(p.started_text)
                             ELSE p.started_text::timestamptz END AS started,
                        CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.connect_time(p.ended_text)
+                            WHEN careful THEN audience_internal.try_timestamptz(p.ended_text)
                             ELSE p.ended_text::timestamptz END AS ended
                   FROM parsed p
             ),

@@ -128,6 +128,10 @@ RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                started_at timestamptz, ended_at timestamptz, duration interval, kind text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Planned for the arguments of each call: a generic plan cannot know that
+-- max_sessions is small, and sorts the app's whole window instead of
+-- reading its index newest first.
+SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
