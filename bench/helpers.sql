@@ -45,3 +45,49 @@ BEGIN
 END
 $$;
 
+
+-- The time in milliseconds of one import_connect of `records` Posit
+-- records (and the content list they need) into workspace `workspace`,
+-- undone afterwards. The records are made here: sessions and visits of the
+-- last 30 days over 50 content items and 20,000 users, a third anonymous.
+CREATE OR REPLACE FUNCTION public.bench_import_connect_ms(workspace text, records integer)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    usage jsonb;
+    content jsonb;
+    started timestamptz;
+    elapsed double precision;
+    result record;
+BEGIN
+    SELECT jsonb_agg(jsonb_build_object('guid', 'bench-content-' || c, 'name', 'bench-content-' || c,
+                                        'title', 'Bench content ' || c, 'access_type', 'all'))
+      INTO content FROM generate_series(0, 49) c;
+    SELECT jsonb_agg(CASE WHEN i % 5 = 0
+               THEN jsonb_build_object('content_guid', 'bench-content-' || (i % 50),
+                        'user_guid', CASE WHEN i % 3 = 0 THEN NULL ELSE 'u-' || (i * 7919 % 20000) END,
+                        'time', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'variant_key', 'v', 'rendering_id', 1, 'bundle_id', 1, 'path', '/', 'data_version', 1)
+               ELSE jsonb_build_object('content_guid', 'bench-content-' || (i % 50),
+                        'user_guid', CASE WHEN i % 3 = 0 THEN NULL ELSE 'u-' || (i * 7919 % 20000) END,
+                        'started', to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'ended', to_char((t + (i % 600) * interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                        'data_version', 1) END)
+      INTO usage
+      FROM generate_series(1, records) i,
+           LATERAL (SELECT now() - interval '30 days' + (i::double precision / records) * interval '29 days' AS t) x;
+    BEGIN
+        started := clock_timestamp();
+        SELECT * INTO result FROM audience.import_connect(workspace, usage, NULL, content);
+        elapsed := 1000 * extract(epoch FROM clock_timestamp() - started)::double precision;
+        IF result.recorded <> records THEN
+            RAISE EXCEPTION 'bench: import_connect recorded % of % records', result.recorded, records;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
+    EXCEPTION WHEN raise_exception THEN
+        IF SQLERRM <> 'bench: undo' THEN
+            RAISE;
+        END IF;
+    END;
+    RETURN elapsed;
+END
+$$;
