@@ -2340,11 +2340,6 @@ fn statistics_and_explain_show_nothing_hidden() {
             let _ = attempt(&mut tx, statement);
         }
         let debug = notice_text(&notices.lock().unwrap());
-        {
-            let n = notices.lock().unwrap();
-            let d: BTreeSet<String> = n.iter().map(error_text).collect();
-            eprintln!("PROBE {who}: {} notices {} bytes; {} distinct {} bytes; hidden {}", n.len(), debug.len(), d.len(), d.iter().map(|x| x.len()).sum::<usize>(), hidden.len());
-        }
         assert!(
             debug.contains("PLANNEDSTMT") || debug.contains(":commandType"),
             "{who}: debug_print_plan printed no plan"
