@@ -24,7 +24,7 @@ use pg_audience_integration::{
 use postgres::error::DbError;
 use postgres::{Client, Transaction};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 
 #[path = "hostile_reader/usage_oracle.rs"]
@@ -610,7 +610,7 @@ struct Fixture {
     db: TestDb,
     prefix: String,
     /// What the operator reads from each view: (JSON row, workspace, app).
-    operator_rows: BTreeMap<String, Vec<(String, String, Option<String>)>>,
+    operator_rows: usage_oracle::OperatorRows,
     catalog: Catalog,
     /// Hex of every workspace key, read as superuser.
     key_hex: Vec<String>,
@@ -767,6 +767,7 @@ impl Fixture {
                 "the operator sees no recent viewer of {ws}/{app}"
             );
         }
+        usage_oracle::check_recounts(&mut op, &catalog.views, &operator_rows);
         Fixture {
             op,
             db,
@@ -811,7 +812,8 @@ impl Fixture {
                     (None, _) => {}
                     (Some(Access::All), _) => rows.push(json.clone()),
                     (Some(Access::Apps(_)), Some(app)) => {
-                        if spec.sees_app(ws, app) && usage_oracle::own_row(&view.name, json, spec, ws)
+                        if spec.sees_app(ws, app)
+                            && usage_oracle::own_row(&view.name, json, spec, ws)
                         {
                             rows.push(json.clone())
                         }
@@ -890,6 +892,15 @@ impl Fixture {
 /// a way in (`session`, `admin`, `active`, `grant`...), nor dates, times and
 /// durations, which are no secret of anyone's and turn up anywhere.
 fn json_strings(v: &Value, out: &mut BTreeSet<String>) {
+    const UNSECRET_KEYS: [&str; 7] = [
+        "visibility",
+        "last_viewed",
+        "kind",
+        "status",
+        "via",
+        "duration",
+        "session_time",
+    ];
     let is_date = |s: &str| {
         let b = s.as_bytes();
         b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-'
@@ -897,11 +908,7 @@ fn json_strings(v: &Value, out: &mut BTreeSet<String>) {
     if let Value::Object(map) = v {
         for (k, v) in map {
             if let Value::String(s) = v {
-                let public = matches!(
-                    k.as_str(),
-                    "visibility" | "last_viewed" | "kind" | "status" | "via" | "duration" | "session_time"
-                );
-                if !public && !is_date(s) {
+                if !UNSECRET_KEYS.contains(&k.as_str()) && !is_date(s) {
                     out.insert(s.clone());
                 }
             }
@@ -1120,12 +1127,38 @@ fn truncate(s: &str) -> String {
 }
 
 /// Every hidden string that `text` contains (case-insensitive).
+///
+/// The texts searched (plan trees above all) run to a hundred megabytes and
+/// repeat themselves: a hidden string can only lie within a run of the bytes
+/// hidden strings are made of (any byte of a non-ASCII character counting as
+/// one), so only the distinct runs are searched, each once.
 fn leaked<'a>(text: &str, hidden: &'a BTreeSet<String>) -> Vec<&'a str> {
     let text = text.to_lowercase();
-    hidden
+    let needles: Vec<(String, &str)> = hidden
         .iter()
-        .filter(|h| text.contains(&h.to_lowercase()))
-        .map(String::as_str)
+        .map(|h| (h.to_lowercase(), h.as_str()))
+        .collect();
+    let mut inside = [false; 256];
+    inside[128..].fill(true);
+    for b in needles.iter().flat_map(|(n, _)| n.bytes()) {
+        inside[b as usize] = true;
+    }
+    let Some(outside) = (0..128u8).find(|b| !inside[*b as usize]) else {
+        // Every ASCII byte is in some hidden string: no way to cut the text.
+        return needles
+            .iter()
+            .filter(|(n, _)| text.contains(n.as_str()))
+            .map(|(_, h)| *h)
+            .collect();
+    };
+    // Cut at ASCII bytes only, so that every run is whole characters, and
+    // joined again with a byte that no hidden string holds.
+    let runs: HashSet<&[u8]> = text.as_bytes().split(|b| !inside[*b as usize]).collect();
+    let runs = String::from_utf8(runs.into_iter().collect::<Vec<_>>().join(&outside)).unwrap();
+    needles
+        .iter()
+        .filter(|(n, _)| runs.contains(n.as_str()))
+        .map(|(_, h)| *h)
         .collect()
 }
 
@@ -2051,13 +2084,13 @@ fn prepared_statements_answer_for_the_role_at_execution() {
     report(failures);
 }
 
+/// How RAISE NOTICE prints a NULL.
+const NULL: &str = "<NULL>";
+
 /// A leaky function — plpgsql, near-zero COST so the planner would run it
 /// first, RAISE NOTICE with its argument — in a WHERE clause over each view
 /// sees only rows the actor may read; and a division by zero that fires only
 /// on a hidden value never fires.
-/// How RAISE NOTICE prints a NULL.
-const NULL: &str = "<NULL>";
-
 #[test]
 fn leaky_functions_and_error_oracles_see_only_allowed_rows() {
     let mut fx = Fixture::new("leaky");
@@ -2126,7 +2159,10 @@ fn leaky_functions_and_error_oracles_see_only_allowed_rows() {
                     )
                     .unwrap()
                     .iter()
-                    .map(|r| r.get::<_, Option<String>>(0).unwrap_or_else(|| NULL.to_string()))
+                    .map(|r| {
+                        r.get::<_, Option<String>>(0)
+                            .unwrap_or_else(|| NULL.to_string())
+                    })
                     .collect();
                 allowed.insert(c.clone(), values);
             }

@@ -5,9 +5,15 @@
 //! SQL written from SPEC §3 and §4, not from the extension's rollups. And of
 //! audience.app_access such a requester gets only its own rows.
 
-use crate::{monthly_from_raw_events, ActorSpec};
+use crate::{
+    monthly_from_raw_events, ActorSpec, View, ACME, ACME_PUBLIC, APPS, VICTOR_APPS, WORKSPACE_NAMES,
+};
 use postgres::Client;
 use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What the operator reads from each view: (JSON row, workspace, app).
+pub type OperatorRows = BTreeMap<String, Vec<(String, String, Option<String>)>>;
 
 /// Whether `view`'s rows for a whole workspace are totals over the apps the
 /// requester sees, so that this module can count them for any set of apps.
@@ -35,6 +41,53 @@ pub fn workspace_totals(
         "usage_over_time" => usage_by_day_from_raw_events(op, ws, apps),
         _ => trend_from_raw_events(op, ws, apps),
     })
+}
+
+/// The recounts are worth something only if, over every app of a
+/// workspace, they give what the operator reads, and over the apps a viewer
+/// member of acme sees, something else.
+pub fn check_recounts(op: &mut Client, views: &[View], operator_rows: &OperatorRows) {
+    for view in views {
+        let has_app = view.columns.iter().any(|c| c == "app");
+        if !recounted(&view.name, has_app) {
+            continue;
+        }
+        let mut recount = |ws: &str, apps: &[&str]| {
+            let mut rows = workspace_totals(op, &view.name, has_app, ws, apps).unwrap();
+            rows.sort();
+            rows
+        };
+        for (ws, _) in WORKSPACE_NAMES {
+            let every: Vec<&str> = APPS.iter().filter(|a| a.0 == ws).map(|a| a.1).collect();
+            let mut read: Vec<String> = operator_rows[&view.name]
+                .iter()
+                .filter(|(_, w, a)| w == ws && a.is_none())
+                .map(|(json, _, _)| json.clone())
+                .collect();
+            read.sort();
+            let counted = recount(ws, &every);
+            assert!(
+                !counted.is_empty(),
+                "no rows of {} recounted for {ws}",
+                view.name
+            );
+            assert_eq!(
+                counted, read,
+                "{} of {ws} recounted over every app differs from what the operator reads",
+                view.name
+            );
+            if ws == ACME {
+                for some in [VICTOR_APPS, ACME_PUBLIC] {
+                    assert_ne!(
+                        recount(ws, some),
+                        counted,
+                        "{} of {ws} over {some:?} is its total: the fixture cannot tell them apart",
+                        view.name
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Whether a row of `view` (JSON text), of an app that `spec` sees in `ws`,
