@@ -1,0 +1,188 @@
+//! Checks on the stored state itself once the writers are done: every
+//! rollup equals a rebuild from the raw events (SPEC §7), the plaintext of
+//! an identity is kept only where a view may show it (SPEC §2, data
+//! minimisation), the identifiable flag stored with each view agrees with
+//! the app's visibility history, and an erased person leaves no trace.
+
+use postgres::Client;
+
+/// The rollup tables that rebuild_rollups recomputes.
+const ROLLUPS: [&str; 7] = [
+    "app_viewers",
+    "app_totals",
+    "app_month_viewers",
+    "app_months",
+    "workspace_month_viewers",
+    "workspace_months",
+    "app_day_viewers",
+];
+
+/// Per workspace and rollup table that differs from its rebuild: how many
+/// rows only the kept rollup has, and how many only the rebuild has. The
+/// rebuild is rolled back.
+pub fn rollups_vs_rebuild(op: &mut Client) -> Vec<String> {
+    let mut problems = Vec::new();
+    let workspaces: Vec<(i64, String)> = op
+        .query(
+            "SELECT workspace_id, slug FROM audience_internal.workspaces ORDER BY workspace_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (id, slug) in workspaces {
+        let mut tx = op.transaction().unwrap();
+        tx.execute(
+            "SELECT FROM audience_internal.workspaces WHERE workspace_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .unwrap();
+        let present: Vec<&str> = ROLLUPS
+            .iter()
+            .copied()
+            .filter(|t| {
+                tx.query_one(
+                    "SELECT to_regclass($1) IS NOT NULL",
+                    &[&format!("audience_internal.{t}")],
+                )
+                .unwrap()
+                .get(0)
+            })
+            .collect();
+        for t in &present {
+            tx.batch_execute(&format!(
+                "CREATE TEMP TABLE kept_{t} ON COMMIT DROP AS SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}"
+            ))
+            .unwrap();
+        }
+        tx.execute("SELECT audience_internal.rebuild_rollups($1)", &[&id])
+            .unwrap();
+        for t in &present {
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT (SELECT count(*) FROM (TABLE kept_{t} EXCEPT ALL
+                                   SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}) x),
+                                (SELECT count(*) FROM (SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}
+                                   EXCEPT ALL TABLE kept_{t}) y)"
+                    ),
+                    &[],
+                )
+                .unwrap();
+            let (kept, rebuilt): (i64, i64) = (row.get(0), row.get(1));
+            if kept + rebuilt > 0 {
+                let sample: Vec<String> = tx
+                    .query(
+                        &format!(
+                            "(SELECT 'kept    ' || to_jsonb(x)::text FROM (TABLE kept_{t} EXCEPT ALL
+                               SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}) x LIMIT 2)
+                             UNION ALL
+                             (SELECT 'rebuilt ' || to_jsonb(y)::text FROM (SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}
+                               EXCEPT ALL TABLE kept_{t}) y LIMIT 2)"
+                        ),
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                problems.push(format!(
+                    "workspace {slug}: rollup {t} differs from its rebuild: {kept} rows only kept, {rebuilt} only rebuilt\n    {}",
+                    sample.join("\n    ")
+                ));
+            }
+        }
+        tx.rollback().unwrap();
+    }
+    problems
+}
+
+/// A viewer's identity is stored exactly when one of its views may show it
+/// (an identifiable view); anonymous visitors never have one.
+pub fn minimisation(op: &mut Client) -> Vec<String> {
+    op.query(
+        "SELECT w.slug, v.viewer_id, v.anonymous, v.identity IS NOT NULL,
+                EXISTS (SELECT FROM audience_internal.view_events e
+                         WHERE e.workspace_id = v.workspace_id AND e.viewer_id = v.viewer_id AND e.identifiable),
+                EXISTS (SELECT FROM audience_internal.view_events e
+                         WHERE e.workspace_id = v.workspace_id AND e.viewer_id = v.viewer_id)
+           FROM audience_internal.viewers v JOIN audience_internal.workspaces w USING (workspace_id)",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .filter_map(|r| {
+        let (slug, id, anonymous, has_identity, identifiable, any): (String, i64, bool, bool, bool, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        if !any {
+            Some(format!("workspace {slug}: viewer {id} has no view event left"))
+        } else if has_identity != identifiable || (anonymous && has_identity) {
+            Some(format!(
+                "workspace {slug}: viewer {id} (anonymous {anonymous}) stores an identity: {has_identity}, has an identifiable view: {identifiable}"
+            ))
+        } else {
+            None
+        }
+    })
+    .collect()
+}
+
+/// Views whose stored identifiable flag disagrees with the app's visibility
+/// history (authenticated and private at the time of the view), apart from
+/// views within 30 seconds of a visibility change (see model.rs).
+pub fn identifiable_flags(op: &mut Client) -> Vec<String> {
+    op.query(
+        "SELECT w.slug, a.slug, e.event_id, e.viewed_at::text, e.identifiable
+           FROM audience_internal.view_events e
+           JOIN audience_internal.workspaces w USING (workspace_id)
+           JOIN audience_internal.apps a USING (workspace_id, app_id)
+           JOIN audience_internal.viewers v USING (workspace_id, viewer_id)
+          WHERE e.identifiable IS DISTINCT FROM
+                (NOT v.anonymous AND (SELECT c.visibility FROM audience_internal.app_visibility_changes c
+                                       WHERE c.workspace_id = e.workspace_id AND c.app_id = e.app_id
+                                         AND c.changed_at <= e.viewed_at
+                                       ORDER BY c.changed_at DESC LIMIT 1) = 'private')
+            AND NOT EXISTS (SELECT FROM audience_internal.app_visibility_changes c
+                             WHERE c.workspace_id = e.workspace_id AND c.app_id = e.app_id
+                               AND c.changed_at BETWEEN e.viewed_at - interval '30 seconds' AND e.viewed_at + interval '30 seconds')
+          ORDER BY e.event_id LIMIT 5",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| {
+        let (ws, app, id, at, flag): (String, String, i64, String, bool) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        format!("workspace {ws} app {app}: event {id} at {at} stored identifiable = {flag}, the visibility history says otherwise")
+    })
+    .collect()
+}
+
+/// Erases `identity` (as the operator would) and checks that nothing of it
+/// is left in any workspace: viewer, memberships, grants, Posit records.
+pub fn forget_leaves_nothing(op: &mut Client, identity: &str) -> Vec<String> {
+    if let Err(e) = op.query("SELECT * FROM audience.forget_viewer($1)", &[&identity]) {
+        return vec![format!("forget_viewer({identity:?}) failed: {e}")];
+    }
+    op.query(
+        "SELECT w.slug,
+                (SELECT count(*) FROM audience_internal.viewers v WHERE v.workspace_id = w.workspace_id AND v.viewer_hash = h.hash),
+                (SELECT count(*) FROM audience_internal.members m WHERE m.workspace_id = w.workspace_id AND m.identity_hash = h.hash),
+                (SELECT count(*) FROM audience_internal.app_access g WHERE g.workspace_id = w.workspace_id AND g.identity_hash = h.hash),
+                (SELECT count(*) FROM audience_internal.connect_records c WHERE c.workspace_id = w.workspace_id AND c.viewer_hash = h.hash)
+           FROM audience_internal.workspaces w
+           JOIN audience_internal.workspace_keys k USING (workspace_id)
+          CROSS JOIN LATERAL (SELECT audience_internal.identity_hash(k.identity_key,
+                                        audience_internal.normalize_identity('identity', $1)) AS hash) h",
+        &[&identity],
+    )
+    .unwrap()
+    .iter()
+    .filter_map(|r| {
+        let (ws, v, m, g, c): (String, i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        (v + m + g + c > 0).then(|| {
+            format!("workspace {ws}: after forget_viewer({identity:?}): {v} viewer, {m} member, {g} grant, {c} Posit record rows left")
+        })
+    })
+    .collect()
+}
