@@ -2,7 +2,7 @@
 //! loses no update, raises no unique violation or deadlock to the caller,
 //! and leaves the rollups equal to what the raw events say.
 
-use pg_audience_integration::TestDb;
+use pg_audience_integration::{rollups_differing_from_rebuild, TestDb};
 use std::thread;
 
 const CONNECTIONS: usize = 8;
@@ -59,45 +59,7 @@ fn concurrent_single_event_ingest_keeps_rollups_exact() {
     assert_eq!(events as usize, CONNECTIONS * EVENTS_PER_CONNECTION, "no event lost");
 
     // Rollups kept under contention equal a rebuild from the raw events.
-    let differing: Vec<String> = admin
-        .batch_execute(
-            "CREATE TEMP TABLE kept_app_viewers AS SELECT * FROM audience_internal.app_viewers;
-             CREATE TEMP TABLE kept_app_totals AS SELECT * FROM audience_internal.app_totals;
-             CREATE TEMP TABLE kept_app_month_viewers AS SELECT * FROM audience_internal.app_month_viewers;
-             CREATE TEMP TABLE kept_app_months AS SELECT * FROM audience_internal.app_months;
-             CREATE TEMP TABLE kept_workspace_month_viewers AS SELECT * FROM audience_internal.workspace_month_viewers;
-             CREATE TEMP TABLE kept_workspace_months AS SELECT * FROM audience_internal.workspace_months;
-             CREATE TEMP TABLE kept_app_day_viewers AS SELECT * FROM audience_internal.app_day_viewers;
-             SELECT audience_internal.rebuild_rollups(workspace_id) FROM audience_internal.workspaces;",
-        )
-        .map(|()| {
-            [
-                "app_viewers",
-                "app_totals",
-                "app_month_viewers",
-                "app_months",
-                "workspace_month_viewers",
-                "workspace_months",
-                "app_day_viewers",
-            ]
-            .iter()
-            .filter(|t| {
-                let n: i64 = admin
-                    .query_one(
-                        &format!(
-                            "SELECT count(*) FROM ((SELECT * FROM kept_{t} EXCEPT ALL SELECT * FROM audience_internal.{t})
-                              UNION ALL (SELECT * FROM audience_internal.{t} EXCEPT ALL SELECT * FROM kept_{t})) d"
-                        ),
-                        &[],
-                    )
-                    .unwrap()
-                    .get(0);
-                n != 0
-            })
-            .map(|t| t.to_string())
-            .collect()
-        })
-        .unwrap();
+    let differing = rollups_differing_from_rebuild(&mut admin);
     assert!(differing.is_empty(), "rollups that differ from the raw events: {differing:?}");
 
     // And the month boundary was crossed in the workspace's zone: both months have views.

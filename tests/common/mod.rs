@@ -111,16 +111,38 @@ pub fn epoch_seconds() -> u64 {
         .as_secs()
 }
 
+/// A token id (claim jti) no other token of this test run carries, as a
+/// platform mints one per request.
+pub fn fresh_token_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
 /// A JWT with `claims`, signed with `secret` by `algorithm` (HS256 is what
-/// audience.authenticate accepts).
+/// audience.authenticate accepts). A token is good once, so each gets a
+/// fresh `jti` unless `claims` has one (`"jti": null` leaves it out).
 pub fn sign_token(
     algorithm: jsonwebtoken::Algorithm,
     claims: &serde_json::Value,
     secret: &[u8],
 ) -> String {
+    let mut claims = claims.clone();
+    if let Some(map) = claims.as_object_mut() {
+        match map.get("jti") {
+            None => {
+                map.insert("jti".into(), fresh_token_id().into());
+            }
+            Some(serde_json::Value::Null) => {
+                map.remove("jti");
+            }
+            Some(_) => {}
+        }
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(algorithm),
-        claims,
+        &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret),
     )
     .expect("signing a token")
@@ -281,4 +303,48 @@ pub fn expect_error(
         ));
     }
     Ok(db.clone())
+}
+
+/// The rollup tables: every one must always equal what
+/// `audience_internal.rebuild_rollups` computes from the raw events.
+pub const ROLLUPS: [&str; 7] = [
+    "app_viewers",
+    "app_totals",
+    "app_month_viewers",
+    "app_months",
+    "workspace_month_viewers",
+    "workspace_months",
+    "app_day_viewers",
+];
+
+/// The rollup tables whose rows differ from a rebuild from the raw events
+/// (as the superuser; the rollups are left rebuilt).
+pub fn rollups_differing_from_rebuild(client: &mut Client) -> Vec<String> {
+    for t in ROLLUPS {
+        client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS pg_temp.kept_{t}; CREATE TEMP TABLE kept_{t} AS SELECT * FROM audience_internal.{t}"
+            ))
+            .unwrap();
+    }
+    client
+        .batch_execute("SELECT audience_internal.rebuild_rollups(workspace_id) FROM audience_internal.workspaces")
+        .unwrap();
+    ROLLUPS
+        .iter()
+        .filter(|t| {
+            let n: i64 = client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM ((SELECT * FROM kept_{t} EXCEPT ALL SELECT * FROM audience_internal.{t})
+                          UNION ALL (SELECT * FROM audience_internal.{t} EXCEPT ALL SELECT * FROM kept_{t})) d"
+                    ),
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            n != 0
+        })
+        .map(|t| t.to_string())
+        .collect()
 }
