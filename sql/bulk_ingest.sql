@@ -64,6 +64,7 @@ DECLARE
     n_events bigint;
     n_months bigint;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     -- The first bad row, by position, fails the statement: nothing is stored.
     SELECT i.pos, p.problem INTO bad
       FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
@@ -344,6 +345,7 @@ DECLARE
     problems jsonb;
     first_problem jsonb;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.check_choice(record_views.on_error, 'on_error', ARRAY['abort', 'skip']);
     IF jsonb_typeof(audience_internal.require(record_views.events, 'events')) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023',

@@ -41,6 +41,7 @@ DECLARE
     end_ids bigint[];
     end_times timestamptz[];
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     IF jsonb_typeof(audience_internal.require(import_connect.usage, 'usage')) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "usage": must be a JSON array of records';
     END IF;

@@ -22,6 +22,7 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     FOR ws IN
         SELECT w.workspace_id, w.slug, audience_internal.identity_hash(k.identity_key, ident) AS hash
           FROM audience_internal.workspaces w

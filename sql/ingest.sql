@@ -47,13 +47,14 @@ AS $$
 $$;
 
 -- A cheap test that the Rust normalisers (src/privacy/identity.rs) accept a
--- value: at most 256 characters, a visible ASCII character (so not blank
--- after trimming), no control character. Only values that fail it pay for
--- asking the normalisers themselves, which decide.
+-- value: at most 256 characters, printable ASCII only (so already NFC, with
+-- no control, invisible or bidirectional character), one of them visible (so
+-- not blank after trimming). Only values that fail it pay for asking the
+-- normalisers themselves, which decide.
 CREATE FUNCTION audience_internal.plainly_valid_id(value text)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 !~ '[\x01-\x1f\x7f-\x9f]'
+    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 ~ '^[ -~]*$'
 $$;
 COMMENT ON FUNCTION audience_internal.plainly_valid_id(text) IS
     'True when an identity or anonymous id surely passes normalisation; false means: ask the normaliser.';
@@ -98,6 +99,7 @@ AS $$
     SELECT CASE
         WHEN $4 IS NULL THEN '22004 argument "viewed_at" must not be NULL'
         WHEN NOT isfinite($4) THEN '22023 invalid argument "viewed_at": must be a finite time'
+        WHEN $4 < '1970-01-01 00:00:00+00' THEN '22023 invalid argument "viewed_at": before 1970-01-01 00:00 UTC'
         WHEN $4 > now() + interval '1 hour' THEN '22023 invalid argument "viewed_at": more than an hour in the future'
         WHEN $6 < $4 THEN '22023 invalid argument "ended_at": before "viewed_at"'
         WHEN $6 > now() + interval '1 hour' THEN '22023 invalid argument "ended_at": more than an hour in the future'
@@ -152,6 +154,7 @@ DECLARE
     first_in_month boolean;
     problem text;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     -- The workspace first (the lock order at the top of this file): a new
     -- time zone or counting start is either read here, once committed, or
     -- waits for this event's transaction.
@@ -296,16 +299,25 @@ AS $$
 DECLARE
     ws_id bigint;
     started timestamptz;
+    operator boolean;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.require(end_session.event_id, 'event_id');
     PERFORM audience_internal.require(end_session.ended_at, 'ended_at');
+    -- A login hears about the events it recorded, and of no other: not when
+    -- one was viewed (by an ended_at refused as too early), nor that it
+    -- exists. The operator ends any.
+    operator := EXISTS (SELECT FROM pg_catalog.pg_roles r
+                         WHERE r.oid = audience_internal.session_login()
+                           AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')));
     -- The event's workspace is locked before the event (the lock order at
     -- the top of this file), so that no rebuild of its rollups (a new time
     -- zone) and no erasure of its viewer runs between the event and its
     -- day row; the event is then looked up again under that lock.
     SELECT e.workspace_id INTO ws_id
       FROM audience_internal.view_events e
-     WHERE e.event_id = end_session.event_id;
+     WHERE e.event_id = end_session.event_id
+       AND (operator OR e.recorded_by = audience_internal.session_login());
     PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR KEY SHARE;
     SELECT e.viewed_at INTO started
       FROM audience_internal.view_events e
@@ -313,7 +325,7 @@ BEGIN
        FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('invalid argument "event_id": no view event %s', end_session.event_id);
+            MESSAGE = format('invalid argument "event_id": no view event %s recorded by this login', end_session.event_id);
     END IF;
     IF end_session.ended_at < started THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before the session started';
@@ -325,4 +337,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
-    'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only.';
+    'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only, and only for the events this database login recorded (the operator: any).';

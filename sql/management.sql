@@ -117,11 +117,22 @@ BEGIN
 END
 $$;
 
+-- A member stands for a database role by the role's identity (its OID),
+-- not its name: a mapped role that is renamed stays mapped, one that is
+-- dropped maps nobody, and a new role given a dropped one's name inherits
+-- nothing. (Stored as regrole, so pg_dump writes the name and a restore
+-- finds the role of that name.)
 CREATE FUNCTION audience_internal.check_role(db_role name)
-RETURNS name LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS regrole LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+DECLARE
+    role_id oid;
 BEGIN
-    IF db_role IS NOT NULL AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = db_role) THEN
+    IF db_role IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.oid INTO role_id FROM pg_catalog.pg_roles r WHERE r.rolname = db_role;
+    IF role_id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '42704',
             MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
     END IF;
@@ -131,8 +142,37 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'invalid argument "db_role": a capability role cannot stand for a member';
     END IF;
-    RETURN db_role;
+    RETURN role_id::regrole;
 END
+$$;
+
+-- Writers of events and rollups (ingest, import_connect, configure_workspace,
+-- forget_viewer) update rows that concurrent writers of the same workspace
+-- update too. Under REPEATABLE READ or SERIALIZABLE every such meeting is a
+-- serialization failure, and retrying meets the next writer: refused up
+-- front, the same way every time, rather than at random under load.
+CREATE FUNCTION audience_internal.require_read_committed()
+RETURNS void LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('pg_audience writes run at READ COMMITTED isolation, not %s',
+                             upper(pg_catalog.current_setting('transaction_isolation'))),
+            HINT = 'Start the transaction with BEGIN ISOLATION LEVEL READ COMMITTED, or give the writing role that default: ALTER ROLE ... SET default_transaction_isolation = ''read committed''.';
+    END IF;
+END
+$$;
+
+-- Months and days must mean the same on every server and every day: only
+-- the zones of the IANA database by name, not the server's own 'localtime'
+-- or 'posixrules', nor the duplicates under posix/ and right/.
+CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
+       AND $1 !~ '^(posix|right)/'
+       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
 $$;
 
 CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
@@ -250,6 +290,7 @@ DECLARE
     ws audience_internal.workspaces;
     rebuild boolean := false;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     -- The workspace row first (the lock order at the top of
     -- sql/ingest.sql): ingest reads the time zone and counting start under a
     -- lock that conflicts with this one, so the change and its rebuild below
@@ -257,9 +298,9 @@ BEGIN
     SELECT * INTO ws FROM audience_internal.workspaces w
      WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
     IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone) THEN
+        IF NOT audience_internal.named_time_zone(time_zone) THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
-                MESSAGE = 'invalid argument "time_zone": not a time zone name known to the server';
+                MESSAGE = 'invalid argument "time_zone": not a named time zone (an IANA name such as Europe/Paris)';
         END IF;
         ws.time_zone := time_zone;
         rebuild := true;
@@ -350,13 +391,14 @@ AS $$
 DECLARE
     ws_id bigint := audience_internal.workspace_id(workspace);
     ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    role_id regrole;
 BEGIN
     PERFORM audience_internal.check_choice(kind, 'kind', ARRAY['admin', 'developer', 'viewer']);
-    PERFORM audience_internal.check_role(db_role);
+    role_id := audience_internal.check_role(db_role);
     INSERT INTO audience_internal.members AS m
            (workspace_id, identity, identity_hash, kind, status, db_role, joined_at)
     VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
-            kind, 'active', db_role, now())
+            kind, 'active', role_id, now())
     ON CONFLICT (workspace_id, identity) DO UPDATE
        SET kind = excluded.kind,
            status = 'active',
@@ -365,7 +407,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audience.add_member(text, text, text, name) IS
-    'Adds a member (admin, developer or viewer) to a workspace, or changes an existing member''s kind; db_role maps the member to a database role. Operator only.';
+    'Adds a member (admin, developer or viewer) to a workspace, or changes an existing member''s kind; db_role maps the member to a database role (the role itself: renaming keeps the mapping, dropping ends it). Operator only.';
 
 CREATE FUNCTION audience.invite_viewer(workspace text, member text, app text DEFAULT NULL, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -376,16 +418,17 @@ DECLARE
     ws_id bigint := audience_internal.workspace_id(workspace);
     ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
     a_id bigint;
+    role_id regrole;
 BEGIN
     IF app IS NOT NULL THEN
         a_id := audience_internal.app_id(ws_id, workspace, app);
     END IF;
-    PERFORM audience_internal.check_role(db_role);
+    role_id := audience_internal.check_role(db_role);
     -- An existing member keeps their kind and status: an invitation never demotes.
     INSERT INTO audience_internal.members AS m
            (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)
     VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
-            'viewer', 'invited', db_role, now())
+            'viewer', 'invited', role_id, now())
     ON CONFLICT (workspace_id, identity) DO UPDATE
        SET db_role = coalesce(excluded.db_role, m.db_role);
     IF a_id IS NOT NULL THEN

@@ -1,11 +1,40 @@
 -- pg_audience 0.1.0 -> 0.2.0: the usage questions of Posit Connect
 -- (app_sessions, top_apps, top_viewers, usage_over_time, viewer_trend,
 -- app_access), the import of Posit Connect records (import_connect), the day
--- rollup they read, and one labelling function for every read. The new day
--- rollup is filled from the events already stored.
+-- rollup they read, and one labelling function for every read; request
+-- tokens good once (claim jti), member roles by OID, NFC identities, named
+-- time zones only, views from 1970 on, writers at READ COMMITTED. The new
+-- day rollup is filled from the events already stored; stored data that the
+-- new rules refuse is handled at the end of this file.
 \echo Use "ALTER EXTENSION pg_audience UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Who recorded each event (sql/schema.sql): events stored so far have no
+-- recorder, and only the operator ends them.
+CREATE FUNCTION audience_internal."session_login"() RETURNS oid /* pg_sys :: Oid */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'session_login_wrapper';
+
+ALTER TABLE audience_internal.view_events ADD COLUMN recorded_by oid;
+ALTER TABLE audience_internal.view_events ALTER COLUMN recorded_by SET DEFAULT audience_internal.session_login();
+
 -- New tables and indexes (sql/schema.sql).
+-- Request tokens already used, by a digest of their id (claim jti), until
+-- they expire: a token is good for one transaction, so that one seen by
+-- someone else (in pg_stat_activity, a log, a proxy) is worth nothing.
+CREATE TABLE audience_internal.spent_tokens (
+    token_id bytea PRIMARY KEY CHECK (length(token_id) = 32),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX spent_tokens_expiry ON audience_internal.spent_tokens (expires_at);
+COMMENT ON TABLE audience_internal.spent_tokens IS 'Ids of request tokens already used, kept until the tokens expire.';
+
+-- A member's database role by OID (sql/management.sql, check_role); a
+-- mapping to a role that no longer exists maps nobody.
+ALTER TABLE audience_internal.members
+    ALTER COLUMN db_role TYPE regrole USING pg_catalog.to_regrole(pg_catalog.quote_ident(db_role));
+ALTER TABLE audience_internal.spent_tokens ALTER COLUMN token_id SET STATISTICS 0;
+
 -- Rollup for the usage questions (sql/usage.sql): each viewer of each app
 -- per day in the workspace's time zone, with the views of that day counted
 -- separately for identifiable and other views, so that a viewer's labelled
@@ -78,6 +107,71 @@ CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
     app text, app_id bigint, viewer text, anonymous_id text, problem text);
 
+-- sql/requester.sql
+DROP FUNCTION audience_internal.requester_roles;
+CREATE FUNCTION audience_internal.requester_roles()
+RETURNS oid[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    RETURN ARRAY(
+        WITH RECURSIVE r(oid) AS (
+            SELECT audience_internal.caller_role()
+            UNION
+            SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid
+        )
+        SELECT r.oid FROM r);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.requester_memberships()
+RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+      FROM audience_internal.members m
+     WHERE m.identity = (SELECT audience_internal.token_subject())
+       AND m.status = 'active'
+       AND ((SELECT audience_internal.token_workspace()) IS NULL
+            OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
+                                  WHERE w.slug = audience_internal.token_workspace()))
+    UNION ALL
+    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+      FROM audience_internal.members m
+     WHERE (SELECT audience_internal.token_subject()) IS NULL
+       AND m.db_role::oid = ANY ((SELECT audience_internal.requester_roles())::oid[])
+       AND m.status = 'active'
+$$;
+
+CREATE FUNCTION audience_internal.spend_token(token_id bytea, expires_epoch bigint)
+RETURNS boolean LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+    WITH expired AS (
+        DELETE FROM audience_internal.spent_tokens s
+         WHERE s.token_id IN (SELECT x.token_id FROM audience_internal.spent_tokens x
+                               WHERE x.expires_at < now()
+                               ORDER BY x.expires_at LIMIT 2
+                                 FOR UPDATE SKIP LOCKED))
+    INSERT INTO audience_internal.spent_tokens (token_id, expires_at)
+    VALUES ($1, to_timestamp(least($2, 253402300799)))
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING true
+$$;
+
+CREATE OR REPLACE FUNCTION audience.authenticate(token text)
+RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- Definer rights: the secret is readable by no caller, nor are spent tokens.
+-- A refused token must not reach the server log with the statement that
+-- carried it (log_min_error_statement), whatever else the operator logs.
+SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
+AS $$
+BEGIN
+    RETURN audience_internal.accept_token(token, (SELECT t.secret FROM audience_internal.token_secrets t));
+END
+$$;
+COMMENT ON FUNCTION audience.authenticate(text) IS
+    'Verifies a request token (HS256 JWT with claims sub, exp, jti and optionally workspace) and makes its subject the requester for the current transaction only (undone by rolling back to a savepoint taken before); returns the subject. A token is good once: a second use, from any session, is refused. A bad signature, another algorithm, an expired, reused or malformed token is an error, leaves no requester and is not logged with its statement. Pass the token as a bind parameter, so that it is not in pg_stat_activity.';
+
 -- sql/labels.sql
 CREATE FUNCTION audience_internal.is_member(workspace_id bigint, viewer_id bigint)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
@@ -141,6 +235,52 @@ AS $$
 $$;
 
 -- sql/management.sql
+DROP FUNCTION audience_internal.check_role;
+CREATE FUNCTION audience_internal.check_role(db_role name)
+RETURNS regrole LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    role_id oid;
+BEGIN
+    IF db_role IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.oid INTO role_id FROM pg_catalog.pg_roles r WHERE r.rolname = db_role;
+    IF role_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
+    END IF;
+    -- Every reader is a member of the capability roles: mapping a member to
+    -- one would make every reader that member.
+    IF db_role IN ('audience_manager', 'audience_ingest', 'audience_reader') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "db_role": a capability role cannot stand for a member';
+    END IF;
+    RETURN role_id::regrole;
+END
+$$;
+
+CREATE FUNCTION audience_internal.require_read_committed()
+RETURNS void LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('pg_audience writes run at READ COMMITTED isolation, not %s',
+                             upper(pg_catalog.current_setting('transaction_isolation'))),
+            HINT = 'Start the transaction with BEGIN ISOLATION LEVEL READ COMMITTED, or give the writing role that default: ALTER ROLE ... SET default_transaction_isolation = ''read committed''.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
+       AND $1 !~ '^(posix|right)/'
+       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
+$$;
+
 CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
 RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
@@ -220,6 +360,7 @@ DECLARE
     ws audience_internal.workspaces;
     rebuild boolean := false;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     -- The workspace row first (the lock order at the top of
     -- sql/ingest.sql): ingest reads the time zone and counting start under a
     -- lock that conflicts with this one, so the change and its rebuild below
@@ -227,9 +368,9 @@ BEGIN
     SELECT * INTO ws FROM audience_internal.workspaces w
      WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
     IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN
-        IF NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = time_zone) THEN
+        IF NOT audience_internal.named_time_zone(time_zone) THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
-                MESSAGE = 'invalid argument "time_zone": not a time zone name known to the server';
+                MESSAGE = 'invalid argument "time_zone": not a named time zone (an IANA name such as Europe/Paris)';
         END IF;
         ws.time_zone := time_zone;
         rebuild := true;
@@ -262,6 +403,62 @@ $$;
 COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz, text, text) IS
     'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous), counting start (all-time totals count from it), pseudonym rotation (none or monthly) and pseudonym scope (workspace, or requester: each requester sees their own pseudonyms). NULL leaves a setting as it is. Operator only.';
 
+CREATE OR REPLACE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    role_id regrole;
+BEGIN
+    PERFORM audience_internal.check_choice(kind, 'kind', ARRAY['admin', 'developer', 'viewer']);
+    role_id := audience_internal.check_role(db_role);
+    INSERT INTO audience_internal.members AS m
+           (workspace_id, identity, identity_hash, kind, status, db_role, joined_at)
+    VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
+            kind, 'active', role_id, now())
+    ON CONFLICT (workspace_id, identity) DO UPDATE
+       SET kind = excluded.kind,
+           status = 'active',
+           db_role = coalesce(excluded.db_role, m.db_role),
+           joined_at = coalesce(m.joined_at, excluded.joined_at);
+END
+$$;
+COMMENT ON FUNCTION audience.add_member(text, text, text, name) IS
+    'Adds a member (admin, developer or viewer) to a workspace, or changes an existing member''s kind; db_role maps the member to a database role (the role itself: renaming keeps the mapping, dropping ends it). Operator only.';
+
+CREATE OR REPLACE FUNCTION audience.invite_viewer(workspace text, member text, app text DEFAULT NULL, db_role name DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    a_id bigint;
+    role_id regrole;
+BEGIN
+    IF app IS NOT NULL THEN
+        a_id := audience_internal.app_id(ws_id, workspace, app);
+    END IF;
+    role_id := audience_internal.check_role(db_role);
+    -- An existing member keeps their kind and status: an invitation never demotes.
+    INSERT INTO audience_internal.members AS m
+           (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)
+    VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
+            'viewer', 'invited', role_id, now())
+    ON CONFLICT (workspace_id, identity) DO UPDATE
+       SET db_role = coalesce(excluded.db_role, m.db_role);
+    IF a_id IS NOT NULL THEN
+        PERFORM audience.grant_app_access(workspace, app, ident);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION audience.invite_viewer(text, text, text, name) IS
+    'Invites a viewer to a workspace (status invited until accept_invite), optionally granting one app. Operator only.';
+
 -- sql/ingest.sql
 CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -269,6 +466,52 @@ AS $$
     SELECT CASE WHEN $1 = 'session' AND $3 IS NOT NULL
                 THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
 $$;
+
+CREATE OR REPLACE FUNCTION audience_internal.plainly_valid_id(value text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 ~ '^[ -~]*$'
+$$;
+COMMENT ON FUNCTION audience_internal.plainly_valid_id(text) IS
+    'True when an identity or anonymous id surely passes normalisation; false means: ask the normaliser.';
+
+CREATE OR REPLACE FUNCTION audience_internal.view_problem(
+    workspace text,
+    app text,
+    viewer text,
+    viewed_at timestamptz,
+    anonymous_id text,
+    ended_at timestamptz,
+    kind text,
+    workspace_id bigint,
+    app_id bigint)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN $4 IS NULL THEN '22004 argument "viewed_at" must not be NULL'
+        WHEN NOT isfinite($4) THEN '22023 invalid argument "viewed_at": must be a finite time'
+        WHEN $4 < '1970-01-01 00:00:00+00' THEN '22023 invalid argument "viewed_at": before 1970-01-01 00:00 UTC'
+        WHEN $4 > now() + interval '1 hour' THEN '22023 invalid argument "viewed_at": more than an hour in the future'
+        WHEN $6 < $4 THEN '22023 invalid argument "ended_at": before "viewed_at"'
+        WHEN $6 > now() + interval '1 hour' THEN '22023 invalid argument "ended_at": more than an hour in the future'
+        WHEN $7 IS NULL THEN '22004 argument "kind" must not be NULL'
+        WHEN $7 NOT IN ('session', 'visit') THEN '22023 invalid argument "kind": expected one of session, visit'
+        WHEN $3 IS NULL AND $5 IS NULL
+            THEN '22004 argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)'
+        WHEN $1 IS NULL THEN '22004 argument "workspace" must not be NULL'
+        WHEN $8 IS NULL THEN '42704 ' || format('workspace "%s" does not exist', left($1, 63))
+        WHEN $2 IS NULL THEN '22004 argument "app" must not be NULL'
+        WHEN $9 IS NULL THEN '42704 ' || format('app "%s" does not exist in workspace "%s"', left($2, 63), left($1, 63))
+        WHEN $3 IS NOT NULL THEN
+            CASE WHEN audience_internal.plainly_valid_id($3) THEN NULL
+                 ELSE audience_internal.id_problem('viewer', $3, false) END
+        ELSE
+            CASE WHEN audience_internal.plainly_valid_id($5) THEN NULL
+                 ELSE audience_internal.id_problem('anonymous_id', $5, true) END
+    END
+$$;
+COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
+    'What record_view would refuse in these arguments, as ''SQLSTATE message'', or NULL.';
 
 CREATE OR REPLACE FUNCTION audience.record_view(
     workspace text,
@@ -302,6 +545,7 @@ DECLARE
     first_in_month boolean;
     problem text;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     -- The workspace first (the lock order at the top of this file): a new
     -- time zone or counting start is either read here, once committed, or
     -- waits for this event's transaction.
@@ -442,16 +686,25 @@ AS $$
 DECLARE
     ws_id bigint;
     started timestamptz;
+    operator boolean;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.require(end_session.event_id, 'event_id');
     PERFORM audience_internal.require(end_session.ended_at, 'ended_at');
+    -- A login hears about the events it recorded, and of no other: not when
+    -- one was viewed (by an ended_at refused as too early), nor that it
+    -- exists. The operator ends any.
+    operator := EXISTS (SELECT FROM pg_catalog.pg_roles r
+                         WHERE r.oid = audience_internal.session_login()
+                           AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')));
     -- The event's workspace is locked before the event (the lock order at
     -- the top of this file), so that no rebuild of its rollups (a new time
     -- zone) and no erasure of its viewer runs between the event and its
     -- day row; the event is then looked up again under that lock.
     SELECT e.workspace_id INTO ws_id
       FROM audience_internal.view_events e
-     WHERE e.event_id = end_session.event_id;
+     WHERE e.event_id = end_session.event_id
+       AND (operator OR e.recorded_by = audience_internal.session_login());
     PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR KEY SHARE;
     SELECT e.viewed_at INTO started
       FROM audience_internal.view_events e
@@ -459,7 +712,7 @@ BEGIN
        FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('invalid argument "event_id": no view event %s', end_session.event_id);
+            MESSAGE = format('invalid argument "event_id": no view event %s recorded by this login', end_session.event_id);
     END IF;
     IF end_session.ended_at < started THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before the session started';
@@ -471,7 +724,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
-    'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only.';
+    'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only, and only for the events this database login recorded (the operator: any).';
 
 -- sql/bulk_ingest.sql
 CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
@@ -488,6 +741,7 @@ DECLARE
     n_events bigint;
     n_months bigint;
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     -- The first bad row, by position, fails the statement: nothing is stored.
     SELECT i.pos, p.problem INTO bad
       FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
@@ -727,6 +981,107 @@ END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
     'Trigger of audience.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+
+CREATE OR REPLACE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort')
+RETURNS TABLE (recorded bigint, skipped jsonb)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    careful boolean := false;
+    n bigint;
+    problems jsonb;
+    first_problem jsonb;
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    PERFORM audience_internal.check_choice(record_views.on_error, 'on_error', ARRAY['abort', 'skip']);
+    IF jsonb_typeof(audience_internal.require(record_views.events, 'events')) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "events": must be a JSON array of objects';
+    END IF;
+
+    -- Times are converted all at once; only if one of them is not a time is
+    -- the batch converted again event by event, to say which.
+    LOOP
+        BEGIN
+            WITH parsed AS MATERIALIZED (
+                SELECT e.i - 1 AS idx,
+                       CASE
+                         WHEN jsonb_typeof(e.ev) <> 'object'
+                           THEN '22023 invalid argument "events": each event must be a JSON object'
+                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k
+                                       WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'))
+                           THEN '22023 ' || format('invalid argument "events": unknown key "%s"',
+                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k
+                                     WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind')))
+                         ELSE (SELECT '22023 ' || format('invalid argument "%s": must be a JSON string', f)
+                                 FROM unnest(ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind']) f
+                                WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
+                                LIMIT 1)
+                       END AS shape_problem,
+                       e.ev ->> 'workspace' AS workspace,
+                       e.ev ->> 'app' AS app,
+                       e.ev ->> 'viewer' AS viewer,
+                       CASE WHEN NOT e.ev ? 'viewed_at' THEN now()
+                            WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'viewed_at')
+                            ELSE (e.ev ->> 'viewed_at')::timestamptz END AS viewed_at,
+                       e.ev ->> 'anonymous_id' AS anonymous_id,
+                       CASE WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'ended_at')
+                            ELSE (e.ev ->> 'ended_at')::timestamptz END AS ended_at,
+                       CASE WHEN e.ev ? 'kind' THEN e.ev ->> 'kind' ELSE 'session' END AS kind,
+                       e.ev
+                  FROM jsonb_array_elements(record_views.events) WITH ORDINALITY e(ev, i)
+            ),
+            checked AS MATERIALIZED (
+                SELECT p.*,
+                       coalesce(p.shape_problem,
+                                CASE WHEN careful AND p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
+                                       THEN '22007 invalid argument "viewed_at": not a valid time' END,
+                                CASE WHEN careful AND p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
+                                       THEN '22007 invalid argument "ended_at": not a valid time' END,
+                                audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
+                                    p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
+                  FROM parsed p
+                  LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
+                  LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
+            ),
+            stored AS (
+                INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+                SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
+                  FROM checked c
+                 WHERE c.problem IS NULL
+                   AND (record_views.on_error = 'skip' OR NOT EXISTS (SELECT FROM checked x WHERE x.problem IS NOT NULL))
+                 ORDER BY c.idx
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM stored),
+                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', left(c.problem, 5),
+                                                                 'message', substr(c.problem, 7)) ORDER BY c.idx)
+                               FROM checked c WHERE c.problem IS NOT NULL), '[]')
+              INTO n, problems;
+            EXIT;
+        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
+                    OR invalid_parameter_value THEN
+            IF careful THEN
+                RAISE;
+            END IF;
+            careful := true;
+        END;
+    END LOOP;
+
+    IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
+        first_problem := problems -> 0;
+        RAISE EXCEPTION USING ERRCODE = first_problem ->> 'sqlstate',
+            MESSAGE = format('%s (events[%s])', first_problem ->> 'message', first_problem ->> 'index');
+    END IF;
+    recorded := n;
+    skipped := problems;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION audience.record_views(jsonb, text) IS
+    'Records a batch of view events in one call: events is a JSON array of objects with the arguments of record_view as keys (workspace, app, viewer, viewed_at, anonymous_id, ended_at, kind; the same defaults). Returns recorded, the number of events stored, and skipped, a JSON array of {index, sqlstate, message} for the events refused (index counts from 0). on_error ''abort'' (the default) stores nothing if any event is bad and raises that event''s error; ''skip'' stores the good events and reports the bad. Ingest only.';
 
 -- sql/analytics.sql
 CREATE OR REPLACE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
@@ -1190,6 +1545,7 @@ DECLARE
     end_ids bigint[];
     end_times timestamptz[];
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     IF jsonb_typeof(audience_internal.require(import_connect.usage, 'usage')) <> 'array' THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "usage": must be a JSON array of records';
     END IF;
@@ -1452,6 +1808,7 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
 BEGIN
+    PERFORM audience_internal.require_read_committed();
     FOR ws IN
         SELECT w.workspace_id, w.slug, audience_internal.identity_hash(k.identity_key, ident) AS hash
           FROM audience_internal.workspaces w
@@ -1549,6 +1906,24 @@ $$;
 COMMENT ON FUNCTION audience.forget_viewer(text) IS
     'Erases a person (by identity) from every workspace: their view events, their rows in every rollup, memberships and app grants; every other answer stays consistent. Returns, per workspace, how many events, app rollup rows, memberships and grants were removed. Operator only.';
 
+-- Rust functions with the rules of this version (src/lib.rs); the symbols of
+-- 0.1.0 keep its rules for databases not yet updated.
+CREATE OR REPLACE FUNCTION audience_internal."normalize_identity"(
+	"argument" TEXT, /* & str */
+	"value" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'normalize_identity_nfc_wrapper';
+
+CREATE OR REPLACE FUNCTION audience_internal."accept_token"(
+	"token" TEXT, /* Option < & str > */
+	"secret" bytea /* Option < & [u8] > */
+) RETURNS TEXT /* String */
+VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'accept_token_once_wrapper';
+
 -- The usage views (sql/usage.sql).
 -- Views for BI tools over the last 30 days, answering for whoever queries
 -- them, as in sql/analytics.sql.
@@ -1613,6 +1988,9 @@ ALTER TABLE audience_internal.connect_content ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.connect_content FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.connect_content FOR SELECT
     USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.spent_tokens ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.spent_tokens FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.spent_tokens FOR SELECT USING (false);
 ALTER TABLE audience_internal.connect_records ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.connect_records FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.connect_records FOR SELECT
@@ -1648,14 +2026,107 @@ GRANT SELECT ON
     audience.app_access
 TO audience_reader, audience_manager;
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_day_viewers', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.spent_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_content', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_records', '');
 
--- The day rollup of the events stored so far.
-INSERT INTO audience_internal.app_day_viewers
-SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE w.time_zone)::date, e.viewer_id, e.identifiable,
-       count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-       sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-  FROM audience_internal.view_events e
-  JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
- GROUP BY 1, 2, 3, 4, 5;
+
+-- Stored data that the rules of 0.2.0 refuse. Nothing a person can be
+-- recognised by is printed: only counts.
+DO $$
+DECLARE
+    n bigint;
+    renamed bigint;
+    affected bigint[];
+    r record;
+BEGIN
+    -- Time zones: a workspace on the server's own zone ('localtime'...) would
+    -- have its months move with the host; there is no telling which named
+    -- zone was meant, so the operator chooses.
+    SELECT count(*) INTO n FROM audience_internal.workspaces w
+     WHERE NOT audience_internal.named_time_zone(w.time_zone);
+    IF n > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('cannot update pg_audience: %s workspace(s) use a time zone that is not a named IANA zone', n),
+            HINT = 'Before updating, give each such workspace a named zone with audience.configure_workspace(workspace, time_zone => ''Europe/Paris'').';
+    END IF;
+
+    -- Identities the normaliser now refuses (only invisible characters,
+    -- bidirectional controls): the operator removes or erases them first.
+    SELECT (SELECT count(*) FROM audience_internal.members m
+             WHERE audience_internal.id_problem('member', m.identity, false) IS NOT NULL)
+         + (SELECT count(*) FROM audience_internal.app_access g
+             WHERE audience_internal.id_problem('member', g.identity, false) IS NOT NULL)
+         + (SELECT count(*) FROM audience_internal.viewers v
+             WHERE v.identity IS NOT NULL AND audience_internal.id_problem('viewer', v.identity, false) IS NOT NULL)
+      INTO n;
+    IF n > 0 THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('cannot update pg_audience: %s stored identities are invisible or carry bidirectional controls', n),
+            HINT = 'Before updating, remove such members (audience.remove_member) and erase such viewers (audience.forget_viewer).';
+    END IF;
+
+    -- Identities stored before NFC: each takes its NFC spelling and hash,
+    -- with the viewer rows of that person, so that their views stay theirs.
+    renamed := 0;
+    FOR r IN
+        SELECT DISTINCT x.workspace_id, n.identity AS new_identity,
+               audience_internal.identity_hash(k.identity_key, x.identity) AS old_hash,
+               audience_internal.identity_hash(k.identity_key, n.identity) AS new_hash
+          FROM (SELECT m.workspace_id, m.identity FROM audience_internal.members m
+                UNION SELECT g.workspace_id, g.identity FROM audience_internal.app_access g
+                UNION SELECT v.workspace_id, v.identity FROM audience_internal.viewers v WHERE v.identity IS NOT NULL) x
+          JOIN audience_internal.workspace_keys k ON k.workspace_id = x.workspace_id
+          CROSS JOIN LATERAL (SELECT audience_internal.normalize_identity('member', x.identity) AS identity) n
+         WHERE n.identity <> x.identity
+    LOOP
+        -- One person under two spellings is two members or two viewers
+        -- today; which is which is the operator's call.
+        IF EXISTS (SELECT FROM audience_internal.members m
+                    WHERE m.workspace_id = r.workspace_id AND m.identity_hash = r.new_hash)
+           OR EXISTS (SELECT FROM audience_internal.app_access g
+                       WHERE g.workspace_id = r.workspace_id AND g.identity_hash = r.new_hash)
+           OR EXISTS (SELECT FROM audience_internal.viewers v
+                       WHERE v.workspace_id = r.workspace_id AND v.viewer_hash = r.new_hash) THEN
+            RAISE EXCEPTION USING ERRCODE = '55000',
+                MESSAGE = 'cannot update pg_audience: some people are stored under two Unicode spellings of one identity',
+                HINT = 'Before updating, remove one of the two members (audience.remove_member) or erase the viewer (audience.forget_viewer).';
+        END IF;
+        UPDATE audience_internal.members m SET identity = r.new_identity, identity_hash = r.new_hash
+         WHERE m.workspace_id = r.workspace_id AND m.identity_hash = r.old_hash;
+        UPDATE audience_internal.app_access g SET identity = r.new_identity, identity_hash = r.new_hash
+         WHERE g.workspace_id = r.workspace_id AND g.identity_hash = r.old_hash;
+        UPDATE audience_internal.viewers v
+           SET viewer_hash = r.new_hash, identity = CASE WHEN v.identity IS NOT NULL THEN r.new_identity END
+         WHERE v.workspace_id = r.workspace_id AND v.viewer_hash = r.old_hash AND NOT v.anonymous;
+        renamed := renamed + 1;
+    END LOOP;
+    IF renamed > 0 THEN
+        RAISE WARNING 'pg_audience: % stored identities now in Unicode NFC', renamed;
+    END IF;
+
+    -- Views before 1970, which no ingest path accepts any more: the dates
+    -- of a broken clock, which also break the monthly rollups of zones west
+    -- of UTC. They are deleted and their workspaces' rollups rebuilt below.
+    WITH gone AS (
+        DELETE FROM audience_internal.view_events e WHERE e.viewed_at < '1970-01-01 00:00:00+00'
+        RETURNING e.workspace_id)
+    SELECT count(*), array_agg(DISTINCT g.workspace_id) INTO n, affected FROM gone g;
+    IF n > 0 THEN
+        RAISE WARNING 'pg_audience: % view event(s) before 1970 deleted', n;
+    END IF;
+
+    -- The day rollup of the events stored so far.
+    INSERT INTO audience_internal.app_day_viewers
+    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE w.time_zone)::date, e.viewer_id, e.identifiable,
+           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+      FROM audience_internal.view_events e
+      JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
+     GROUP BY 1, 2, 3, 4, 5;
+
+    IF affected IS NOT NULL THEN
+        PERFORM audience_internal.rebuild_rollups(a) FROM unnest(affected) a;
+    END IF;
+END
+$$;

@@ -38,7 +38,7 @@ BEGIN
     FOR t IN
         SELECT c.relname,
                CASE
-                 WHEN c.relname IN ('workspace_keys', 'token_secrets') THEN 'false'
+                 WHEN c.relname IN ('workspace_keys', 'token_secrets', 'spent_tokens') THEN 'false'
                  WHEN c.relname IN ('members', 'viewers', 'app_access', 'connect_records') THEN
                    'workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[])'
                  WHEN c.relname IN ('workspaces', 'workspace_months', 'workspace_month_viewers') THEN

@@ -29,7 +29,7 @@ $$;
 -- PL/pgSQL so that its plan is cached for the session rather than made at
 -- every call.
 CREATE FUNCTION audience_internal.requester_roles()
-RETURNS name[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+RETURNS oid[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN ARRAY(
@@ -38,7 +38,7 @@ BEGIN
             UNION
             SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid
         )
-        SELECT p.rolname FROM r JOIN pg_catalog.pg_authid p ON p.oid = r.oid);
+        SELECT r.oid FROM r);
 END
 $$;
 
@@ -60,7 +60,7 @@ AS $$
     SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
       FROM audience_internal.members m
      WHERE (SELECT audience_internal.token_subject()) IS NULL
-       AND m.db_role = ANY ((SELECT audience_internal.requester_roles())::name[])
+       AND m.db_role::oid = ANY ((SELECT audience_internal.requester_roles())::oid[])
        AND m.status = 'active'
 $$;
 
@@ -198,14 +198,38 @@ $$;
 COMMENT ON FUNCTION audience.set_token_secret(text) IS
     'Sets or rotates the HS256 secret (at least 32 bytes) that audience.authenticate checks request tokens against. Operator only.';
 
+-- Spends a request token (by the digest of its id, until it expires): true
+-- the first time, NULL once spent. A token in use by a transaction not yet
+-- committed makes a second use wait, then be refused; if that transaction
+-- rolls back, the token was never spent. Each call also clears two spent
+-- tokens that have expired, so the table holds about as many rows as there
+-- are tokens alive. Called by accept_token (src/lib.rs).
+CREATE FUNCTION audience_internal.spend_token(token_id bytea, expires_epoch bigint)
+RETURNS boolean LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+    WITH expired AS (
+        DELETE FROM audience_internal.spent_tokens s
+         WHERE s.token_id IN (SELECT x.token_id FROM audience_internal.spent_tokens x
+                               WHERE x.expires_at < now()
+                               ORDER BY x.expires_at LIMIT 2
+                                 FOR UPDATE SKIP LOCKED))
+    INSERT INTO audience_internal.spent_tokens (token_id, expires_at)
+    VALUES ($1, to_timestamp(least($2, 253402300799)))
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING true
+$$;
+
 CREATE FUNCTION audience.authenticate(token text)
 RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
--- Definer rights: the secret is readable by no caller.
+-- Definer rights: the secret is readable by no caller, nor are spent tokens.
+-- A refused token must not reach the server log with the statement that
+-- carried it (log_min_error_statement), whatever else the operator logs.
 SET search_path = pg_catalog, pg_temp
+SET log_min_error_statement = panic
 AS $$
 BEGIN
     RETURN audience_internal.accept_token(token, (SELECT t.secret FROM audience_internal.token_secrets t));
 END
 $$;
 COMMENT ON FUNCTION audience.authenticate(text) IS
-    'Verifies a request token (HS256 JWT with claims sub, exp and optionally workspace) and makes its subject the requester for the current transaction only; returns the subject. A bad signature, another algorithm, an expired or malformed token is an error and leaves no requester.';
+    'Verifies a request token (HS256 JWT with claims sub, exp, jti and optionally workspace) and makes its subject the requester for the current transaction only (undone by rolling back to a savepoint taken before); returns the subject. A token is good once: a second use, from any session, is refused. A bad signature, another algorithm, an expired, reused or malformed token is an error, leaves no requester and is not logged with its statement. Pass the token as a bind parameter, so that it is not in pg_stat_activity.';

@@ -49,6 +49,16 @@ CREATE TABLE audience_internal.token_secrets (
 );
 COMMENT ON TABLE audience_internal.token_secrets IS 'The secret audience.authenticate checks request tokens against.';
 
+-- Request tokens already used, by a digest of their id (claim jti), until
+-- they expire: a token is good for one transaction, so that one seen by
+-- someone else (in pg_stat_activity, a log, a proxy) is worth nothing.
+CREATE TABLE audience_internal.spent_tokens (
+    token_id bytea PRIMARY KEY CHECK (length(token_id) = 32),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX spent_tokens_expiry ON audience_internal.spent_tokens (expires_at);
+COMMENT ON TABLE audience_internal.spent_tokens IS 'Ids of request tokens already used, kept until the tokens expire.';
+
 CREATE TABLE audience_internal.apps (
     workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
     app_id bigint NOT NULL DEFAULT nextval('audience_internal.app_id_seq'),
@@ -84,7 +94,8 @@ CREATE TABLE audience_internal.members (
     identity_hash bytea NOT NULL,
     kind text NOT NULL CHECK (kind IN ('admin', 'developer', 'viewer')),
     status text NOT NULL CHECK (status IN ('active', 'invited')),
-    db_role name,
+    -- The database role that stands for the member, by OID (see check_role).
+    db_role regrole,
     invited_at timestamptz,
     joined_at timestamptz,
     PRIMARY KEY (workspace_id, member_id),
@@ -137,6 +148,11 @@ CREATE TABLE audience_internal.view_events (
     -- An authenticated view of the app while it was private: its viewer may
     -- be shown by identity.
     identifiable boolean NOT NULL,
+    -- The database login that recorded the event (audience_internal.session_login,
+    -- by OID), to which alone end_session answers about it: no other login
+    -- learns when it was viewed, or that it exists. NULL for events stored
+    -- before 0.2.0, which only the operator can end.
+    recorded_by oid DEFAULT audience_internal.session_login(),
     PRIMARY KEY (workspace_id, event_id),
     FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
     FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE,
@@ -289,6 +305,7 @@ ALTER TABLE audience_internal.workspace_keys
     ALTER COLUMN identity_key SET STATISTICS 0,
     ALTER COLUMN pseudonym_key SET STATISTICS 0;
 ALTER TABLE audience_internal.token_secrets ALTER COLUMN secret SET STATISTICS 0;
+ALTER TABLE audience_internal.spent_tokens ALTER COLUMN token_id SET STATISTICS 0;
 ALTER TABLE audience_internal.workspaces
     ALTER COLUMN slug SET STATISTICS 0,
     ALTER COLUMN name SET STATISTICS 0;

@@ -14,7 +14,11 @@ mod relative_time;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
-extension_sql_file!("../sql/schema.sql", name = "schema", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/schema.sql",
+    name = "schema",
+    requires = ["bootstrap", audience_internal::session_login]
+);
 extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["bootstrap"]);
 extension_sql_file!(
     "../sql/labels.sql",
@@ -28,7 +32,7 @@ extension_sql_file!(
         "schema",
         audience_internal::random_key,
         audience_internal::identity_hash,
-        audience_internal::normalize_identity
+        audience_internal::normalize_identity_nfc
     ]
 );
 extension_sql_file!(
@@ -53,7 +57,7 @@ extension_sql_file!(
         audience_internal::caller_role,
         audience_internal::token_subject,
         audience_internal::token_workspace,
-        audience_internal::accept_token
+        audience_internal::accept_token_once
     ]
 );
 extension_sql_file!(
@@ -96,9 +100,15 @@ mod audience_internal {
     }
 
     /// `argument` names the caller's parameter in the error, e.g. "member".
-    #[pg_extern(immutable, strict, parallel_safe)]
-    fn normalize_identity(argument: &str, value: &str) -> String {
+    #[pg_extern(immutable, strict, parallel_safe, name = "normalize_identity")]
+    fn normalize_identity_nfc(argument: &str, value: &str) -> String {
         identity::normalize_identity(argument, value).or_raise()
+    }
+
+    /// The 0.1.0 rule, which the SQL of a database not yet updated calls.
+    #[pg_extern(immutable, strict, parallel_safe, sql = false)]
+    fn normalize_identity(argument: &str, value: &str) -> String {
+        identity::normalize_identity_0_1(argument, value).or_raise()
     }
 
     #[pg_extern(immutable, strict, parallel_safe)]
@@ -115,6 +125,16 @@ mod audience_internal {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn viewer_ref(key: &[u8], viewer_hash: &[u8], identified: bool, scope: &str) -> String {
         pseudonym::viewer_ref(key, viewer_hash, identified, scope.as_bytes()).or_raise()
+    }
+
+    /// The database login of this session (session_user, which neither SET
+    /// ROLE nor a SECURITY DEFINER function changes): the recorder of the
+    /// events it ingests. A function so that it costs nothing per row of a
+    /// bulk insert.
+    #[pg_extern(stable, parallel_safe)]
+    fn session_login() -> pg_sys::Oid {
+        // SAFETY: plain read of backend state.
+        unsafe { pg_sys::GetSessionUserId() }
     }
 
     /// Minted by the SECURITY INVOKER wrappers in schema audience, as the
@@ -149,21 +169,50 @@ mod audience_internal {
         requester::get().and_then(|r| r.workspace)
     }
 
-    /// Verifies `token` against `secret` and makes its subject the requester
-    /// for the rest of the transaction. Any earlier requester is dropped
-    /// first, so a refused token leaves nobody.
-    #[pg_extern(volatile, parallel_unsafe)]
-    fn accept_token(token: Option<&str>, secret: Option<&[u8]>) -> String {
+    /// Verifies `token` against `secret`, spends it (audience_internal.spend_token
+    /// refuses a token already used) and makes its subject the requester for
+    /// the rest of the transaction. Any earlier requester is dropped first, so
+    /// a refused token leaves nobody.
+    #[pg_extern(volatile, parallel_unsafe, name = "accept_token")]
+    fn accept_token_once(token: Option<&str>, secret: Option<&[u8]>) -> String {
         requester::clear();
-        let Some(secret) = secret else {
-            AudienceError::NotConfigured { what: "no token secret is set (audience.set_token_secret)" }.raise()
-        };
-        let claims = token::verify(token.unwrap_or(""), secret).or_raise();
-        let subject = identity::normalize_identity("token", &claims.sub)
-            .map_err(|_| AudienceError::InvalidToken { reason: "claim sub is not a valid identity" })
-            .or_raise();
+        let (claims, id) = token::verify_once(token.unwrap_or(""), configured(secret)).or_raise();
+        let subject = token_subject_of(&claims, identity::normalize_identity);
+        let spent = Spi::get_one_with_args::<bool>(
+            "SELECT audience_internal.spend_token($1, $2)",
+            &[token::spent_id(&id).into(), i64::try_from(claims.expires).unwrap_or(i64::MAX).into()],
+        );
+        if !matches!(spent, Ok(Some(true))) {
+            AudienceError::InvalidToken { reason: "token has already been used" }.raise()
+        }
         requester::set(requester::TokenRequester { subject: subject.clone(), workspace: claims.workspace });
         subject
+    }
+
+    /// As released in 0.1.0 (a token good until it expires), which the SQL
+    /// of a database not yet updated calls.
+    #[pg_extern(volatile, parallel_unsafe, sql = false)]
+    fn accept_token(token: Option<&str>, secret: Option<&[u8]>) -> String {
+        requester::clear();
+        let claims = token::verify(token.unwrap_or(""), configured(secret)).or_raise();
+        let subject = token_subject_of(&claims, identity::normalize_identity_0_1);
+        requester::set(requester::TokenRequester { subject: subject.clone(), workspace: claims.workspace });
+        subject
+    }
+
+    fn configured(secret: Option<&[u8]>) -> &[u8] {
+        secret.unwrap_or_else(|| {
+            AudienceError::NotConfigured { what: "no token secret is set (audience.set_token_secret)" }.raise()
+        })
+    }
+
+    fn token_subject_of(
+        claims: &token::Claims,
+        normalize: fn(&str, &str) -> Result<String, AudienceError>,
+    ) -> String {
+        normalize("token", &claims.sub)
+            .map_err(|_| AudienceError::InvalidToken { reason: "claim sub is not a valid identity" })
+            .or_raise()
     }
 }
 
@@ -173,8 +222,7 @@ fn relative_time(at: TimestampWithTimeZone, now: default!(TimestampWithTimeZone,
     if !at.is_finite() || !now.is_finite() {
         error::AudienceError::invalid("at", "must be a finite time").raise();
     }
-    let micros = now.into_inner() - at.into_inner();
-    relative_time::describe(micros.div_euclid(1_000_000))
+    relative_time::between(at.into_inner(), now.into_inner())
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -38,6 +38,14 @@ pub fn describe(elapsed_seconds: i64) -> String {
     }
 }
 
+/// Describes the time from `at` to `now`, both in microseconds since the same
+/// epoch. Any two finite PostgreSQL timestamps are at most about 2^58
+/// microseconds apart, so the difference is taken where it cannot overflow.
+pub fn between(at_micros: i64, now_micros: i64) -> String {
+    let seconds = (i128::from(now_micros) - i128::from(at_micros)).div_euclid(1_000_000);
+    describe(i64::try_from(seconds).unwrap_or(if seconds < 0 { i64::MIN } else { i64::MAX }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +76,15 @@ mod tests {
         for (seconds, expected) in cases {
             assert_eq!(describe(*seconds), *expected, "for {seconds} seconds");
         }
+    }
+
+    #[test]
+    fn the_widest_span_does_not_overflow() {
+        // About PostgreSQL's last and first timestamps, in microseconds since 2000.
+        let last = 9_223_371_331_199_000_000;
+        let first = -211_813_488_000_000_000;
+        assert_eq!(between(first, last), "299187 years ago");
+        assert_eq!(between(last, first), "just now");
+        assert_eq!(between(i64::MIN, i64::MAX), "584942 years ago");
     }
 }

@@ -217,4 +217,60 @@ mod tests {
         assert_ne!(label("t_admin", "dash"), label("t_viewer", "dash"), "different requesters");
         assert_eq!(label("t_admin", "dash"), label("t_admin", "old"), "one requester, one label");
     }
+
+    /// A token the platform would mint for `sub`: HS256 with the test secret,
+    /// valid a minute, with the token id `jti`.
+    fn token(sub: &str, jti: &str) -> String {
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::json!({"sub": sub, "exp": exp, "jti": jti}),
+            &jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef"),
+        )
+        .unwrap()
+    }
+
+    fn requester() -> String {
+        one::<String>("SELECT coalesce(string_agg(coalesce(requester, '-') || '/' || resolved_by, ','), '') FROM audience.whoami()")
+    }
+
+    #[pg_test]
+    fn a_token_is_good_once_and_undone_with_its_savepoint() {
+        set_up();
+        run("SELECT audience.set_token_secret('0123456789abcdef0123456789abcdef')");
+        let admin = token("admin@acme.example", "request-1");
+        let viewer = token("viewer@acme.example", "request-2");
+        as_role("t_outsider", || {
+            assert_eq!(requester(), "-/nobody");
+            // An exception block is a subtransaction: what it authenticated goes with it.
+            run(&format!(
+                "DO $$ BEGIN PERFORM audience.authenticate('{admin}'); RAISE EXCEPTION 'undo'; \
+                 EXCEPTION WHEN raise_exception THEN NULL; END $$"
+            ));
+            assert_eq!(requester(), "-/nobody", "after the subtransaction that authenticated aborted");
+            // Its use was undone too, so the token is still good, once.
+            run(&format!("SELECT audience.authenticate('{admin}')"));
+            assert_eq!(requester(), "admin@acme.example/token");
+            // A refusal (here of a replay) caught in an exception block is
+            // rolled back with it: the requester from before it stands.
+            assert_eq!(outcome(&format!("SELECT audience.authenticate('{admin}')")), "28000", "replayed");
+            assert_eq!(requester(), "admin@acme.example/token");
+            run(&format!("SELECT audience.authenticate('{viewer}')"));
+            assert_eq!(requester(), "viewer@acme.example/token");
+            assert_eq!(outcome("SELECT audience.authenticate('not a token')"), "28000");
+            assert_eq!(requester(), "viewer@acme.example/token");
+        });
+        assert_eq!(one::<i64>("SELECT count(*) FROM audience_internal.spent_tokens"), 2);
+    }
+
+    #[pg_test]
+    fn a_role_mapping_follows_the_role_not_its_name() {
+        set_up();
+        run("ALTER ROLE t_admin RENAME TO t_admin_renamed");
+        assert_eq!(as_role("t_admin_renamed", requester), "admin@acme.example/role t_admin_renamed");
+        run("DROP OWNED BY t_admin_renamed; DROP ROLE t_admin_renamed");
+        run("CREATE ROLE t_admin LOGIN; GRANT audience_reader TO t_admin");
+        assert_eq!(as_role("t_admin", requester), "-/nobody", "a new role of the old name inherits nothing");
+        assert_eq!(as_role("t_admin", || one::<i64>("SELECT count(*) FROM audience.apps")), 0);
+    }
 }

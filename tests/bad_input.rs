@@ -102,6 +102,23 @@ fn cases(event_id: i64) -> Vec<Case> {
         case("record_view: ended_at before viewed_at", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', now() - interval '1 hour', ended_at => now() - interval '2 hours')", "22023", "ended_at"),
         case("record_view: ended_at 2 days in the future", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', now(), ended_at => now() + interval '2 days')", "22023", "ended_at"),
         case("record_view: viewed_at 2 days in the future", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', now() + interval '2 days')", "22023", "viewed_at"),
+        // Views from 1970 on, on every ingest path, with the index or row at fault.
+        case("record_view: viewed_at before 1970", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', '1969-12-31 23:59:59+00')", "22023", r#""viewed_at": before 1970"#),
+        case("record_view: viewed_at the first day PostgreSQL knows", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', '4714-11-24 00:00:00+00 BC')", "22023", r#""viewed_at": before 1970"#),
+        case("record_views: viewed_at before 1970", r#"SELECT * FROM audience.record_views('[{"workspace": "acme", "app": "dash", "viewer": "secret.person@example.com", "viewed_at": "1969-07-20T20:17:00Z"}]')"#, "22023", "(events[0])"),
+        case("COPY path: viewed_at before 1970", "INSERT INTO audience.view_imports (workspace, app, viewer, viewed_at) VALUES ('acme', 'dash', 'secret.person@example.com', now()), ('acme', 'dash', 'secret.person@example.com', '4714-12-01 00:00:00+00 BC')", "22023", "(row 2 of this import)"),
+        case("import_connect: started before 1970", import_record(r#"{"content_guid": "g-dash", "user_guid": "u1", "started": "1969-01-01T00:00:00Z"}"#), "22023", "usage[1]"),
+        // Identities that show nothing, or can display as someone else's.
+        case("record_view: viewer a zero-width space", "SELECT audience.record_view('acme', 'dash', U&'\\200B')", "22023", r#""viewer": must contain a visible character"#),
+        case("record_view: viewer a byte order mark", "SELECT audience.record_view('acme', 'dash', U&'\\FEFF')", "22023", r#""viewer": must contain a visible character"#),
+        case("record_view: viewer with a right-to-left override", "SELECT audience.record_view('acme', 'dash', U&'\\202Emoc.elpmaxe@nosrep.terces')", "22023", r#""viewer": must not contain bidirectional"#),
+        case("add_member: member only invisible characters", "SELECT audience.add_member('acme', U&'\\200B\\2060', 'viewer')", "22023", r#""member": must contain a visible character"#),
+        case("grant_app_access: member with a bidirectional isolate", "SELECT audience.grant_app_access('acme', 'vault', U&'secret.person\\2066@example.com')", "22023", r#""member": must not contain bidirectional"#),
+        case("forget_viewer: identity only invisible characters", "SELECT * FROM audience.forget_viewer(U&'\\FEFF')", "22023", r#""identity": must contain a visible character"#),
+        // Named IANA zones only: months must not move with the host.
+        case("configure_workspace: time_zone localtime", "SELECT audience.configure_workspace('acme', time_zone => 'localtime')", "22023", "time_zone"),
+        case("configure_workspace: time_zone posixrules", "SELECT audience.configure_workspace('acme', time_zone => 'posixrules')", "22023", "time_zone"),
+        case("configure_workspace: time_zone under posix/", "SELECT audience.configure_workspace('acme', time_zone => 'posix/Europe/Paris')", "22023", "time_zone"),
         case("record_view: viewed_at infinity", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', 'infinity')", "22023", "viewed_at"),
         case("record_view: NULL viewed_at", "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com', NULL)", "22004", "viewed_at"),
         // Duplicates.
@@ -297,4 +314,92 @@ fn every_bad_input_is_refused_and_changes_nothing() {
         before,
         "a recorded view left the snapshot unchanged"
     );
+}
+
+/// Identities in Unicode NFC: the precomposed and the decomposed spelling of
+/// one name are one member and one viewer.
+#[test]
+fn identities_are_one_person_in_any_unicode_spelling() {
+    let (_db, mut client) = TestDb::with_extension("it_bad_input_nfc");
+    set_up(&mut client);
+    client
+        .batch_execute(
+            "SELECT audience.add_member('acme', U&'jos\\00E9@example.com', 'viewer');
+             SELECT audience.add_member('acme', U&'JOSE\\0301@EXAMPLE.COM', 'admin');
+             SELECT audience.record_view('acme', 'vault', U&'jose\\0301@example.com');
+             SELECT audience.record_view('acme', 'vault', U&'jos\\00E9@example.com');",
+        )
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT (SELECT string_agg(identity || ':' || kind, ',') FROM audience_internal.members WHERE identity LIKE 'jos%'),
+                    (SELECT count(*) FROM audience_internal.viewers WHERE identity LIKE 'jos%'),
+                    (SELECT identity = U&'jos\\00E9@example.com' FROM audience_internal.members WHERE identity LIKE 'jos%')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "jos\u{e9}@example.com:admin", "one member, changed to admin");
+    assert_eq!(row.get::<_, i64>(1), 1, "one viewer");
+    assert!(row.get::<_, bool>(2), "stored precomposed");
+}
+
+/// relative_time is executable by anyone: no pair of times makes it fail.
+#[test]
+fn relative_time_answers_for_the_widest_span() {
+    let (_db, mut client) = TestDb::with_extension("it_bad_input_relative");
+    let row = client
+        .query_one(
+            "SELECT audience.relative_time('294276-12-31 23:59:59+00', '4713-01-01 00:00:00+00 BC'),
+                    audience.relative_time('4713-01-01 00:00:00+00 BC', '294276-12-31 23:59:59+00')",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "just now");
+    assert_eq!(row.get::<_, String>(1), "299187 years ago");
+}
+
+/// Every writer of events and rollups refuses REPEATABLE READ and SERIALIZABLE
+/// the same way (0A000 and a hint), changes nothing, and works at READ COMMITTED.
+#[test]
+fn writers_need_read_committed() {
+    let (_db, mut client) = TestDb::with_extension("it_bad_input_isolation");
+    let event_id = set_up(&mut client);
+    let writers = [
+        "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com')".to_string(),
+        r#"SELECT * FROM audience.record_views('[{"workspace": "acme", "app": "dash", "viewer": "secret.person@example.com"}]')"#.to_string(),
+        "INSERT INTO audience.view_imports (workspace, app, viewer) VALUES ('acme', 'dash', 'secret.person@example.com')".to_string(),
+        format!("SELECT audience.end_session({event_id})"),
+        format!("SELECT * FROM audience.import_connect('acme', '[{GOOD_RECORD}]', {USERS}, {CONTENT})"),
+        "SELECT audience.configure_workspace('acme', time_zone => 'Europe/Paris')".to_string(),
+        "SELECT * FROM audience.forget_viewer('secret.person@example.com')".to_string(),
+    ];
+    let mut failures = Vec::new();
+    for level in ["REPEATABLE READ", "SERIALIZABLE"] {
+        for sql in &writers {
+            let before = snapshot(&mut client);
+            let mut tx = client.build_transaction().isolation_level(match level {
+                "SERIALIZABLE" => postgres::IsolationLevel::Serializable,
+                _ => postgres::IsolationLevel::RepeatableRead,
+            }).start().unwrap();
+            match tx.batch_execute(sql) {
+                Ok(()) => failures.push(format!("{level}: {sql}: succeeded")),
+                Err(e) => {
+                    let db = e.as_db_error().unwrap();
+                    if db.code().code() != "0A000" || !db.message().contains(level) || !db.hint().unwrap_or("").contains("READ COMMITTED") {
+                        failures.push(format!("{level}: {sql}: {db:?}"));
+                    }
+                }
+            }
+            drop(tx);
+            if snapshot(&mut client) != before {
+                failures.push(format!("{level}: {sql}: changed something"));
+            }
+        }
+    }
+    for sql in &writers {
+        if let Err(e) = client.batch_execute(sql) {
+            failures.push(format!("READ COMMITTED: {sql}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -794,7 +794,6 @@ impl Fixture {
             login,
             client,
             notices,
-            token: spec.token.mint(),
         }
     }
 
@@ -965,7 +964,6 @@ struct Session {
     login: String,
     client: Client,
     notices: Notices,
-    token: Option<String>,
 }
 
 impl Session {
@@ -973,16 +971,17 @@ impl Session {
         format!("{} ({})", self.spec.label, self.login)
     }
 
-    /// A transaction that runs for this actor: it authenticates with its
-    /// token first, if it has one, in a savepoint, so that a refused token
-    /// leaves the transaction usable — and must leave nobody as requester.
+    /// A transaction that runs for this actor: it authenticates with a token
+    /// minted for it (a token is good once), if it has one, in a savepoint,
+    /// so that a refused token leaves the transaction usable — and must leave
+    /// nobody as requester.
     fn begin(&mut self) -> Transaction<'_> {
         let label = format!("{} ({})", self.spec.label, self.login);
         let mut tx = self.client.transaction().unwrap();
-        if let Some(token) = &self.token {
+        if let Some(token) = self.spec.token.mint() {
             let mut sp = tx.transaction().unwrap();
             match (
-                sp.query_one("SELECT audience.authenticate($1)", &[token]),
+                sp.query_one("SELECT audience.authenticate($1)", &[&token]),
                 self.spec.token,
             ) {
                 (Ok(row), Tok::Valid(sub, _)) => {
@@ -2841,7 +2840,8 @@ fn tokens_set_the_requester_for_their_transaction_only() {
     let as_alice = fx.expected_state(alice_spec, &fx.role("pooled"));
     let gary_views = fx.expected_views(ACTORS.iter().find(|s| s.login == "gary").unwrap());
     let views: Vec<String> = nobody.views.keys().cloned().collect();
-    let alice = Tok::Valid(ALICE, None).mint().unwrap();
+    // A token is good once: each use gets its own.
+    let alice = || Tok::Valid(ALICE, None).mint().unwrap();
     let gary = Tok::Valid(GARY, None).mint().unwrap();
     let mut failures = Vec::new();
     let mut s = fx.session(pooled_spec);
@@ -2860,7 +2860,7 @@ fn tokens_set_the_requester_for_their_transaction_only() {
     let auth = |t: &str| format!("SELECT audience.authenticate('{t}')");
 
     // A valid token is the positive control.
-    match read(&mut s.client, &[auth(&alice)]) {
+    match read(&mut s.client, &[auth(&alice())]) {
         Ok(st) if st == as_alice => {}
         other => failures.push(format!("alice's token: {other:?}")),
     }
@@ -2874,7 +2874,7 @@ fn tokens_set_the_requester_for_their_transaction_only() {
         Tok::Tampered,
     ] {
         let token = bad.mint().unwrap();
-        for prelude in [vec![], vec![auth(&alice)]] {
+        for prelude in [vec![], vec![auth(&alice())]] {
             let mut tx = s.client.transaction().unwrap();
             for sql in &prelude {
                 attempt(&mut tx, sql).unwrap();
@@ -2903,9 +2903,9 @@ fn tokens_set_the_requester_for_their_transaction_only() {
     // The requester ends with its transaction: committed, rolled back, or
     // autocommitted on its own.
     for (how, sql) in [
-        ("COMMIT", format!("BEGIN; {}; COMMIT", auth(&alice))),
-        ("ROLLBACK", format!("BEGIN; {}; ROLLBACK", auth(&alice))),
-        ("autocommit", auth(&alice)),
+        ("COMMIT", format!("BEGIN; {}; COMMIT", auth(&alice()))),
+        ("ROLLBACK", format!("BEGIN; {}; ROLLBACK", auth(&alice()))),
+        ("autocommit", auth(&alice())),
     ] {
         s.client.batch_execute(&sql).unwrap();
         match read(&mut s.client, &[]) {
@@ -2920,11 +2920,12 @@ fn tokens_set_the_requester_for_their_transaction_only() {
     s.client
         .batch_execute(&format!(
             "DO $$ BEGIN
-                 PERFORM audience.authenticate('{alice}');
+                 PERFORM audience.authenticate('{}');
                  RAISE NOTICE 'before commit: %', (SELECT string_agg(coalesce(requester, '-'), ',') FROM audience.whoami());
                  COMMIT;
                  RAISE NOTICE 'after commit: %', (SELECT string_agg(coalesce(requester, '-'), ',') FROM audience.whoami());
-             END $$"
+             END $$",
+            alice()
         ))
         .unwrap();
     let said: Vec<String> = notices
@@ -2944,7 +2945,7 @@ fn tokens_set_the_requester_for_their_transaction_only() {
     // The same token again in a later transaction: a bearer token works
     // until it expires (replay within exp is the token's nature), and only
     // for that transaction.
-    match read(&mut s.client, &[auth(&alice)]) {
+    match read(&mut s.client, &[auth(&alice())]) {
         Ok(st) if st == as_alice => {}
         other => failures.push(format!("alice's token again: {other:?}")),
     }
@@ -3001,7 +3002,7 @@ fn tokens_set_the_requester_for_their_transaction_only() {
     fx.op
         .execute("SELECT audience.remove_member($1, $2)", &[&ACME, &ALICE])
         .unwrap();
-    match read(&mut p.client, &[auth(&alice)]) {
+    match read(&mut p.client, &[auth(&alice())]) {
         Ok(st) if nothing_for(ALICE, &st) => {}
         other => failures.push(format!("alice's token after she left acme: {other:?}")),
     }

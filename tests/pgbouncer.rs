@@ -307,7 +307,7 @@ fn two_end_users_share_one_server_connection_and_see_only_their_own() {
     let bouncer = PgBouncer::start(&db.name, APP_ROLE);
     let mut alice = bouncer.connect(&db.name, APP_ROLE);
     let mut gary = bouncer.connect(&db.name, APP_ROLE);
-    let (alice_token, gary_token) = (token(ALICE), token(GARY));
+
 
     // Interleaved requests: (who, with token?). Every transaction without a
     // token follows one with a token, of the same or the other end user.
@@ -331,10 +331,10 @@ fn two_end_users_share_one_server_connection_and_see_only_their_own() {
     let mut failures = Vec::new();
     for (step, (who, authenticated)) in script.iter().enumerate() {
         let (client, token, own) = match *who {
-            "alice" => (&mut alice, alice_token.as_str(), &as_alice),
-            _ => (&mut gary, gary_token.as_str(), &as_gary),
+            "alice" => (&mut alice, token(ALICE), &as_alice),
+            _ => (&mut gary, token(GARY), &as_gary),
         };
-        let (pid, got) = request(client, &views, authenticated.then_some(token));
+        let (pid, got) = request(client, &views, authenticated.then_some(token.as_str()));
         pids.insert(pid);
         let want = if *authenticated { own } else { &as_nobody };
         if &got != want {
@@ -347,7 +347,7 @@ fn two_end_users_share_one_server_connection_and_see_only_their_own() {
     // nor does one set by an autocommitted authenticate on its own.
     {
         let mut tx = alice.transaction().unwrap();
-        tx.query_one("SELECT audience.authenticate($1)", &[&alice_token])
+        tx.query_one("SELECT audience.authenticate($1)", &[&token(ALICE)])
             .unwrap();
         tx.rollback().unwrap();
     }
@@ -359,7 +359,7 @@ fn two_end_users_share_one_server_connection_and_see_only_their_own() {
         ));
     }
     alice
-        .batch_execute(&format!("SELECT audience.authenticate('{alice_token}')"))
+        .batch_execute(&format!("SELECT audience.authenticate('{}')", token(ALICE)))
         .unwrap();
     for (who, client) in [("gary", &mut gary), ("alice", &mut alice)] {
         let (pid, got) = request(client, &views, None);

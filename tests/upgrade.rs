@@ -22,6 +22,8 @@ mod catalog;
 mod data;
 #[path = "upgrade/diff.rs"]
 mod diff;
+#[path = "upgrade/stored_data.rs"]
+mod stored_data;
 #[path = "upgrade/usage.rs"]
 mod usage;
 
@@ -169,8 +171,7 @@ fn update_from_0_1_0_keeps_every_answer_and_equals_a_fresh_install() {
     }
 
     // b. Everything it answers and stores.
-    let token = data::token();
-    let answers_before = capture::answers(&upgraded_db.name, &token);
+    let answers_before = capture::answers(&upgraded_db.name, data::token);
     let layout = capture::layout(&mut upgraded);
     let stored_before = capture::contents(&mut upgraded, &layout);
     check_meaningful(&answers_before, &stored_before);
@@ -192,7 +193,7 @@ fn update_from_0_1_0_keeps_every_answer_and_equals_a_fresh_install() {
             "after ALTER EXTENSION pg_audience UPDATE the version is {version}, not {current}"
         ));
     }
-    let answers_after = capture::answers(&upgraded_db.name, &token);
+    let answers_after = capture::answers(&upgraded_db.name, data::token);
     problems.extend(diff(
         "answers before the update",
         "answers after the update",

@@ -82,11 +82,14 @@ create function pg_temp.jwt(claims jsonb, secret text) returns text language sql
                    translate(encode(convert_to(claims::text, 'UTF8'), 'base64'), E'+/=\n', '-_') as p) parts
 $$;
 create temp table tokens as
-  select pg_temp.jwt(jsonb_build_object('sub', 'tess@acme.example', 'exp', extract(epoch from now() + interval '5 minutes')::bigint),
+  select pg_temp.jwt(jsonb_build_object('sub', 'tess@acme.example', 'exp', extract(epoch from now() + interval '5 minutes')::bigint,
+                                        'jti', 'request-1'),
                      'a secret of at least thirty-two bytes') as good,
-         pg_temp.jwt(jsonb_build_object('sub', 'ada@acme.example', 'exp', extract(epoch from now() + interval '5 minutes')::bigint),
+         pg_temp.jwt(jsonb_build_object('sub', 'ada@acme.example', 'exp', extract(epoch from now() + interval '5 minutes')::bigint,
+                                        'jti', 'request-2'),
                      'a guessed secret, thirty-two bytes long') as forged,
-         pg_temp.jwt(jsonb_build_object('sub', 'tess@acme.example', 'exp', extract(epoch from now() - interval '1 minute')::bigint),
+         pg_temp.jwt(jsonb_build_object('sub', 'tess@acme.example', 'exp', extract(epoch from now() - interval '1 minute')::bigint,
+                                        'jti', 'request-3'),
                      'a secret of at least thirty-two bytes') as expired;
 grant select on tokens to story_pool;
 
@@ -100,11 +103,20 @@ select audience.authenticate(expired) from tokens;
 rollback to before_expired;
 select requester, resolved_by from audience.whoami();
 
--- Tess's token: she is a viewer member granted the churn model.
+-- Tess's token: she is a viewer member granted the churn model. Rolling
+-- back to a savepoint undoes it, and undoes its use: a token is good once.
+savepoint before_good;
+select audience.authenticate(good) as authenticated from tokens;
+rollback to before_good;
+select requester, resolved_by from audience.whoami();
 select audience.authenticate(good) as authenticated from tokens;
 select requester, resolved_by, workspace, kind from audience.whoami();
 select app, case when pseudonymous then '(pseudonym)' else viewer end as viewer, last_viewed
   from audience.recent_viewers order by app, last_viewed_at desc;
+-- Used once, the token is spent: whoever replays it is refused.
+savepoint replay;
+select audience.authenticate(good) from tokens;
+rollback to replay;
 reset role;
 
 rollback;

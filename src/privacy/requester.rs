@@ -6,7 +6,8 @@
 //! PgBouncer to the next client of the server connection:
 //!
 //! - the requester a request token named (written only by
-//!   `audience.authenticate`);
+//!   `audience.authenticate`, and undone with the savepoint it was made
+//!   under);
 //! - the caller's role. Inside a SECURITY DEFINER function `current_user` is
 //!   the function's owner, so each public read function is a thin
 //!   SECURITY INVOKER wrapper that mints a *ticket* — the caller's
@@ -21,8 +22,10 @@ use crate::error::AudienceError;
 use crate::privacy::keys;
 use hmac::{Hmac, Mac};
 use pgrx::pg_sys;
+use pgrx::prelude::*;
 use sha2::Sha256;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::ffi::c_void;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRequester {
@@ -30,8 +33,17 @@ pub struct TokenRequester {
     pub workspace: Option<String>,
 }
 
+/// What `authenticate` made of the requester in this transaction, one entry
+/// per call (None: refused), each with the subtransaction it was made in, so
+/// that rolling back to a savepoint undoes the calls made after it.
+struct Authenticated {
+    xact: pg_sys::LocalTransactionId,
+    calls: Vec<(pg_sys::SubTransactionId, Option<TokenRequester>)>,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<(pg_sys::LocalTransactionId, TokenRequester)>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Authenticated>> = const { RefCell::new(None) };
+    static WATCHING_SAVEPOINTS: Cell<bool> = const { Cell::new(false) };
 }
 
 fn transaction() -> pg_sys::LocalTransactionId {
@@ -39,20 +51,59 @@ fn transaction() -> pg_sys::LocalTransactionId {
     unsafe { (*pg_sys::MyProc).lxid }
 }
 
+/// A subtransaction (savepoint, PL/pgSQL exception block) that aborts takes
+/// with it what was authenticated in it and in the subtransactions under it:
+/// those are the ones with an id at least its own, since every subtransaction
+/// begun while it was open is one of its descendants.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subtransaction(
+    event: pg_sys::SubXactEvent::Type,
+    aborted: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut c_void,
+) {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        return;
+    }
+    CURRENT.with(|c| {
+        if let Some(a) = c.borrow_mut().as_mut() {
+            a.calls.retain(|(made_in, _)| *made_in < aborted);
+        }
+    });
+}
+
+fn record(requester: Option<TokenRequester>) {
+    if !WATCHING_SAVEPOINTS.get() {
+        // SAFETY: registers a guarded callback for the life of the backend.
+        unsafe { pg_sys::RegisterSubXactCallback(Some(on_subtransaction), std::ptr::null_mut()) };
+        WATCHING_SAVEPOINTS.set(true);
+    }
+    let xact = transaction();
+    // SAFETY: plain read of backend state.
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    CURRENT.with(|c| {
+        let mut slot = c.borrow_mut();
+        match slot.as_mut() {
+            Some(a) if a.xact == xact => a.calls.push((sub, requester)),
+            _ => *slot = Some(Authenticated { xact, calls: vec![(sub, requester)] }),
+        }
+    });
+}
+
 pub fn set(requester: TokenRequester) {
-    CURRENT.with(|c| *c.borrow_mut() = Some((transaction(), requester)));
+    record(Some(requester));
 }
 
 pub fn clear() {
-    CURRENT.with(|c| *c.borrow_mut() = None);
+    record(None);
 }
 
 pub fn get() -> Option<TokenRequester> {
     let now = transaction();
     CURRENT.with(|c| {
         let mut slot = c.borrow_mut();
-        match &*slot {
-            Some((xact, r)) if *xact == now => Some(r.clone()),
+        match slot.as_ref() {
+            Some(a) if a.xact == now => a.calls.last().and_then(|(_, r)| r.clone()),
             Some(_) => {
                 *slot = None;
                 None

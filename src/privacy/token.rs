@@ -14,6 +14,11 @@ pub struct Claims {
     pub sub: String,
     /// If present, the token speaks for this one workspace (by slug) only.
     pub workspace: Option<String>,
+    /// The token's own id (claim jti), by which it is spent on first use.
+    pub id: Option<String>,
+    /// When it expires (claim exp), in seconds since 1970: until then its id
+    /// must be remembered as spent.
+    pub expires: u64,
 }
 
 /// As sent: a missing claim must read as missing, not as malformed JSON.
@@ -22,6 +27,14 @@ struct Sent {
     sub: Option<String>,
     exp: Option<u64>,
     workspace: Option<String>,
+    jti: Option<String>,
+}
+
+/// What is remembered of a spent token: a digest of its id, so that the table
+/// of spent tokens holds no claim in the clear.
+pub fn spent_id(id: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(id.as_bytes()).to_vec()
 }
 
 fn refused(reason: &'static str) -> AudienceError {
@@ -49,13 +62,26 @@ pub fn verify(token: &str, secret: &[u8]) -> Result<Claims, AudienceError> {
         })
     })?;
     let sent = data.claims;
-    let (Some(sub), Some(_)) = (sent.sub, sent.exp) else {
+    let (Some(sub), Some(expires)) = (sent.sub, sent.exp) else {
         return Err(refused("claims sub and exp are required"));
     };
     if sub.trim().is_empty() {
         return Err(refused("claim sub must not be empty"));
     }
-    Ok(Claims { sub, workspace: sent.workspace })
+    Ok(Claims { sub, workspace: sent.workspace, id: sent.jti, expires })
+}
+
+/// The claims of a token good once: `verify`'s, and an id (claim jti) to
+/// spend it by.
+pub fn verify_once(token: &str, secret: &[u8]) -> Result<(Claims, String), AudienceError> {
+    let claims = verify(token, secret)?;
+    let Some(id) = claims.id.clone() else {
+        return Err(refused("claims sub, exp and jti are required"));
+    };
+    if id.is_empty() || id.len() > 256 {
+        return Err(refused("claim jti must be 1 to 256 bytes"));
+    }
+    Ok((claims, id))
 }
 
 #[cfg(test)]
@@ -82,15 +108,18 @@ mod tests {
 
     #[test]
     fn accepts_a_valid_token() {
-        let t = sign(Algorithm::HS256, json!({"sub": "ada@acme.example", "exp": now() + 60, "workspace": "acme"}), SECRET);
+        let exp = now() + 60;
+        let t = sign(Algorithm::HS256, json!({"sub": "ada@acme.example", "exp": exp, "workspace": "acme", "jti": "r-1"}), SECRET);
         let c = verify(&t, SECRET).unwrap();
         assert_eq!(c.sub, "ada@acme.example");
         assert_eq!(c.workspace.as_deref(), Some("acme"));
+        assert_eq!((c.id.as_deref(), c.expires), (Some("r-1"), exp));
+        assert_eq!(verify_once(&t, SECRET).unwrap().1, "r-1");
     }
 
     #[test]
     fn refuses_every_bad_token() {
-        let valid = json!({"sub": "ada@acme.example", "exp": now() + 60});
+        let valid = json!({"sub": "ada@acme.example", "exp": now() + 60, "jti": "r-1"});
         let good = sign(Algorithm::HS256, valid.clone(), SECRET);
         let (head, rest) = good.split_once('.').unwrap();
         let payload = rest.split_once('.').unwrap().0;
@@ -102,16 +131,18 @@ mod tests {
             ("alg none, no signature", format!("{none_header}.{payload}."), "not a well-formed JWT"),
             ("alg none, kept signature", format!("{none_header}.{rest}"), "not a well-formed JWT"),
             ("HS512", sign(Algorithm::HS512, valid.clone(), SECRET), "algorithm must be HS256"),
-            ("expired", sign(Algorithm::HS256, json!({"sub": "a", "exp": now() - 1}), SECRET), "token has expired"),
-            ("no exp", sign(Algorithm::HS256, json!({"sub": "a"}), SECRET), "claims sub and exp are required"),
-            ("no sub", sign(Algorithm::HS256, json!({"exp": now() + 60}), SECRET), "claims sub and exp are required"),
-            ("empty sub", sign(Algorithm::HS256, json!({"sub": " ", "exp": now() + 60}), SECRET), "claim sub must not be empty"),
-            ("not yet valid", sign(Algorithm::HS256, json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300}), SECRET), "token is not valid yet"),
+            ("expired", sign(Algorithm::HS256, json!({"sub": "a", "exp": now() - 1, "jti": "r"}), SECRET), "token has expired"),
+            ("no exp", sign(Algorithm::HS256, json!({"sub": "a", "jti": "r"}), SECRET), "claims sub and exp are required"),
+            ("no sub", sign(Algorithm::HS256, json!({"exp": now() + 60, "jti": "r"}), SECRET), "claims sub and exp are required"),
+            ("no jti", sign(Algorithm::HS256, json!({"sub": "a", "exp": now() + 60}), SECRET), "claims sub, exp and jti are required"),
+            ("empty jti", sign(Algorithm::HS256, json!({"sub": "a", "exp": now() + 60, "jti": ""}), SECRET), "claim jti must be 1 to 256 bytes"),
+            ("empty sub", sign(Algorithm::HS256, json!({"sub": " ", "exp": now() + 60, "jti": "r"}), SECRET), "claim sub must not be empty"),
+            ("not yet valid", sign(Algorithm::HS256, json!({"sub": "a", "exp": now() + 600, "nbf": now() + 300, "jti": "r"}), SECRET), "token is not valid yet"),
             ("garbage", "not.a.token".to_string(), "not a well-formed JWT"),
             ("empty", String::new(), "not a well-formed JWT"),
         ];
         for (name, token, reason) in cases {
-            match verify(&token, SECRET) {
+            match verify_once(&token, SECRET) {
                 Err(AudienceError::InvalidToken { reason: got }) => {
                     assert_eq!(got, reason, "{name}");
                 }

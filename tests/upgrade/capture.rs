@@ -91,7 +91,7 @@ fn questions() -> Vec<(String, String, Option<&'static str>, Option<&'static str
 
 /// Every answer of the 0.1.0 read API in database `db`, as the operator,
 /// as each login role, and as the pooled role's end user by request token.
-pub fn answers(db: &str, token: &str) -> Lines {
+pub fn answers(db: &str, token: fn() -> String) -> Lines {
     let mut all = BTreeMap::new();
     let questions = questions();
     let requesters = std::iter::once(None).chain(LOGIN_ROLES.iter().map(Some));
@@ -119,7 +119,7 @@ pub fn answers(db: &str, token: &str) -> Lines {
         };
         let mut tx = client.transaction().unwrap();
         let subject: String = tx
-            .query_one("SELECT audience.authenticate($1)", &[&token])
+            .query_one("SELECT audience.authenticate($1)", &[&token()])
             .expect("the request token should verify")
             .get(0);
         assert_eq!(subject, TOKEN_SUBJECT);

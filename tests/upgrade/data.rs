@@ -101,7 +101,8 @@ pub fn create_roles() -> Roles {
     Roles::create(&specs)
 }
 
-/// A request token for the pooled role's end user, valid for the test.
+/// A request token for the pooled role's end user, valid for the test and
+/// good once.
 pub fn token() -> String {
     let claims = serde_json::json!({ "sub": TOKEN_SUBJECT, "exp": epoch_seconds() + 3 * 3600 });
     sign_token(
