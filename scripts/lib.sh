@@ -4,13 +4,20 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_BIN=/usr/lib/postgresql/15/bin
-PG_CONFIG=/usr/bin/pg_config
+# PostgreSQL 15's own: /usr/bin/pg_config is Debian's wrapper, which answers
+# for whichever version it picks.
+PG_CONFIG=$PG_BIN/pg_config
 PG_USER=postgres
 RUN_DIR=${PG_AUDIENCE_RUN_DIR:-/var/tmp/pg_audience}
 # The pgrx version is pinned once, in Cargo.toml; cargo-pgrx must match it.
 PGRX_VERSION=$(sed -n 's/^pgrx = "=\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml")
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Bold on a terminal; plain text in a CI log or a file.
+if [ -t 2 ]; then
+    log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+else
+    log() { printf '==> %s\n' "$*" >&2; }
+fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -31,7 +38,7 @@ ensure_cargo_pgrx() {
         log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes, once)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --force
     fi
-    if ! grep -q '^pg15 = "/usr/bin/pg_config"' "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
+    if ! grep -q "^pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
         log "pointing pgrx at the system PostgreSQL 15"
         cargo pgrx init --pg15 "$PG_CONFIG"
     fi
