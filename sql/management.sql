@@ -1,9 +1,11 @@
 -- Management functions (SPEC §4), for the platform operator.
 --
--- Every function in schema audience is SECURITY DEFINER: its callers hold no
--- privilege on the tables in audience_internal, so the function acts on
--- their behalf with the extension owner's rights. Each pins search_path so
--- that no object a caller creates can stand in for one of ours.
+-- Every management and ingest function in schema audience is SECURITY
+-- DEFINER: its callers hold no privilege on the tables in audience_internal,
+-- so the function acts on their behalf with the extension owner's rights.
+-- Each pins search_path so that no object a caller creates can stand in for
+-- one of ours. (The read functions are SECURITY INVOKER wrappers over
+-- definer bodies: sql/requester.sql says why.)
 --
 -- The helpers in audience_internal are not SECURITY DEFINER, are executable
 -- by no caller, and run inside those functions under their pinned

@@ -2,7 +2,8 @@
 //! the pseudonyms and references that stand in for them in results.
 //!
 //! Which label a row gets (identity or pseudonym) is decided in one place, the
-//! SQL function `audience_internal.label_viewers`; this module only computes.
+//! SQL function `audience_internal.labelled` (sql/labels.sql); this module
+//! only computes.
 
 pub mod identity;
 pub mod keys;
