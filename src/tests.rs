@@ -64,14 +64,15 @@ mod tests {
                 "SELECT a.slug, audience.app_total_viewers('edge', a.slug) FROM (VALUES ('one'), ('two')) a(slug)",
                 "SELECT a.slug, count(DISTINCT e.viewer_id)
                    FROM audience_internal.view_events e JOIN audience_internal.apps a USING (workspace_id, app_id)
-                  GROUP BY 1",
+                   JOIN audience_internal.workspaces w USING (workspace_id)
+                  WHERE w.slug = 'edge' GROUP BY 1",
             ),
             (
                 "recent viewers",
                 "SELECT last_viewed_at, views FROM audience.recent_viewers('edge', 'one', 20)",
                 "SELECT max(e.viewed_at), count(*) FROM audience_internal.view_events e
                    JOIN audience_internal.apps a USING (workspace_id, app_id)
-                  WHERE a.slug = 'one' GROUP BY e.viewer_id ORDER BY 1 DESC LIMIT 20",
+                  WHERE a.workspace_id = (SELECT workspace_id FROM audience_internal.workspaces WHERE slug = 'edge') AND a.slug = 'one' GROUP BY e.viewer_id ORDER BY 1 DESC LIMIT 20",
             ),
         ];
         for (name, ours, plain) in cases {
@@ -88,7 +89,7 @@ mod tests {
             one::<i64>("SELECT views FROM audience.app_monthly_viewers('edge', 'one', 36) WHERE month = '2026-03-01'")
                 - one::<i64>(
                     "SELECT count(*) FROM audience_internal.view_events e JOIN audience_internal.apps a USING (workspace_id, app_id)
-                      WHERE a.slug = 'one' AND e.viewed_at >= '2026-03-01 00:00+00' AND e.viewed_at < '2026-04-01 00:00+00'"
+                      WHERE a.workspace_id = (SELECT workspace_id FROM audience_internal.workspaces WHERE slug = 'edge') AND a.slug = 'one' AND e.viewed_at >= '2026-03-01 00:00+00' AND e.viewed_at < '2026-04-01 00:00+00'"
                 ),
             0
         );
@@ -102,11 +103,11 @@ mod tests {
         assert_eq!(
             one::<i64>(
                 "SELECT count(*) FROM audience_internal.app_month_viewers m JOIN audience_internal.apps a USING (workspace_id, app_id)
-                  WHERE a.slug = 'two' AND m.month = '2026-02-01'"
+                  WHERE a.workspace_id = (SELECT workspace_id FROM audience_internal.workspaces WHERE slug = 'edge') AND a.slug = 'two' AND m.month = '2026-02-01'"
             ),
             one::<i64>(
                 "SELECT count(DISTINCT viewer_id) FROM audience_internal.view_events e JOIN audience_internal.apps a USING (workspace_id, app_id)
-                  WHERE a.slug = 'two' AND e.viewed_at >= '2026-02-01 05:00+00' AND e.viewed_at < '2026-03-01 05:00+00'"
+                  WHERE a.workspace_id = (SELECT workspace_id FROM audience_internal.workspaces WHERE slug = 'edge') AND a.slug = 'two' AND e.viewed_at >= '2026-02-01 05:00+00' AND e.viewed_at < '2026-03-01 05:00+00'"
             )
         );
     }
@@ -130,7 +131,7 @@ mod tests {
         run("SELECT audience.configure_workspace('edge', counting_start => '2026-03-01 00:00+00')");
         let expected = one::<i64>(
             "SELECT count(DISTINCT viewer_id) FROM audience_internal.view_events e JOIN audience_internal.apps a USING (workspace_id, app_id)
-              WHERE a.slug = 'one' AND e.viewed_at >= '2026-03-01 00:00+00'",
+              WHERE a.workspace_id = (SELECT workspace_id FROM audience_internal.workspaces WHERE slug = 'edge') AND a.slug = 'one' AND e.viewed_at >= '2026-03-01 00:00+00'",
         );
         assert_eq!(one::<i64>("SELECT audience.app_total_viewers('edge', 'one')"), expected);
         // A viewer whose first counted view arrives after older ones enters the total once.
@@ -168,10 +169,15 @@ mod tests {
                 "SELECT count(*) FROM audience.recent_viewers('labels', '{app}') WHERE viewer = '{who}'"
             ));
             assert_eq!(shown, if pseudonymous { 0 } else { 1 }, "{who} on {app}");
-            let pseudonyms = one::<i64>(&format!(
-                "SELECT count(*) FROM audience.recent_viewers('labels', '{app}') WHERE pseudonymous"
+            // Their own pseudonym (workspace scope, no rotation), not just any.
+            let under_own_pseudonym = one::<i64>(&format!(
+                "SELECT count(*) FROM audience.recent_viewers('labels', '{app}') r, audience_internal.workspace_keys k
+                  JOIN audience_internal.workspaces w USING (workspace_id)
+                  WHERE w.slug = 'labels' AND r.pseudonymous
+                    AND r.viewer = audience_internal.viewer_pseudonym(
+                            k.pseudonym_key, audience_internal.identity_hash(k.identity_key, '{who}'), '')"
             ));
-            assert!(!pseudonymous || pseudonyms > 0, "{who} on {app} should be a pseudonym");
+            assert_eq!(under_own_pseudonym, if pseudonymous { 1 } else { 0 }, "{who} on {app}: under their pseudonym");
         }
         // The anonymous visitor and both outsiders: three pseudonyms on `pub`.
         assert_eq!(
