@@ -107,6 +107,118 @@ CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
     app text, app_id bigint, viewer text, anonymous_id text, problem text);
 
+-- sql/checks.sql
+DROP FUNCTION audience_internal.check_role;
+CREATE FUNCTION audience_internal.check_role(db_role name)
+RETURNS regrole LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    role_id oid;
+BEGIN
+    IF db_role IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.oid INTO role_id FROM pg_catalog.pg_roles r WHERE r.rolname = db_role;
+    IF role_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
+    END IF;
+    -- Every reader is a member of the capability roles: mapping a member to
+    -- one would make every reader that member.
+    IF db_role IN ('audience_manager', 'audience_ingest', 'audience_reader') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "db_role": a capability role cannot stand for a member';
+    END IF;
+    RETURN role_id::regrole;
+END
+$$;
+
+CREATE FUNCTION audience_internal.require_read_committed()
+RETURNS void LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('pg_audience writes run at READ COMMITTED isolation, not %s',
+                             upper(pg_catalog.current_setting('transaction_isolation'))),
+            HINT = 'Start the transaction with BEGIN ISOLATION LEVEL READ COMMITTED, or give the writing role that default: ALTER ROLE ... SET default_transaction_isolation = ''read committed''.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
+       AND $1 !~ '^(posix|right)/'
+       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
+$$;
+
+-- sql/rollups.sql
+CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
+RETURNS void LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    ws audience_internal.workspaces;
+BEGIN
+    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    DELETE FROM audience_internal.app_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_totals t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_month_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_months t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.workspace_month_viewers t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.workspace_months t WHERE t.workspace_id = ws.workspace_id;
+    DELETE FROM audience_internal.app_day_viewers t WHERE t.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.app_viewers
+    SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
+           (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1],
+           count(*), count(*) FILTER (WHERE e.viewed_at >= ws.counting_start)
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, e.app_id, e.viewer_id;
+
+    INSERT INTO audience_internal.app_totals
+    SELECT av.workspace_id, av.app_id, count(*) FILTER (WHERE av.counted_views > 0), sum(av.counted_views)
+      FROM audience_internal.app_viewers av
+     WHERE av.workspace_id = ws.workspace_id
+     GROUP BY av.workspace_id, av.app_id
+    HAVING sum(av.counted_views) > 0;
+
+    INSERT INTO audience_internal.app_month_viewers
+    SELECT DISTINCT e.workspace_id, e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.app_months
+    SELECT e.workspace_id, e.app_id, m.month, count(DISTINCT e.viewer_id), count(*)
+      FROM audience_internal.view_events e,
+           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, e.app_id, m.month;
+
+    INSERT INTO audience_internal.workspace_month_viewers
+    SELECT DISTINCT e.workspace_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id;
+
+    INSERT INTO audience_internal.workspace_months
+    SELECT e.workspace_id, m.month, count(DISTINCT e.viewer_id), count(*)
+      FROM audience_internal.view_events e,
+           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY e.workspace_id, m.month;
+
+    INSERT INTO audience_internal.app_day_viewers
+    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id, e.identifiable,
+           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+      FROM audience_internal.view_events e
+     WHERE e.workspace_id = ws.workspace_id
+     GROUP BY 1, 2, 3, 4, 5;
+END
+$$;
+
 -- sql/requester.sql
 DROP FUNCTION audience_internal.requester_roles;
 CREATE FUNCTION audience_internal.requester_roles()
@@ -235,116 +347,6 @@ AS $$
 $$;
 
 -- sql/management.sql
-DROP FUNCTION audience_internal.check_role;
-CREATE FUNCTION audience_internal.check_role(db_role name)
-RETURNS regrole LANGUAGE plpgsql STABLE PARALLEL SAFE
-AS $$
-DECLARE
-    role_id oid;
-BEGIN
-    IF db_role IS NULL THEN
-        RETURN NULL;
-    END IF;
-    SELECT r.oid INTO role_id FROM pg_catalog.pg_roles r WHERE r.rolname = db_role;
-    IF role_id IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
-    END IF;
-    -- Every reader is a member of the capability roles: mapping a member to
-    -- one would make every reader that member.
-    IF db_role IN ('audience_manager', 'audience_ingest', 'audience_reader') THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = 'invalid argument "db_role": a capability role cannot stand for a member';
-    END IF;
-    RETURN role_id::regrole;
-END
-$$;
-
-CREATE FUNCTION audience_internal.require_read_committed()
-RETURNS void LANGUAGE plpgsql STABLE PARALLEL SAFE
-AS $$
-BEGIN
-    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION USING ERRCODE = '0A000',
-            MESSAGE = format('pg_audience writes run at READ COMMITTED isolation, not %s',
-                             upper(pg_catalog.current_setting('transaction_isolation'))),
-            HINT = 'Start the transaction with BEGIN ISOLATION LEVEL READ COMMITTED, or give the writing role that default: ALTER ROLE ... SET default_transaction_isolation = ''read committed''.';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
-       AND $1 !~ '^(posix|right)/'
-       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
-$$;
-
-CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
-RETURNS void LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    ws audience_internal.workspaces;
-BEGIN
-    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
-    DELETE FROM audience_internal.app_viewers t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_totals t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_month_viewers t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_months t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.workspace_month_viewers t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.workspace_months t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_day_viewers t WHERE t.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.app_viewers
-    SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
-           (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1],
-           count(*), count(*) FILTER (WHERE e.viewed_at >= ws.counting_start)
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, e.app_id, e.viewer_id;
-
-    INSERT INTO audience_internal.app_totals
-    SELECT av.workspace_id, av.app_id, count(*) FILTER (WHERE av.counted_views > 0), sum(av.counted_views)
-      FROM audience_internal.app_viewers av
-     WHERE av.workspace_id = ws.workspace_id
-     GROUP BY av.workspace_id, av.app_id
-    HAVING sum(av.counted_views) > 0;
-
-    INSERT INTO audience_internal.app_month_viewers
-    SELECT DISTINCT e.workspace_id, e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.app_months
-    SELECT e.workspace_id, e.app_id, m.month, count(DISTINCT e.viewer_id), count(*)
-      FROM audience_internal.view_events e,
-           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, e.app_id, m.month;
-
-    INSERT INTO audience_internal.workspace_month_viewers
-    SELECT DISTINCT e.workspace_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.workspace_months
-    SELECT e.workspace_id, m.month, count(DISTINCT e.viewer_id), count(*)
-      FROM audience_internal.view_events e,
-           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, m.month;
-
-    INSERT INTO audience_internal.app_day_viewers
-    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id, e.identifiable,
-           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY 1, 2, 3, 4, 5;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION audience.configure_workspace(
     workspace text,
     time_zone text DEFAULT NULL,

@@ -26,10 +26,17 @@ extension_sql_file!(
     requires = ["requester", audience_internal::viewer_pseudonym, audience_internal::viewer_ref]
 );
 extension_sql_file!(
+    "../sql/checks.sql",
+    name = "checks",
+    requires = ["schema", audience_internal::identity_hash, audience_internal::normalize_identity_nfc]
+);
+extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["schema"]);
+extension_sql_file!(
     "../sql/management.sql",
     name = "management",
     requires = [
-        "schema",
+        "checks",
+        "rollups",
         audience_internal::random_key,
         audience_internal::identity_hash,
         audience_internal::normalize_identity_nfc

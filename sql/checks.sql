@@ -1,0 +1,177 @@
+-- Argument checks and lookups shared by every file: each raises the error
+-- of its kind, naming the argument at fault and never echoing an identity.
+--
+-- Like every helper in audience_internal they are not SECURITY DEFINER, are
+-- executable by no caller, and run inside the extension's definer functions
+-- under their pinned search_path; they carry no SET clause of their own,
+-- which would stop SQL helpers from being inlined and make every call save
+-- and restore settings.
+
+CREATE FUNCTION audience_internal.require(value anyelement, argument text)
+RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004',
+            MESSAGE = format('argument "%s" must not be NULL', argument);
+    END IF;
+    RETURN value;
+END
+$$;
+
+-- Also what a reader hears of a workspace they may not see.
+CREATE FUNCTION audience_internal.no_such_workspace(workspace text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = '42704',
+        MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+END
+$$;
+
+CREATE FUNCTION audience_internal.workspace_id(workspace text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT w.workspace_id INTO id
+      FROM audience_internal.workspaces w
+     WHERE w.slug = audience_internal.require(workspace, 'workspace');
+    IF NOT FOUND THEN
+        PERFORM audience_internal.no_such_workspace(workspace);
+    END IF;
+    RETURN id;
+END
+$$;
+
+-- Also what a reader hears of an app they may not see.
+CREATE FUNCTION audience_internal.no_such_app(workspace text, app text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = '42704',
+        MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+END
+$$;
+
+CREATE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    id bigint;
+BEGIN
+    SELECT a.app_id INTO id
+      FROM audience_internal.apps a
+     WHERE a.workspace_id = app_id.workspace_id
+       AND a.slug = audience_internal.require(app, 'app');
+    IF NOT FOUND THEN
+        PERFORM audience_internal.no_such_app(workspace, app);
+    END IF;
+    RETURN id;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_slug(value text, argument text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF audience_internal.require(value, argument) !~ '^[a-z0-9][a-z0-9_-]{0,62}$' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "%s": use 1 to 63 lowercase letters, digits, "-" or "_", starting with a letter or digit', argument);
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_name(value text, argument text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF length(value) > 200 THEN
+        RAISE EXCEPTION USING ERRCODE = '22001',
+            MESSAGE = format('argument "%s" is too long (at most 200 characters)', argument);
+    END IF;
+    IF value IS NOT NULL AND btrim(value) = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "%s": must not be empty', argument);
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE FUNCTION audience_internal.check_choice(value text, argument text, choices text[])
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('invalid argument "%s": expected one of %s', argument, array_to_string(choices, ', '));
+    END IF;
+    RETURN value;
+END
+$$;
+
+-- A member stands for a database role by the role's identity (its OID),
+-- not its name: a mapped role that is renamed stays mapped, one that is
+-- dropped maps nobody, and a new role given a dropped one's name inherits
+-- nothing. (Stored as regrole, so pg_dump writes the name and a restore
+-- finds the role of that name.)
+CREATE FUNCTION audience_internal.check_role(db_role name)
+RETURNS regrole LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+DECLARE
+    role_id oid;
+BEGIN
+    IF db_role IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.oid INTO role_id FROM pg_catalog.pg_roles r WHERE r.rolname = db_role;
+    IF role_id IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "db_role": role "%s" does not exist', db_role);
+    END IF;
+    -- Every reader is a member of the capability roles: mapping a member to
+    -- one would make every reader that member.
+    IF db_role IN ('audience_manager', 'audience_ingest', 'audience_reader') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "db_role": a capability role cannot stand for a member';
+    END IF;
+    RETURN role_id::regrole;
+END
+$$;
+
+-- Writers of events and rollups (ingest, import_connect, configure_workspace,
+-- forget_viewer) update rows that concurrent writers of the same workspace
+-- update too. Under REPEATABLE READ or SERIALIZABLE every such meeting is a
+-- serialization failure, and retrying meets the next writer: refused up
+-- front, the same way every time, rather than at random under load.
+CREATE FUNCTION audience_internal.require_read_committed()
+RETURNS void LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = '0A000',
+            MESSAGE = format('pg_audience writes run at READ COMMITTED isolation, not %s',
+                             upper(pg_catalog.current_setting('transaction_isolation'))),
+            HINT = 'Start the transaction with BEGIN ISOLATION LEVEL READ COMMITTED, or give the writing role that default: ALTER ROLE ... SET default_transaction_isolation = ''read committed''.';
+    END IF;
+END
+$$;
+
+-- Months and days must mean the same on every server and every day: only
+-- the zones of the IANA database by name, not the server's own 'localtime'
+-- or 'posixrules', nor the duplicates under posix/ and right/.
+CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
+       AND $1 !~ '^(posix|right)/'
+       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
+$$;
+
+CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
+RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = $1
+$$;
