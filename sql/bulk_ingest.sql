@@ -76,8 +76,7 @@ BEGIN
      ORDER BY i.pos
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
-            MESSAGE = format('%s (row %s of this import)', substr(bad.problem, 7), bad.pos);
+        PERFORM audience_internal.raise_problem(bad.problem, format('row %s of this import', bad.pos));
     END IF;
 
     SELECT count(*) INTO n_rows FROM new_rows;
@@ -344,6 +343,7 @@ DECLARE
     n bigint;
     problems jsonb;
     first_problem jsonb;
+    event_keys constant text[] := ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.check_choice(record_views.on_error, 'on_error', ARRAY['abort', 'skip']);
@@ -360,14 +360,12 @@ BEGIN
                 SELECT e.i - 1 AS idx,
                        CASE
                          WHEN jsonb_typeof(e.ev) <> 'object'
-                           THEN '22023 invalid argument "events": each event must be a JSON object'
-                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k
-                                       WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'))
-                           THEN '22023 ' || format('invalid argument "events": unknown key "%s"',
-                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k
-                                     WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind')))
-                         ELSE (SELECT '22023 ' || format('invalid argument "%s": must be a JSON string', f)
-                                 FROM unnest(ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind']) f
+                           THEN audience_internal.invalid_argument('events', 'each event must be a JSON object')
+                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))
+                           THEN audience_internal.invalid_argument('events', format('unknown key "%s"',
+                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))))
+                         ELSE (SELECT audience_internal.invalid_argument(f, 'must be a JSON string')
+                                 FROM unnest(event_keys) f
                                 WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
                                 LIMIT 1)
                        END AS shape_problem,
@@ -388,9 +386,9 @@ BEGIN
                 SELECT p.*,
                        coalesce(p.shape_problem,
                                 CASE WHEN careful AND p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
-                                       THEN '22007 invalid argument "viewed_at": not a valid time' END,
+                                       THEN audience_internal.not_a_time('viewed_at') END,
                                 CASE WHEN careful AND p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
-                                       THEN '22007 invalid argument "ended_at": not a valid time' END,
+                                       THEN audience_internal.not_a_time('ended_at') END,
                                 audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
                                     p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
                   FROM parsed p
@@ -407,8 +405,8 @@ BEGIN
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM stored),
-                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', left(c.problem, 5),
-                                                                 'message', substr(c.problem, 7)) ORDER BY c.idx)
+                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', (c.problem).sqlstate,
+                                                                 'message', (c.problem).message) ORDER BY c.idx)
                                FROM checked c WHERE c.problem IS NOT NULL), '[]')
               INTO n, problems;
             EXIT;
@@ -423,8 +421,9 @@ BEGIN
 
     IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
         first_problem := problems -> 0;
-        RAISE EXCEPTION USING ERRCODE = first_problem ->> 'sqlstate',
-            MESSAGE = format('%s (events[%s])', first_problem ->> 'message', first_problem ->> 'index');
+        PERFORM audience_internal.raise_problem(
+            ROW(first_problem ->> 'sqlstate', first_problem ->> 'message')::audience_internal.problem,
+            format('events[%s]', first_problem ->> 'index'));
     END IF;
     recorded := n;
     skipped := problems;

@@ -7,13 +7,64 @@
 -- which would stop SQL helpers from being inlined and make every call save
 -- and restore settings.
 
+-- A refused input as data: its SQLSTATE and message. A check that returns
+-- one instead of raising can be asked about every row of a batch at once
+-- (to find the first bad row, or all of them), and costs no subtransaction;
+-- raise_problem raises one, with where in a batch it was found. Each kind of
+-- problem has one constructor below, so each message is written once.
+CREATE TYPE audience_internal.problem AS (sqlstate text, message text);
+
+CREATE FUNCTION audience_internal.null_argument(argument text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('22004', format('argument "%s" must not be NULL', argument))::audience_internal.problem $$;
+
+CREATE FUNCTION audience_internal.invalid_argument(argument text, reason text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('22023', format('invalid argument "%s": %s', argument, reason))::audience_internal.problem $$;
+
+-- Clocks of web tiers drift; an hour ahead of the database is not a view yet.
+CREATE FUNCTION audience_internal.in_the_future(argument text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT audience_internal.invalid_argument(argument, 'more than an hour in the future') $$;
+
+CREATE FUNCTION audience_internal.not_one_of(argument text, choices text[])
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT audience_internal.invalid_argument(argument, 'expected one of ' || array_to_string(choices, ', ')) $$;
+
+CREATE FUNCTION audience_internal.not_a_time(argument text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('22007', format('invalid argument "%s": not a valid time', argument))::audience_internal.problem $$;
+
+-- Names are cut to 63 characters: an error is no place to echo a long input.
+CREATE FUNCTION audience_internal.missing_workspace(workspace text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('42704', format('workspace "%s" does not exist', left(workspace, 63)))::audience_internal.problem $$;
+
+CREATE FUNCTION audience_internal.missing_app(workspace text, app text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ROW('42704', format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63)))::audience_internal.problem
+$$;
+
+-- Raises a problem. `place` says where in a batch it was found (events[3],
+-- row 2 of this import), `within` which argument held the batch.
+CREATE FUNCTION audience_internal.raise_problem(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = problem.sqlstate,
+        MESSAGE = CASE WHEN within IS NULL THEN '' ELSE format('invalid argument "%s": ', within) END
+                  || problem.message
+                  || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END;
+END
+$$;
+
 CREATE FUNCTION audience_internal.require(value anyelement, argument text)
 RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
     IF value IS NULL THEN
-        RAISE EXCEPTION USING ERRCODE = '22004',
-            MESSAGE = format('argument "%s" must not be NULL', argument);
+        PERFORM audience_internal.raise_problem(audience_internal.null_argument(argument));
     END IF;
     RETURN value;
 END
@@ -24,8 +75,7 @@ CREATE FUNCTION audience_internal.no_such_workspace(workspace text)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RAISE EXCEPTION USING ERRCODE = '42704',
-        MESSAGE = format('workspace "%s" does not exist', left(workspace, 63));
+    PERFORM audience_internal.raise_problem(audience_internal.missing_workspace(workspace));
 END
 $$;
 
@@ -50,8 +100,7 @@ CREATE FUNCTION audience_internal.no_such_app(workspace text, app text)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
-    RAISE EXCEPTION USING ERRCODE = '42704',
-        MESSAGE = format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63));
+    PERFORM audience_internal.raise_problem(audience_internal.missing_app(workspace, app));
 END
 $$;
 
@@ -105,8 +154,7 @@ RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
     IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = format('invalid argument "%s": expected one of %s', argument, array_to_string(choices, ', '));
+        PERFORM audience_internal.raise_problem(audience_internal.not_one_of(argument, choices));
     END IF;
     RETURN value;
 END

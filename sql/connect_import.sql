@@ -11,11 +11,10 @@
 -- end. Concurrent imports into one workspace take turns (a lock on the
 -- workspace row that ingest does not conflict with).
 
--- One record of an import, checked: `problem` is why it is refused, as
--- 'SQLSTATE message', or NULL.
+-- One record of an import, checked: `problem` is why it is refused, or NULL.
 CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
-    app text, app_id bigint, viewer text, anonymous_id text, problem text);
+    app text, app_id bigint, viewer text, anonymous_id text, problem audience_internal.problem);
 
 -- SECURITY DEFINER because the platform's ingest role holds no privilege on
 -- the tables; search_path pinned so that no object of the caller's can stand
@@ -188,9 +187,10 @@ BEGIN
                        n.viewer, n.anonymous_id,
                        -- Then record_view's own checks: a record is refused
                        -- for what an event would be refused for.
-                       coalesce('22023 ' || n.shape_problem,
-                                audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
-                                    n.anonymous_id, n.ended, n.kind, ws_id, n.app_id))
+                       CASE WHEN n.shape_problem IS NOT NULL
+                            THEN ROW('22023', n.shape_problem)::audience_internal.problem
+                            ELSE audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
+                                     n.anonymous_id, n.ended, n.kind, ws_id, n.app_id) END
                    )::audience_internal.connect_import_row
               FROM named n
              ORDER BY n.idx);
@@ -206,8 +206,7 @@ BEGIN
 
     SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
-            MESSAGE = format('invalid argument "usage": %s (usage[%s])', substr(bad.problem, 7), bad.idx);
+        PERFORM audience_internal.raise_problem(bad.problem, format('usage[%s]', bad.idx), within => 'usage');
     END IF;
 
     n_records := cardinality(batch);

@@ -46,44 +46,24 @@ AS $$
                 THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
 $$;
 
--- A cheap test that the Rust normalisers (src/privacy/identity.rs) accept a
--- value: at most 256 characters, printable ASCII only (so already NFC, with
--- no control, invisible or bidirectional character), one of them visible (so
--- not blank after trimming). Only values that fail it pay for asking the
--- normalisers themselves, which decide.
-CREATE FUNCTION audience_internal.plainly_valid_id(value text)
-RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- What the Rust normalisers (src/privacy/identity.rs) refuse in an identity
+-- or anonymous id, as a problem, or NULL: the rules stay in Rust, and asking
+-- raises nothing. (Written so that the planner inlines it: one call of the
+-- check for a good value, the common case.)
+CREATE FUNCTION audience_internal.identity_problem(argument text, value text, anonymous boolean)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 ~ '^[ -~]*$'
+    SELECT CASE WHEN audience_internal.identity_check(argument, value, anonymous) IS NULL THEN NULL
+                ELSE ROW((audience_internal.identity_check(argument, value, anonymous))[1],
+                         (audience_internal.identity_check(argument, value, anonymous))[2])::audience_internal.problem
+           END
 $$;
-COMMENT ON FUNCTION audience_internal.plainly_valid_id(text) IS
-    'True when an identity or anonymous id surely passes normalisation; false means: ask the normaliser.';
 
--- The normalisers' own verdict, as 'SQLSTATE message', without raising: the
--- rules stay in one place, in Rust.
-CREATE FUNCTION audience_internal.id_problem(argument text, value text, anonymous boolean)
-RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF anonymous THEN
-        PERFORM audience_internal.normalize_anonymous_id(argument, value);
-    ELSE
-        PERFORM audience_internal.normalize_identity(argument, value);
-    END IF;
-    RETURN NULL;
-EXCEPTION WHEN data_exception THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END
-$$;
-COMMENT ON FUNCTION audience_internal.id_problem(text, text, boolean) IS
-    'Why the identity (or anonymous id) normaliser refuses a value, as ''SQLSTATE message'', or NULL.';
-
--- What record_view would refuse in these arguments, as 'SQLSTATE message'
--- (NULL when it would accept them): the checks of every write path, in one place.
--- workspace_id and app_id are the looked-up ids of workspace and app (NULL
--- when unknown). A plain SQL function without SET clauses so that the planner
--- inlines it into the set-wise checks.
+-- What record_view would refuse in these arguments (NULL when it would accept
+-- them): the checks of every write path, in one place. workspace_id and
+-- app_id are the looked-up ids of workspace and app (NULL when unknown). A
+-- plain SQL function without SET clauses so that the planner inlines it into
+-- the set-wise checks.
 CREATE FUNCTION audience_internal.view_problem(
     workspace text,
     app text,
@@ -94,33 +74,29 @@ CREATE FUNCTION audience_internal.view_problem(
     kind text,
     workspace_id bigint,
     app_id bigint)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN $4 IS NULL THEN '22004 argument "viewed_at" must not be NULL'
-        WHEN NOT isfinite($4) THEN '22023 invalid argument "viewed_at": must be a finite time'
-        WHEN $4 < '1970-01-01 00:00:00+00' THEN '22023 invalid argument "viewed_at": before 1970-01-01 00:00 UTC'
-        WHEN $4 > now() + interval '1 hour' THEN '22023 invalid argument "viewed_at": more than an hour in the future'
-        WHEN $6 < $4 THEN '22023 invalid argument "ended_at": before "viewed_at"'
-        WHEN $6 > now() + interval '1 hour' THEN '22023 invalid argument "ended_at": more than an hour in the future'
-        WHEN $7 IS NULL THEN '22004 argument "kind" must not be NULL'
-        WHEN $7 NOT IN ('session', 'visit') THEN '22023 invalid argument "kind": expected one of session, visit'
-        WHEN $3 IS NULL AND $5 IS NULL
-            THEN '22004 argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)'
-        WHEN $1 IS NULL THEN '22004 argument "workspace" must not be NULL'
-        WHEN $8 IS NULL THEN '42704 ' || format('workspace "%s" does not exist', left($1, 63))
-        WHEN $2 IS NULL THEN '22004 argument "app" must not be NULL'
-        WHEN $9 IS NULL THEN '42704 ' || format('app "%s" does not exist in workspace "%s"', left($2, 63), left($1, 63))
-        WHEN $3 IS NOT NULL THEN
-            CASE WHEN audience_internal.plainly_valid_id($3) THEN NULL
-                 ELSE audience_internal.id_problem('viewer', $3, false) END
-        ELSE
-            CASE WHEN audience_internal.plainly_valid_id($5) THEN NULL
-                 ELSE audience_internal.id_problem('anonymous_id', $5, true) END
+        WHEN viewed_at IS NULL THEN audience_internal.null_argument('viewed_at')
+        WHEN NOT isfinite(viewed_at) THEN audience_internal.invalid_argument('viewed_at', 'must be a finite time')
+        WHEN viewed_at < '1970-01-01 00:00:00+00' THEN audience_internal.invalid_argument('viewed_at', 'before 1970-01-01 00:00 UTC')
+        WHEN viewed_at > now() + interval '1 hour' THEN audience_internal.in_the_future('viewed_at')
+        WHEN ended_at < viewed_at THEN audience_internal.invalid_argument('ended_at', 'before "viewed_at"')
+        WHEN ended_at > now() + interval '1 hour' THEN audience_internal.in_the_future('ended_at')
+        WHEN kind IS NULL THEN audience_internal.null_argument('kind')
+        WHEN kind NOT IN ('session', 'visit') THEN audience_internal.not_one_of('kind', ARRAY['session', 'visit'])
+        WHEN viewer IS NULL AND anonymous_id IS NULL
+            THEN ROW('22004', 'argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)')::audience_internal.problem
+        WHEN workspace IS NULL THEN audience_internal.null_argument('workspace')
+        WHEN workspace_id IS NULL THEN audience_internal.missing_workspace(workspace)
+        WHEN app IS NULL THEN audience_internal.null_argument('app')
+        WHEN app_id IS NULL THEN audience_internal.missing_app(workspace, app)
+        WHEN viewer IS NOT NULL THEN audience_internal.identity_problem('viewer', viewer, false)
+        ELSE audience_internal.identity_problem('anonymous_id', anonymous_id, true)
     END
 $$;
 COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
-    'What record_view would refuse in these arguments, as ''SQLSTATE message'', or NULL.';
+    'What record_view would refuse in these arguments, as a problem (SQLSTATE and message), or NULL.';
 
 CREATE FUNCTION audience.record_view(
     workspace text,
@@ -152,7 +128,7 @@ DECLARE
     ev_id bigint;
     n_counted bigint;
     first_in_month boolean;
-    problem text;
+    problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The workspace first (the lock order at the top of this file): a new
@@ -172,7 +148,7 @@ BEGIN
                                               record_view.viewed_at, record_view.anonymous_id,
                                               record_view.ended_at, record_view.kind, ws_id, a_id);
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = left(problem, 5), MESSAGE = substr(problem, 7);
+        PERFORM audience_internal.raise_problem(problem);
     END IF;
 
     IF record_view.viewer IS NOT NULL THEN
@@ -328,10 +304,10 @@ BEGIN
             MESSAGE = format('invalid argument "event_id": no view event %s recorded by this login', end_session.event_id);
     END IF;
     IF end_session.ended_at < started THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before the session started';
+        PERFORM audience_internal.raise_problem(audience_internal.invalid_argument('ended_at', 'before the session started'));
     END IF;
     IF end_session.ended_at > now() + interval '1 hour' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
+        PERFORM audience_internal.raise_problem(audience_internal.in_the_future('ended_at'));
     END IF;
     PERFORM audience_internal.set_view_end(ws_id, end_session.event_id, end_session.ended_at);
 END

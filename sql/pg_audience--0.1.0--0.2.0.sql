@@ -18,6 +18,23 @@ AS 'MODULE_PATHNAME', 'session_login_wrapper';
 ALTER TABLE audience_internal.view_events ADD COLUMN recorded_by oid;
 ALTER TABLE audience_internal.view_events ALTER COLUMN recorded_by SET DEFAULT audience_internal.session_login();
 
+-- Problems as data (sql/checks.sql), and the identity check they use (src/lib.rs).
+-- A refused input as data: its SQLSTATE and message. A check that returns
+-- one instead of raising can be asked about every row of a batch at once
+-- (to find the first bad row, or all of them), and costs no subtransaction;
+-- raise_problem raises one, with where in a batch it was found. Each kind of
+-- problem has one constructor below, so each message is written once.
+CREATE TYPE audience_internal.problem AS (sqlstate text, message text);
+
+CREATE FUNCTION audience_internal."identity_check"(
+	"argument" TEXT, /* & str */
+	"value" TEXT, /* & str */
+	"anonymous" bool /* bool */
+) RETURNS TEXT[] /* :: std :: option :: Option < Vec < String > > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'identity_check_wrapper';
+
 -- New tables and indexes (sql/schema.sql).
 -- Request tokens already used, by a digest of their id (claim jti), until
 -- they expire: a token is good for one transaction, so that one seen by
@@ -101,13 +118,91 @@ ALTER TABLE audience_internal.connect_records
     ALTER COLUMN viewer_hash SET STATISTICS 0;
 
 -- The type an import checks its records in (sql/connect_import.sql).
--- One record of an import, checked: `problem` is why it is refused, as
--- 'SQLSTATE message', or NULL.
+-- One record of an import, checked: `problem` is why it is refused, or NULL.
 CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
-    app text, app_id bigint, viewer text, anonymous_id text, problem text);
+    app text, app_id bigint, viewer text, anonymous_id text, problem audience_internal.problem);
 
 -- sql/checks.sql
+CREATE FUNCTION audience_internal.null_argument(argument text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('22004', format('argument "%s" must not be NULL', argument))::audience_internal.problem $$;
+
+CREATE FUNCTION audience_internal.invalid_argument(argument text, reason text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('22023', format('invalid argument "%s": %s', argument, reason))::audience_internal.problem $$;
+
+CREATE FUNCTION audience_internal.in_the_future(argument text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT audience_internal.invalid_argument(argument, 'more than an hour in the future') $$;
+
+CREATE FUNCTION audience_internal.not_one_of(argument text, choices text[])
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT audience_internal.invalid_argument(argument, 'expected one of ' || array_to_string(choices, ', ')) $$;
+
+CREATE FUNCTION audience_internal.not_a_time(argument text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('22007', format('invalid argument "%s": not a valid time', argument))::audience_internal.problem $$;
+
+CREATE FUNCTION audience_internal.missing_workspace(workspace text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ROW('42704', format('workspace "%s" does not exist', left(workspace, 63)))::audience_internal.problem $$;
+
+CREATE FUNCTION audience_internal.missing_app(workspace text, app text)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ROW('42704', format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63)))::audience_internal.problem
+$$;
+
+CREATE FUNCTION audience_internal.raise_problem(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = problem.sqlstate,
+        MESSAGE = CASE WHEN within IS NULL THEN '' ELSE format('invalid argument "%s": ', within) END
+                  || problem.message
+                  || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.require(value anyelement, argument text)
+RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        PERFORM audience_internal.raise_problem(audience_internal.null_argument(argument));
+    END IF;
+    RETURN value;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.no_such_workspace(workspace text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM audience_internal.raise_problem(audience_internal.missing_workspace(workspace));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.no_such_app(workspace text, app text)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    PERFORM audience_internal.raise_problem(audience_internal.missing_app(workspace, app));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.check_choice(value text, argument text, choices text[])
+RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
+        PERFORM audience_internal.raise_problem(audience_internal.not_one_of(argument, choices));
+    END IF;
+    RETURN value;
+END
+$$;
+
 DROP FUNCTION audience_internal.check_role;
 CREATE FUNCTION audience_internal.check_role(db_role name)
 RETURNS regrole LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -469,15 +564,17 @@ AS $$
                 THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.plainly_valid_id(value text)
-RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+CREATE FUNCTION audience_internal.identity_problem(argument text, value text, anonymous boolean)
+RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT char_length($1) <= 256 AND $1 ~ '[!-~]' AND $1 ~ '^[ -~]*$'
+    SELECT CASE WHEN audience_internal.identity_check(argument, value, anonymous) IS NULL THEN NULL
+                ELSE ROW((audience_internal.identity_check(argument, value, anonymous))[1],
+                         (audience_internal.identity_check(argument, value, anonymous))[2])::audience_internal.problem
+           END
 $$;
-COMMENT ON FUNCTION audience_internal.plainly_valid_id(text) IS
-    'True when an identity or anonymous id surely passes normalisation; false means: ask the normaliser.';
 
-CREATE OR REPLACE FUNCTION audience_internal.view_problem(
+DROP FUNCTION audience_internal.view_problem;
+CREATE FUNCTION audience_internal.view_problem(
     workspace text,
     app text,
     viewer text,
@@ -487,33 +584,29 @@ CREATE OR REPLACE FUNCTION audience_internal.view_problem(
     kind text,
     workspace_id bigint,
     app_id bigint)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN $4 IS NULL THEN '22004 argument "viewed_at" must not be NULL'
-        WHEN NOT isfinite($4) THEN '22023 invalid argument "viewed_at": must be a finite time'
-        WHEN $4 < '1970-01-01 00:00:00+00' THEN '22023 invalid argument "viewed_at": before 1970-01-01 00:00 UTC'
-        WHEN $4 > now() + interval '1 hour' THEN '22023 invalid argument "viewed_at": more than an hour in the future'
-        WHEN $6 < $4 THEN '22023 invalid argument "ended_at": before "viewed_at"'
-        WHEN $6 > now() + interval '1 hour' THEN '22023 invalid argument "ended_at": more than an hour in the future'
-        WHEN $7 IS NULL THEN '22004 argument "kind" must not be NULL'
-        WHEN $7 NOT IN ('session', 'visit') THEN '22023 invalid argument "kind": expected one of session, visit'
-        WHEN $3 IS NULL AND $5 IS NULL
-            THEN '22004 argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)'
-        WHEN $1 IS NULL THEN '22004 argument "workspace" must not be NULL'
-        WHEN $8 IS NULL THEN '42704 ' || format('workspace "%s" does not exist', left($1, 63))
-        WHEN $2 IS NULL THEN '22004 argument "app" must not be NULL'
-        WHEN $9 IS NULL THEN '42704 ' || format('app "%s" does not exist in workspace "%s"', left($2, 63), left($1, 63))
-        WHEN $3 IS NOT NULL THEN
-            CASE WHEN audience_internal.plainly_valid_id($3) THEN NULL
-                 ELSE audience_internal.id_problem('viewer', $3, false) END
-        ELSE
-            CASE WHEN audience_internal.plainly_valid_id($5) THEN NULL
-                 ELSE audience_internal.id_problem('anonymous_id', $5, true) END
+        WHEN viewed_at IS NULL THEN audience_internal.null_argument('viewed_at')
+        WHEN NOT isfinite(viewed_at) THEN audience_internal.invalid_argument('viewed_at', 'must be a finite time')
+        WHEN viewed_at < '1970-01-01 00:00:00+00' THEN audience_internal.invalid_argument('viewed_at', 'before 1970-01-01 00:00 UTC')
+        WHEN viewed_at > now() + interval '1 hour' THEN audience_internal.in_the_future('viewed_at')
+        WHEN ended_at < viewed_at THEN audience_internal.invalid_argument('ended_at', 'before "viewed_at"')
+        WHEN ended_at > now() + interval '1 hour' THEN audience_internal.in_the_future('ended_at')
+        WHEN kind IS NULL THEN audience_internal.null_argument('kind')
+        WHEN kind NOT IN ('session', 'visit') THEN audience_internal.not_one_of('kind', ARRAY['session', 'visit'])
+        WHEN viewer IS NULL AND anonymous_id IS NULL
+            THEN ROW('22004', 'argument "anonymous_id" must not be NULL when "viewer" is NULL (anonymous view)')::audience_internal.problem
+        WHEN workspace IS NULL THEN audience_internal.null_argument('workspace')
+        WHEN workspace_id IS NULL THEN audience_internal.missing_workspace(workspace)
+        WHEN app IS NULL THEN audience_internal.null_argument('app')
+        WHEN app_id IS NULL THEN audience_internal.missing_app(workspace, app)
+        WHEN viewer IS NOT NULL THEN audience_internal.identity_problem('viewer', viewer, false)
+        ELSE audience_internal.identity_problem('anonymous_id', anonymous_id, true)
     END
 $$;
 COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
-    'What record_view would refuse in these arguments, as ''SQLSTATE message'', or NULL.';
+    'What record_view would refuse in these arguments, as a problem (SQLSTATE and message), or NULL.';
 
 CREATE OR REPLACE FUNCTION audience.record_view(
     workspace text,
@@ -545,7 +638,7 @@ DECLARE
     ev_id bigint;
     n_counted bigint;
     first_in_month boolean;
-    problem text;
+    problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The workspace first (the lock order at the top of this file): a new
@@ -565,7 +658,7 @@ BEGIN
                                               record_view.viewed_at, record_view.anonymous_id,
                                               record_view.ended_at, record_view.kind, ws_id, a_id);
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = left(problem, 5), MESSAGE = substr(problem, 7);
+        PERFORM audience_internal.raise_problem(problem);
     END IF;
 
     IF record_view.viewer IS NOT NULL THEN
@@ -717,10 +810,10 @@ BEGIN
             MESSAGE = format('invalid argument "event_id": no view event %s recorded by this login', end_session.event_id);
     END IF;
     IF end_session.ended_at < started THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": before the session started';
+        PERFORM audience_internal.raise_problem(audience_internal.invalid_argument('ended_at', 'before the session started'));
     END IF;
     IF end_session.ended_at > now() + interval '1 hour' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "ended_at": more than an hour in the future';
+        PERFORM audience_internal.raise_problem(audience_internal.in_the_future('ended_at'));
     END IF;
     PERFORM audience_internal.set_view_end(ws_id, end_session.event_id, end_session.ended_at);
 END
@@ -755,8 +848,7 @@ BEGIN
      ORDER BY i.pos
      LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
-            MESSAGE = format('%s (row %s of this import)', substr(bad.problem, 7), bad.pos);
+        PERFORM audience_internal.raise_problem(bad.problem, format('row %s of this import', bad.pos));
     END IF;
 
     SELECT count(*) INTO n_rows FROM new_rows;
@@ -995,6 +1087,7 @@ DECLARE
     n bigint;
     problems jsonb;
     first_problem jsonb;
+    event_keys constant text[] := ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.check_choice(record_views.on_error, 'on_error', ARRAY['abort', 'skip']);
@@ -1011,14 +1104,12 @@ BEGIN
                 SELECT e.i - 1 AS idx,
                        CASE
                          WHEN jsonb_typeof(e.ev) <> 'object'
-                           THEN '22023 invalid argument "events": each event must be a JSON object'
-                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k
-                                       WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'))
-                           THEN '22023 ' || format('invalid argument "events": unknown key "%s"',
-                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k
-                                     WHERE k NOT IN ('workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind')))
-                         ELSE (SELECT '22023 ' || format('invalid argument "%s": must be a JSON string', f)
-                                 FROM unnest(ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind']) f
+                           THEN audience_internal.invalid_argument('events', 'each event must be a JSON object')
+                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))
+                           THEN audience_internal.invalid_argument('events', format('unknown key "%s"',
+                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))))
+                         ELSE (SELECT audience_internal.invalid_argument(f, 'must be a JSON string')
+                                 FROM unnest(event_keys) f
                                 WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
                                 LIMIT 1)
                        END AS shape_problem,
@@ -1039,9 +1130,9 @@ BEGIN
                 SELECT p.*,
                        coalesce(p.shape_problem,
                                 CASE WHEN careful AND p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
-                                       THEN '22007 invalid argument "viewed_at": not a valid time' END,
+                                       THEN audience_internal.not_a_time('viewed_at') END,
                                 CASE WHEN careful AND p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
-                                       THEN '22007 invalid argument "ended_at": not a valid time' END,
+                                       THEN audience_internal.not_a_time('ended_at') END,
                                 audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
                                     p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
                   FROM parsed p
@@ -1058,8 +1149,8 @@ BEGIN
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM stored),
-                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', left(c.problem, 5),
-                                                                 'message', substr(c.problem, 7)) ORDER BY c.idx)
+                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', (c.problem).sqlstate,
+                                                                 'message', (c.problem).message) ORDER BY c.idx)
                                FROM checked c WHERE c.problem IS NOT NULL), '[]')
               INTO n, problems;
             EXIT;
@@ -1074,8 +1165,9 @@ BEGIN
 
     IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
         first_problem := problems -> 0;
-        RAISE EXCEPTION USING ERRCODE = first_problem ->> 'sqlstate',
-            MESSAGE = format('%s (events[%s])', first_problem ->> 'message', first_problem ->> 'index');
+        PERFORM audience_internal.raise_problem(
+            ROW(first_problem ->> 'sqlstate', first_problem ->> 'message')::audience_internal.problem,
+            format('events[%s]', first_problem ->> 'index'));
     END IF;
     recorded := n;
     skipped := problems;
@@ -1694,9 +1786,10 @@ BEGIN
                        n.viewer, n.anonymous_id,
                        -- Then record_view's own checks: a record is refused
                        -- for what an event would be refused for.
-                       coalesce('22023 ' || n.shape_problem,
-                                audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
-                                    n.anonymous_id, n.ended, n.kind, ws_id, n.app_id))
+                       CASE WHEN n.shape_problem IS NOT NULL
+                            THEN ROW('22023', n.shape_problem)::audience_internal.problem
+                            ELSE audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
+                                     n.anonymous_id, n.ended, n.kind, ws_id, n.app_id) END
                    )::audience_internal.connect_import_row
               FROM named n
              ORDER BY n.idx);
@@ -1712,8 +1805,7 @@ BEGIN
 
     SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = left(bad.problem, 5),
-            MESSAGE = format('invalid argument "usage": %s (usage[%s])', substr(bad.problem, 7), bad.idx);
+        PERFORM audience_internal.raise_problem(bad.problem, format('usage[%s]', bad.idx), within => 'usage');
     END IF;
 
     n_records := cardinality(batch);
@@ -1926,6 +2018,9 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'accept_token_once_wrapper';
 
+-- Replaced by audience_internal.identity_problem, which raises nothing.
+DROP FUNCTION audience_internal.id_problem(text, text, boolean);
+DROP FUNCTION audience_internal.plainly_valid_id(text);
 -- The usage views (sql/usage.sql).
 -- Views for BI tools over the last 30 days, answering for whoever queries
 -- them, as in sql/analytics.sql.
@@ -2056,11 +2151,11 @@ BEGIN
     -- Identities the normaliser now refuses (only invisible characters,
     -- bidirectional controls): the operator removes or erases them first.
     SELECT (SELECT count(*) FROM audience_internal.members m
-             WHERE audience_internal.id_problem('member', m.identity, false) IS NOT NULL)
+             WHERE audience_internal.identity_problem('member', m.identity, false) IS NOT NULL)
          + (SELECT count(*) FROM audience_internal.app_access g
-             WHERE audience_internal.id_problem('member', g.identity, false) IS NOT NULL)
+             WHERE audience_internal.identity_problem('member', g.identity, false) IS NOT NULL)
          + (SELECT count(*) FROM audience_internal.viewers v
-             WHERE v.identity IS NOT NULL AND audience_internal.id_problem('viewer', v.identity, false) IS NOT NULL)
+             WHERE v.identity IS NOT NULL AND audience_internal.identity_problem('viewer', v.identity, false) IS NOT NULL)
       INTO n;
     IF n > 0 THEN
         RAISE EXCEPTION USING ERRCODE = '55000',

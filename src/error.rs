@@ -24,15 +24,25 @@ pub enum AudienceError {
 }
 
 impl AudienceError {
-    pub fn sqlstate(&self) -> PgSqlErrorCode {
+    /// The SQLSTATE, as PostgreSQL's code and as its five characters.
+    fn codes(&self) -> (PgSqlErrorCode, &'static str) {
         match self {
             AudienceError::InvalidArgument { .. } | AudienceError::InvalidKey { .. } => {
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+                (PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "22023")
             }
-            AudienceError::TooLong { .. } => PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
-            AudienceError::InvalidToken { .. } => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-            AudienceError::NotConfigured { .. } => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            AudienceError::TooLong { .. } => (PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION, "22001"),
+            AudienceError::InvalidToken { .. } => (PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, "28000"),
+            AudienceError::NotConfigured { .. } => (PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "55000"),
         }
+    }
+
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        self.codes().0
+    }
+
+    /// The SQLSTATE as text, for a problem returned to SQL as data.
+    pub fn code(&self) -> &'static str {
+        self.codes().1
     }
 
     pub fn invalid(argument: &str, reason: &'static str) -> Self {

@@ -49,7 +49,8 @@ extension_sql_file!(
         "management",
         "labels",
         audience_internal::anonymous_hash,
-        audience_internal::normalize_anonymous_id
+        audience_internal::normalize_anonymous_id,
+        audience_internal::identity_check
     ]
 );
 extension_sql_file!("../sql/bulk_ingest.sql", name = "bulk_ingest", requires = ["ingest"]);
@@ -116,6 +117,13 @@ mod audience_internal {
     #[pg_extern(immutable, strict, parallel_safe, sql = false)]
     fn normalize_identity(argument: &str, value: &str) -> String {
         identity::normalize_identity_0_1(argument, value).or_raise()
+    }
+
+    /// What the normaliser refuses in `value`, as {SQLSTATE, message}, or
+    /// NULL; raises nothing (audience_internal.identity_problem wraps it).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn identity_check(argument: &str, value: &str, anonymous: bool) -> Option<Vec<String>> {
+        identity::problem(argument, value, anonymous).map(|e| vec![e.code().to_string(), e.to_string()])
     }
 
     #[pg_extern(immutable, strict, parallel_safe)]

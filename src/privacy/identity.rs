@@ -36,6 +36,24 @@ pub fn normalize_identity_0_1(argument: &str, value: &str) -> Result<String, Aud
     check(argument, value.trim()).map(|v| v.to_lowercase())
 }
 
+/// What `normalize_identity` (or, for an anonymous id,
+/// `normalize_anonymous_id`) would refuse in `value`, without normalising a
+/// value that surely passes: printable ASCII, not blank, short enough.
+pub fn problem(argument: &str, value: &str, anonymous: bool) -> Option<AudienceError> {
+    let plain = value.len() <= MAX_CHARS
+        && value.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && value.bytes().any(|b| b != b' ');
+    if plain {
+        return None;
+    }
+    let checked = if anonymous {
+        normalize_anonymous_id(argument, value)
+    } else {
+        normalize_identity(argument, value)
+    };
+    checked.err()
+}
+
 /// Anonymous visitor keys (cookies, device ids) are opaque and case-sensitive;
 /// only surrounding blanks are dropped.
 pub fn normalize_anonymous_id(argument: &str, value: &str) -> Result<String, AudienceError> {
@@ -112,6 +130,31 @@ mod tests {
         }
         // A joiner inside a visible name is part of how some scripts are written.
         assert!(normalize_identity("member", "\u{0915}\u{094D}\u{200D}\u{0937}@example.in").is_ok());
+    }
+
+    #[test]
+    fn problems_are_the_normalisers_refusals() {
+        let long = "a".repeat(MAX_CHARS + 1);
+        for (value, anonymous) in [
+            ("alice@example.com", false),
+            ("  Alice@Example.COM  ", false),
+            ("jose\u{301}@example.com", false),
+            ("", false),
+            ("   ", true),
+            ("a\tb", true),
+            ("\u{200B}", false),
+            ("\u{200B}", true),
+            ("\u{202E}x", false),
+            (long.as_str(), false),
+            ("cookie-7f3a", true),
+        ] {
+            let expected = if anonymous {
+                normalize_anonymous_id("viewer", value).err()
+            } else {
+                normalize_identity("viewer", value).err()
+            };
+            assert_eq!(problem("viewer", value, anonymous), expected, "{value:?}");
+        }
     }
 
     #[test]
