@@ -79,7 +79,7 @@ install_released_scripts() {
 # cluster_start NAME PORT [SERVER_OPTIONS]: a private cluster under
 # $RUN_DIR/NAME, listening only on a Unix socket in $RUN_DIR/NAME/socket.
 # SERVER_OPTIONS are extra `-c name=value` settings, used by the benchmark to
-# run on the configuration the SPEC figures were measured with. Sets PGHOST,
+# run on the configuration the figures of docs/spec.md §6 were measured with. Sets PGHOST,
 # PGPORT, PGUSER.
 cluster_start() {
     local name=$1 port=$2 extra=${3:-} dir="$RUN_DIR/$1"

@@ -1,4 +1,4 @@
--- The read path (SPEC §3, Streamlit-style analytics), answered for the
+-- The read path (docs/spec.md §3, Streamlit-style analytics), answered for the
 -- requester (sql/requester.sql). Every answer comes from the rollups; none
 -- scans raw events.
 --

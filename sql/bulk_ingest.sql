@@ -1,4 +1,4 @@
--- The bulk write path (SPEC §4, ingest): many events in one call
+-- The bulk write path (docs/spec.md §4, ingest): many events in one call
 -- (audience.record_views) and COPY (audience.view_imports). Both end in one
 -- set-wise fold, the statement trigger on audience.view_imports, which stores
 -- the events and brings every rollup up to date in the same statement, with

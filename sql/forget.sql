@@ -1,4 +1,4 @@
--- Erasure (SPEC §2): a person removed from every workspace.
+-- Erasure (docs/spec.md §2): a person removed from every workspace.
 
 CREATE FUNCTION audience.forget_viewer(identity text)
 RETURNS TABLE (workspace text, events bigint, apps bigint, memberships bigint, grants bigint)

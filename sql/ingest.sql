@@ -1,4 +1,4 @@
--- The write path (SPEC §4, ingest): each event is stored and every rollup
+-- The write path (docs/spec.md §4, ingest): each event is stored and every rollup
 -- brought up to date in the same transaction.
 --
 -- Every writer of events and rollups takes its locks in one order, so that

@@ -1,4 +1,4 @@
--- How a viewer is labelled in a result (SPEC §2). This file is the one place
+-- How a viewer is labelled in a result (docs/spec.md §2). This file is the one place
 -- that decides between an identity and a pseudonym.
 --
 -- These are plain SQL functions without SET clauses so that the planner

@@ -1,4 +1,4 @@
--- Management functions (SPEC §4), for the platform operator.
+-- Management functions (docs/spec.md §4), for the platform operator.
 --
 -- Every management and ingest function in schema audience is SECURITY
 -- DEFINER: its callers hold no privilege on the tables in audience_internal,

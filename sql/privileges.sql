@@ -1,4 +1,4 @@
--- Who may call what (SPEC §4). Nothing is executable by PUBLIC except the
+-- Who may call what (docs/spec.md §4). Nothing is executable by PUBLIC except the
 -- harmless relative_time; each capability role gets exactly its functions.
 -- No role but the owner holds any privilege on a table in audience_internal.
 REVOKE ALL ON ALL TABLES IN SCHEMA audience_internal FROM PUBLIC;

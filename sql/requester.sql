@@ -1,4 +1,4 @@
--- Who a query runs for, and what they may see (SPEC §2). This file is the one
+-- Who a query runs for, and what they may see (docs/spec.md §2). This file is the one
 -- place that decides both.
 --
 -- The requester is, in this order:

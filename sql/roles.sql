@@ -1,4 +1,4 @@
--- The three capability roles of SPEC §4. They are cluster-wide: creating the
+-- The three capability roles of docs/spec.md §4. They are cluster-wide: creating the
 -- extension in a second database finds them already there. A platform grants
 -- them to its own login roles.
 DO $$

@@ -1,4 +1,4 @@
--- The data model (SPEC §1). Every table carries workspace_id and every primary
+-- The data model (docs/spec.md §1). Every table carries workspace_id and every primary
 -- and foreign key includes it, so the schema can be distributed by tenant.
 
 CREATE SEQUENCE audience_internal.workspace_id_seq;

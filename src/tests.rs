@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(one::<i64>("SELECT audience.app_total_viewers('edge', 'one')"), expected + 1);
     }
 
-    /// (who viewed, app, what the label should be) for each rule of SPEC §2.
+    /// (who viewed, app, what the label should be) for each rule of docs/spec.md §2.
     #[pg_test]
     fn labels_follow_the_privacy_rules() {
         run("SELECT audience.create_workspace('labels');

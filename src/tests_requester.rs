@@ -1,4 +1,4 @@
-//! `#[pg_test]` units for who the requester is and what they see (SPEC §2).
+//! `#[pg_test]` units for who the requester is and what they see (docs/spec.md §2).
 //! Each test runs in one transaction as a superuser and switches to
 //! throwaway roles with SET ROLE, which is what resolution follows.
 

@@ -117,7 +117,7 @@ pub(crate) fn load_usage_data(time_zone: &str) {
          END $$");
     assert_rollups_match_events("after end_session");
     // The oracle: every view of workspace `use`, with its local time, its
-    // ended-session time, and the label SPEC §2 gives it.
+    // ended-session time, and the label docs/spec.md §2 gives it.
     run("CREATE TEMP VIEW usage_ev AS
          SELECT e.event_id, a.slug AS app, a.visibility, e.viewer_id, e.viewed_at, e.ended_at, e.kind,
                 e.viewed_at AT TIME ZONE w.time_zone AS local_at,

@@ -2,7 +2,7 @@
 //! about and what Posit Connect imports store: a viewer member's answers
 //! cover only the apps it may see, app_access lists who may open what,
 //! monthly pseudonyms label sessions and top viewers alike, and
-//! import_connect recognises records, users and content as SPEC §4 says.
+//! import_connect recognises records, users and content as docs/spec.md §4 says.
 
 use pgrx::prelude::*;
 

@@ -1,4 +1,4 @@
-//! SPEC §5: every bad input gets an error with a fitting SQLSTATE and a
+//! docs/spec.md §5: every bad input gets an error with a fitting SQLSTATE and a
 //! message that names the argument, shows no identity, and changes nothing.
 
 use pg_audience_integration::{expect_error, snapshot, TestDb};

@@ -1,4 +1,4 @@
-//! SPEC §7: concurrent ingest from many connections with overlapping viewers
+//! docs/spec.md §7: concurrent ingest from many connections with overlapping viewers
 //! loses no update, raises no unique violation or deadlock to the caller,
 //! and leaves the rollups equal to what the raw events say.
 

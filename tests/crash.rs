@@ -1,4 +1,4 @@
-//! SPEC §7: a crash — a backend killed with SIGKILL in the middle of ingest,
+//! docs/spec.md §7: a crash — a backend killed with SIGKILL in the middle of ingest,
 //! which makes the postmaster end every session and recover from the WAL —
 //! leaves raw events and rollups consistent after restart: every rollup
 //! equals a rebuild from the raw events, every event whose commit was

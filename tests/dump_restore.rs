@@ -1,4 +1,4 @@
-//! SPEC §7: `pg_dump` and restore keep every workspace, app, member, event and
+//! docs/spec.md §7: `pg_dump` and restore keep every workspace, app, member, event and
 //! secret, so a restored database gives the same answers, the same
 //! pseudonyms, and goes on numbering where the original stopped.
 

@@ -1,4 +1,4 @@
-//! SPEC §2, §7: the ingest role reads nothing, and learns nothing through the
+//! docs/spec.md §2, §7: the ingest role reads nothing, and learns nothing through the
 //! one function that names a stored event. `end_session(event_id, ended_at)`
 //! answers a database login about the events that login recorded (it sent
 //! their times itself, and received their ids) and about no other: for an

@@ -1,4 +1,4 @@
-//! SPEC §2, §7: generated operation sequences checked against a model.
+//! docs/spec.md §2, §7: generated operation sequences checked against a model.
 //!
 //! For each seed, a fresh database gets random sequences of every mutating
 //! function (record_view in its forms, record_views, COPY and INSERT into

@@ -1,4 +1,4 @@
-//! SPEC §4: `audience.authenticate` "works through a transaction-pooling
+//! docs/spec.md §4: `audience.authenticate` "works through a transaction-pooling
 //! PgBouncer". Two end users of one application, each on their own client
 //! connection to a real PgBouncer (Debian's package) in transaction pooling
 //! mode with ONE server connection, interleave their transactions on that

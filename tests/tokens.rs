@@ -1,4 +1,4 @@
-//! SPEC §2, §7: a request token seen by someone else is worth nothing. An
+//! docs/spec.md §2, §7: a request token seen by someone else is worth nothing. An
 //! application shares one pooled database role among its end users and says
 //! who each transaction runs for with `audience.authenticate(token)`. Another
 //! session of that role can read pg_stat_activity, and an operator reads the

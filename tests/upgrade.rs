@@ -1,4 +1,4 @@
-//! SPEC §7: `ALTER EXTENSION pg_audience UPDATE` from every released version
+//! docs/spec.md §7: `ALTER EXTENSION pg_audience UPDATE` from every released version
 //! keeps data. A database made with the released 0.1.0 (its install script
 //! is kept in sql/released/, which scripts/lib.sh installs next to the
 //! scripts of the version being built) and loaded through the 0.1.0 API is

@@ -1,4 +1,4 @@
-//! The benchmark data set of SPEC §6: about 200 workspaces, 10,000 apps and
+//! The benchmark data set of docs/spec.md §6: about 200 workspaces, 10,000 apps and
 //! 2 million people over 24 months, popularity skewed as in real traffic (a
 //! few workspaces and apps get most views, viewers come back), with anonymous
 //! visitors and members.

@@ -1,6 +1,6 @@
 //! Checks on the stored state itself once the writers are done: every
-//! rollup equals a rebuild from the raw events (SPEC §7), the plaintext of
-//! an identity is kept only where a view may show it (SPEC §2, data
+//! rollup equals a rebuild from the raw events (docs/spec.md §7), the plaintext of
+//! an identity is kept only where a view may show it (docs/spec.md §2, data
 //! minimisation), the identifiable flag stored with each view agrees with
 //! the app's visibility history, and an erased person leaves no trace.
 

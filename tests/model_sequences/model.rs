@@ -1,7 +1,7 @@
 //! The model: what every read function should answer, written as plain SQL
 //! over the raw tables of schema audience_internal (view_events, viewers,
 //! members, apps, app_visibility_changes, app_access, workspaces,
-//! workspace_keys), never over the rollups, from SPEC §2 and §3:
+//! workspace_keys), never over the rollups, from docs/spec.md §2 and §3:
 //!
 //! - who may see what comes from requesters.rs (members by role or token,
 //!   the operator), as a `Ctx` per workspace: its access and visible apps;
@@ -17,7 +17,7 @@
 //!   [since, until); session time counts ended sessions only.
 //!
 //! Labels use the extension's pure helpers (viewer_pseudonym, viewer_ref,
-//! relative_time), keyed as SPEC §2 says: the workspace's pseudonym key, and
+//! relative_time), keyed as docs/spec.md §2 says: the workspace's pseudonym key, and
 //! a scope of the month of the view shown (monthly rotation) and/or the
 //! requester (requester scope).
 
@@ -121,7 +121,7 @@ impl Win {
 }
 
 /// Every event with what the labelling rules need: whether it is
-/// identified (SPEC §2), its local time, the month its pseudonym is for.
+/// identified (docs/spec.md §2), its local time, the month its pseudonym is for.
 /// Made once per seed, after the writers are done (membership is judged
 /// when asked, and nothing changes while the reads are asked), into a
 /// temporary table of the model's connection.
@@ -446,7 +446,7 @@ pub fn call(q: &Q, ws: &str) -> String {
     }
 }
 
-/// Whether the order of the rows is part of the answer (SPEC §3/§4 give
+/// Whether the order of the rows is part of the answer (docs/spec.md §3/§4 give
 /// one); otherwise rows are compared as a multiset.
 pub fn ordered(q: &Q) -> bool {
     !matches!(q, Q::TopViewers { .. })

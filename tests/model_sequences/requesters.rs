@@ -1,4 +1,4 @@
-//! The kinds of requester (SPEC §2) the reads are asked for, how each logs
+//! The kinds of requester (docs/spec.md §2) the reads are asked for, how each logs
 //! in, and the model of who it is: plain SQL over members, app_access and
 //! the role catalog, giving per workspace a `Ctx` (model.rs).
 
@@ -99,7 +99,7 @@ fn role_match(model: &mut Client) -> String {
     }
 }
 
-/// The model of requester resolution (SPEC §2): a token's subject (members
+/// The model of requester resolution (docs/spec.md §2): a token's subject (members
 /// by identity, in the token's workspace if it names one); otherwise the
 /// members mapped to the login role or a role it is a member of; a
 /// superuser or member of audience_manager without a token is the operator.

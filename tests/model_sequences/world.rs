@@ -120,9 +120,9 @@ pub const COOKIES: [&str; 8] = ["ck-1", "ck-2", " ck-2 ", "CK-1", "ck-3", "ck-4"
 
 /// Identities every write path must refuse (22xxx).
 pub const BAD_IDENTITIES: [&str; 4] = ["", "   ", "a\u{7}b@x.example", "long"];
-/// Identities the product refuses since 0.2.0 (invisible only, bidi
-/// controls): refused or, on a build without that rule, accepted.
-pub const NEW_RULE_IDENTITIES: [&str; 2] = ["\u{200B}", "bad\u{202E}live@x.example"];
+/// Identities that show nothing or can display as someone else's
+/// (invisible characters only, bidirectional controls): refused too.
+pub const INVISIBLE_OR_BIDI_IDENTITIES: [&str; 2] = ["\u{200B}", "bad\u{202E}live@x.example"];
 
 /// Time zones a workspace may be set to: named IANA zones, with odd offsets.
 pub const TIME_ZONES: [&str; 5] = [
@@ -189,7 +189,7 @@ pub fn create_roles() -> Roles {
     let roles = Roles::create(&specs);
     let mut admin = pg_audience_integration::connect("postgres");
     // devmate holds no mapping of its own: it is a member of dev's role, so
-    // it is whoever dev's role stands for (SPEC §2: "or a role current_user
+    // it is whoever dev's role stands for (docs/spec.md §2: "or a role current_user
     // is a member of").
     admin
         .batch_execute(&format!("GRANT \"{}\" TO \"{}\"", role("dev"), role("devmate")))
