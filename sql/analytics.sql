@@ -61,7 +61,7 @@ $$;
 
 CREATE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -81,14 +81,14 @@ $$;
 
 CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
 
 CREATE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspace text, app text, months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -105,7 +105,7 @@ $$;
 
 CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
@@ -136,7 +136,7 @@ COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
 CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -164,7 +164,7 @@ $$;
 CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
 AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
 COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
     'The most recent distinct viewers of an app, newest first: label (identity or pseudonym), stable opaque viewer_ref, whether the label is a pseudonym, time of the last view, that time in words, and the viewer''s number of views.';
@@ -174,7 +174,7 @@ COMMENT ON FUNCTION audience.relative_time(timestamptz, timestamptz) IS
 
 CREATE FUNCTION audience_internal.visible_apps_for(ticket bytea)
 RETURNS TABLE (workspace text, app text, name text, visibility text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 50
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -189,7 +189,7 @@ $$;
 
 CREATE FUNCTION audience.visible_apps()
 RETURNS TABLE (workspace text, app text, name text, visibility text)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 50
 AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.visible_apps() IS
     'The apps whose analytics the requester may see: workspace, app, name and current visibility.';

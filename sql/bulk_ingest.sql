@@ -334,7 +334,7 @@ COMMENT ON FUNCTION audience_internal.try_timestamptz(text) IS
 -- of the caller's can stand in for one of ours.
 CREATE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort')
 RETURNS TABLE (recorded bigint, skipped jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

@@ -21,7 +21,7 @@ CREATE TYPE audience_internal.connect_import_row AS (
 -- in for one of ours.
 CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb DEFAULT NULL, content jsonb DEFAULT NULL)
 RETURNS TABLE (recorded bigint, duplicates bigint, apps_created bigint)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column

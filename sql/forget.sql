@@ -2,7 +2,7 @@
 
 CREATE FUNCTION audience.forget_viewer(identity text)
 RETURNS TABLE (workspace text, events bigint, apps bigint, memberships bigint, grants bigint)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 3
 -- Definer rights: it reads every workspace's identity key and deletes rows
 -- the caller holds no privilege on.
 SET search_path = pg_catalog, pg_temp

@@ -349,6 +349,44 @@ AS $$
        AND m.status = 'active'
 $$;
 
+CREATE OR REPLACE FUNCTION audience_internal.whoami_for(ticket bytea)
+RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
+-- Definer rights: members are not readable by the caller.
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller_name text;
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    caller_name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = audience_internal.caller_role());
+    IF audience_internal.requester_is_operator() THEN
+        RETURN QUERY SELECT caller_name, 'operator'::text, w.slug, 'operator'::text
+                       FROM audience_internal.workspaces w ORDER BY w.slug;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT m.identity,
+           CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || caller_name END,
+           w.slug, m.kind
+      FROM audience_internal.requester_memberships() m
+      JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+     ORDER BY w.slug;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT audience_internal.token_subject(),
+                            CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'nobody' END,
+                            NULL::text, NULL::text;
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.whoami()
+RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 2
+AS $$ SELECT * FROM audience_internal.whoami_for(audience_internal.ticket()) $$;
+COMMENT ON FUNCTION audience.whoami() IS
+    'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';
+
 CREATE FUNCTION audience_internal.spend_token(token_id bytea, expires_epoch bigint)
 RETURNS boolean LANGUAGE sql VOLATILE PARALLEL UNSAFE
 AS $$
@@ -1078,7 +1116,7 @@ COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
 
 CREATE OR REPLACE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort')
 RETURNS TABLE (recorded bigint, skipped jsonb)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1178,10 +1216,61 @@ COMMENT ON FUNCTION audience.record_views(jsonb, text) IS
     'Records a batch of view events in one call: events is a JSON array of objects with the arguments of record_view as keys (workspace, app, viewer, viewed_at, anonymous_id, ended_at, kind; the same defaults). Returns recorded, the number of events stored, and skipped, a JSON array of {index, sqlstate, message} for the events refused (index counts from 0). on_error ''abort'' (the default) stores nothing if any event is bad and raises that event''s error; ''skip'' stores the good events and reports the bad. Ingest only.';
 
 -- sql/analytics.sql
+CREATE OR REPLACE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ws record;
+    apps bigint[];
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    ws := audience_internal.readable_workspace(workspace);
+    PERFORM audience_internal.check_count(months, 'months', 1200);
+    IF ws.access = 'some' THEN
+        apps := ARRAY(SELECT r.app_id FROM audience_internal.requester_apps() r
+                       WHERE r.workspace_id = ws.workspace_id);
+    END IF;
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, apps, months);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
+AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
+COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
+    'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
+
+CREATE OR REPLACE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspace text, app text, months integer)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ws record;
+    a_id bigint;
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    ws := audience_internal.readable_workspace(workspace);
+    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+    PERFORM audience_internal.check_count(months, 'months', 1200);
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ARRAY[a_id], months);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
+AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
+COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
+    'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
+
 CREATE OR REPLACE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1205,6 +1294,36 @@ BEGIN
      ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
+RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
+               last_viewed_at timestamptz, last_viewed text, views bigint)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
+AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
+COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
+    'The most recent distinct viewers of an app, newest first: label (identity or pseudonym), stable opaque viewer_ref, whether the label is a pseudonym, time of the last view, that time in words, and the viewer''s number of views.';
+
+CREATE OR REPLACE FUNCTION audience_internal.visible_apps_for(ticket bytea)
+RETURNS TABLE (workspace text, app text, name text, visibility text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 50
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    RETURN QUERY
+    SELECT r.workspace, r.app, a.name, a.visibility
+      FROM audience_internal.requester_apps() r
+      JOIN audience_internal.apps a ON a.workspace_id = r.workspace_id AND a.app_id = r.app_id
+     ORDER BY r.workspace, r.app;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.visible_apps()
+RETURNS TABLE (workspace text, app text, name text, visibility text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 50
+AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
+COMMENT ON FUNCTION audience.visible_apps() IS
+    'The apps whose analytics the requester may see: workspace, app, name and current visibility.';
 
 -- sql/usage.sql
 CREATE FUNCTION audience_internal.check_window(since timestamptz, until timestamptz)
@@ -1620,7 +1739,7 @@ COMMENT ON FUNCTION audience.app_access(text, text) IS
 -- sql/connect_import.sql
 CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb DEFAULT NULL, content jsonb DEFAULT NULL)
 RETURNS TABLE (recorded bigint, duplicates bigint, apps_created bigint)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
@@ -1882,7 +2001,7 @@ COMMENT ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) IS
 -- sql/forget.sql
 CREATE OR REPLACE FUNCTION audience.forget_viewer(identity text)
 RETURNS TABLE (workspace text, events bigint, apps bigint, memberships bigint, grants bigint)
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 3
 -- Definer rights: it reads every workspace's identity key and deletes rows
 -- the caller holds no privilege on.
 SET search_path = pg_catalog, pg_temp
@@ -2075,6 +2194,71 @@ CREATE VIEW audience.app_access WITH (security_barrier) AS
            LATERAL audience.app_access(w.workspace) x;
 COMMENT ON VIEW audience.app_access IS
     'Who may open which app, for each workspace the current requester sees (a viewer member: only their own rows).';
+
+-- What every column of the BI views means (sql/view_columns.sql).
+-- What each column of the BI views means, for the column lists of the tools
+-- that browse them (JDBC REMARKS in Metabase, SQLAlchemy comments in
+-- Superset, \d+ in psql). A column name means the same in every view, except
+-- where a line names the view. Creating the extension fails if a view has a
+-- column without a meaning here, so that no new column ships unexplained.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN
+        WITH meaning(view_name, column_name, remark) AS (VALUES
+            (NULL, 'workspace', 'Slug of the workspace.'),
+            (NULL, 'app', 'Slug of the app.'),
+            ('usage_over_time', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole.'),
+            ('viewer_trend', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole.'),
+            (NULL, 'name', 'Display name of the app.'),
+            (NULL, 'visibility', 'public (anyone with the link may open the app) or private (members and people granted it), as it is now.'),
+            (NULL, 'month', 'A calendar month in the workspace''s time zone, as its first day.'),
+            (NULL, 'unique_viewers', 'Distinct viewers (people and anonymous visitors) in the row''s period.'),
+            (NULL, 'views', 'Views (each opening of an app, sessions and visits) in the row''s period.'),
+            ('top_viewers', 'views', 'Views by this viewer in the last 30 days.'),
+            ('recent_viewers', 'views', 'Views of the app by this viewer, all time.'),
+            (NULL, 'complete', 'false for the month in progress, whose figures still grow.'),
+            (NULL, 'total_viewers', 'Distinct viewers of the app since the workspace''s counting start.'),
+            (NULL, 'viewer', 'Who viewed: their identity when the view is identified to the requester, otherwise a pseudonym such as Enigmatic Brownie.'),
+            (NULL, 'viewer_ref', 'A stable reference to the viewer of this row, for counting and joining; a person''s identified and pseudonymous rows have unrelated references.'),
+            (NULL, 'pseudonymous', 'true when viewer is a pseudonym.'),
+            (NULL, 'last_viewed_at', 'Time of the latest view.'),
+            (NULL, 'last_viewed', 'The latest view in words, e.g. 5 minutes ago.'),
+            (NULL, 'started_at', 'When the view began.'),
+            (NULL, 'ended_at', 'When the session ended; NULL for a visit or a session still open.'),
+            (NULL, 'duration', 'ended_at - started_at; NULL for a visit or a session still open.'),
+            ('app_sessions', 'kind', 'session (an opening of a running app) or visit (a view of static content).'),
+            (NULL, 'sessions', 'Views that are sessions, in the row''s period.'),
+            (NULL, 'visits', 'Views that are visits, in the row''s period.'),
+            (NULL, 'session_time', 'Total duration of the ended sessions in the row''s period.'),
+            (NULL, 'period', 'Start of the day in the workspace''s time zone.'),
+            (NULL, 'previous', 'unique_viewers of the month before.'),
+            (NULL, 'change', 'unique_viewers - previous.'),
+            (NULL, 'change_pct', 'change as a percentage of previous; NULL when previous is 0.'),
+            (NULL, 'member', 'Identity of the person who may open the app.'),
+            ('app_access', 'kind', 'Member kind: admin, developer or viewer; NULL for a person who holds only a grant.'),
+            (NULL, 'status', 'active, or invited until the invitation is accepted.'),
+            (NULL, 'via', 'Why the person may open the app: admin, developer, member (a viewer member, public app), grant, or invitation.')
+        )
+        SELECT v.oid::regclass AS view, a.attname AS column_name,
+               coalesce(own.remark, general.remark) AS remark
+          FROM pg_catalog.pg_class v
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+          LEFT JOIN meaning own ON own.view_name = v.relname AND own.column_name = a.attname
+          LEFT JOIN meaning general ON general.view_name IS NULL AND general.column_name = a.attname
+         WHERE v.relnamespace = 'audience'::regnamespace AND v.relkind = 'v'
+    LOOP
+        IF c.remark IS NULL THEN
+            RAISE EXCEPTION 'column %.% has no meaning in sql/view_columns.sql', c.view, c.column_name;
+        END IF;
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', c.view, c.column_name, c.remark);
+    END LOOP;
+END
+$$;
+
+COMMENT ON SCHEMA audience IS
+    'Viewer analytics of an app-hosting platform (pg_audience), answered for whoever asks: views for BI tools, and the read, ingest and management functions.';
 
 -- Row-level security on the new tables, as on every table (sql/policies.sql).
 ALTER TABLE audience_internal.app_day_viewers ENABLE ROW LEVEL SECURITY;

@@ -146,7 +146,7 @@ $$;
 
 CREATE FUNCTION audience_internal.whoami_for(ticket bytea)
 RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
 -- Definer rights: members are not readable by the caller.
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -177,7 +177,7 @@ $$;
 
 CREATE FUNCTION audience.whoami()
 RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 2
 AS $$ SELECT * FROM audience_internal.whoami_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.whoami() IS
     'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';

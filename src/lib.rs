@@ -75,11 +75,12 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/usage.sql", name = "usage", requires = ["analytics"]);
 extension_sql_file!("../sql/connect_import.sql", name = "connect_import", requires = ["bulk_ingest"]);
+extension_sql_file!("../sql/view_columns.sql", name = "view_columns", requires = ["analytics", "usage"]);
 extension_sql_file!("../sql/forget.sql", name = "forget", requires = ["analytics"]);
 extension_sql_file!(
     "../sql/policies.sql",
     name = "policies",
-    requires = ["requester", "forget", "bulk_ingest", "usage", "connect_import"]
+    requires = ["requester", "forget", "bulk_ingest", "usage", "connect_import", "view_columns"]
 );
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
