@@ -20,14 +20,14 @@ CREATE FUNCTION audience_internal.is_identified(
     identifiable_view boolean)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT $1 >= $2 AND (coalesce($3, false) OR coalesce($4, false))
+    SELECT viewed_at >= identification_start AND (coalesce(is_member, false) OR coalesce(identifiable_view, false))
 $$;
 
 CREATE FUNCTION audience_internal.viewer_label(
     identified boolean, identity text, pseudonym_key bytea, viewer_hash bytea, scope text)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN $1 THEN $2 ELSE audience_internal.viewer_pseudonym($3, $4, $5) END
+    SELECT CASE WHEN identified THEN identity ELSE audience_internal.viewer_pseudonym(pseudonym_key, viewer_hash, scope) END
 $$;
 
 -- Which of two views of a viewer is shown is the later one; whether it was
@@ -38,7 +38,7 @@ CREATE FUNCTION audience_internal.latest_identifiable(
     kept_at timestamptz, kept boolean, new_at timestamptz, new boolean)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN $3 > $1 THEN $4 WHEN $3 = $1 THEN $2 OR $4 ELSE $2 END
+    SELECT CASE WHEN new_at > kept_at THEN new WHEN new_at = kept_at THEN kept OR new ELSE kept END
 $$;
 
 -- What a pseudonym is scoped to beyond its workspace, by the workspace's
@@ -48,14 +48,14 @@ RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT concat_ws('|',
              CASE WHEN w.pseudonym_rotation = 'monthly'
-                  THEN 'month:' || to_char($2 AT TIME ZONE w.time_zone, 'YYYY-MM') END,
+                  THEN 'month:' || to_char(pseudonym_scope.viewed_at AT TIME ZONE w.time_zone, 'YYYY-MM') END,
              CASE WHEN w.pseudonym_scope = 'requester'
                   THEN 'requester:' || coalesce(
                            (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
                              WHERE m.workspace_id = w.workspace_id LIMIT 1),
                            'role:' || audience_internal.caller_role()::text) END)
       FROM audience_internal.workspaces w
-     WHERE w.workspace_id = $1
+     WHERE w.workspace_id = pseudonym_scope.workspace_id
 $$;
 
 -- Whether a viewer of a workspace is an accepted member of it now: their
@@ -66,7 +66,7 @@ AS $$
     SELECT EXISTS (SELECT FROM audience_internal.viewers v
                      JOIN audience_internal.members m
                        ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
-                    WHERE v.workspace_id = $1 AND v.viewer_id = $2)
+                    WHERE v.workspace_id = is_member.workspace_id AND v.viewer_id = is_member.viewer_id)
 $$;
 
 -- The viewers of a workspace who are its accepted members now, for reads
@@ -78,7 +78,7 @@ AS $$
                    FROM audience_internal.members m
                    JOIN audience_internal.viewers v
                      ON v.workspace_id = m.workspace_id AND v.viewer_hash = m.identity_hash
-                  WHERE m.workspace_id = $1 AND m.status = 'active')
+                  WHERE m.workspace_id = member_viewer_ids.workspace_id AND m.status = 'active')
 $$;
 
 -- What makes two views of one viewer carry the same label: whether they are
@@ -91,9 +91,11 @@ CREATE FUNCTION audience_internal.label_key(
 RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT i.identified,
-           CASE WHEN ($1).pseudonym_rotation = 'monthly' AND NOT i.identified
-                THEN date_trunc('month', $3 AT TIME ZONE ($1).time_zone) AT TIME ZONE ($1).time_zone END
-      FROM (SELECT audience_internal.is_identified($3, ($1).identification_start, $2, $4) AS identified) i
+           CASE WHEN (label_key.workspace).pseudonym_rotation = 'monthly' AND NOT i.identified
+                THEN date_trunc('month', label_key.at AT TIME ZONE (label_key.workspace).time_zone)
+                     AT TIME ZONE (label_key.workspace).time_zone END
+      FROM (SELECT audience_internal.is_identified(label_key.at, (label_key.workspace).identification_start,
+                                                   label_key.is_member, label_key.identifiable) AS identified) i
 $$;
 
 -- The label of a viewer's views: their identity when identified (as a
@@ -106,9 +108,10 @@ CREATE FUNCTION audience_internal.labelled(
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 AS $$
-    SELECT audience_internal.viewer_label($3, coalesce(m.identity, v.identity), k.pseudonym_key, v.viewer_hash, s.scope),
-           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, $3, s.scope),
-           NOT $3
+    SELECT audience_internal.viewer_label(labelled.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
+                                          v.viewer_hash, s.scope),
+           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, labelled.identified, s.scope),
+           NOT labelled.identified
       FROM audience_internal.viewers v
       JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
       JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
@@ -116,8 +119,8 @@ AS $$
         ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
      CROSS JOIN LATERAL (
           SELECT CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
-                      ELSE audience_internal.pseudonym_scope(w.workspace_id, $4) END AS scope) s
-     WHERE v.workspace_id = $1 AND v.viewer_id = $2
+                      ELSE audience_internal.pseudonym_scope(w.workspace_id, labelled.at) END AS scope) s
+     WHERE v.workspace_id = labelled.workspace_id AND v.viewer_id = labelled.viewer_id
 $$;
 
 -- The label of one view (or of the latest of a viewer's views), deciding
@@ -129,7 +132,11 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 AS $$
     SELECT l.viewer, l.viewer_ref, l.pseudonymous
       FROM audience_internal.workspaces w
-     CROSS JOIN LATERAL audience_internal.labelled($1, $2,
-           audience_internal.is_identified($3, w.identification_start, audience_internal.is_member($1, $2), $4), $3) l
-     WHERE w.workspace_id = $1
+     CROSS JOIN LATERAL audience_internal.labelled(
+           view_label.workspace_id, view_label.viewer_id,
+           audience_internal.is_identified(view_label.viewed_at, w.identification_start,
+                                           audience_internal.is_member(view_label.workspace_id, view_label.viewer_id),
+                                           view_label.identifiable),
+           view_label.viewed_at) l
+     WHERE w.workspace_id = view_label.workspace_id
 $$;

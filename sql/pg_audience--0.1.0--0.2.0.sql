@@ -418,13 +418,52 @@ COMMENT ON FUNCTION audience.authenticate(text) IS
     'Verifies a request token (HS256 JWT with claims sub, exp, jti and optionally workspace) and makes its subject the requester for the current transaction only (undone by rolling back to a savepoint taken before); returns the subject. A token is good once: a second use, from any session, is refused. A bad signature, another algorithm, an expired, reused or malformed token is an error, leaves no requester and is not logged with its statement. Pass the token as a bind parameter, so that it is not in pg_stat_activity.';
 
 -- sql/labels.sql
+CREATE OR REPLACE FUNCTION audience_internal.is_identified(
+    viewed_at timestamptz,
+    identification_start timestamptz,
+    is_member boolean,
+    identifiable_view boolean)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT viewed_at >= identification_start AND (coalesce(is_member, false) OR coalesce(identifiable_view, false))
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.viewer_label(
+    identified boolean, identity text, pseudonym_key bytea, viewer_hash bytea, scope text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN identified THEN identity ELSE audience_internal.viewer_pseudonym(pseudonym_key, viewer_hash, scope) END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.latest_identifiable(
+    kept_at timestamptz, kept boolean, new_at timestamptz, new boolean)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN new_at > kept_at THEN new WHEN new_at = kept_at THEN kept OR new ELSE kept END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.pseudonym_scope(workspace_id bigint, viewed_at timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT concat_ws('|',
+             CASE WHEN w.pseudonym_rotation = 'monthly'
+                  THEN 'month:' || to_char(pseudonym_scope.viewed_at AT TIME ZONE w.time_zone, 'YYYY-MM') END,
+             CASE WHEN w.pseudonym_scope = 'requester'
+                  THEN 'requester:' || coalesce(
+                           (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
+                             WHERE m.workspace_id = w.workspace_id LIMIT 1),
+                           'role:' || audience_internal.caller_role()::text) END)
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = pseudonym_scope.workspace_id
+$$;
+
 CREATE FUNCTION audience_internal.is_member(workspace_id bigint, viewer_id bigint)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT EXISTS (SELECT FROM audience_internal.viewers v
                      JOIN audience_internal.members m
                        ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
-                    WHERE v.workspace_id = $1 AND v.viewer_id = $2)
+                    WHERE v.workspace_id = is_member.workspace_id AND v.viewer_id = is_member.viewer_id)
 $$;
 
 CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
@@ -434,7 +473,7 @@ AS $$
                    FROM audience_internal.members m
                    JOIN audience_internal.viewers v
                      ON v.workspace_id = m.workspace_id AND v.viewer_hash = m.identity_hash
-                  WHERE m.workspace_id = $1 AND m.status = 'active')
+                  WHERE m.workspace_id = member_viewer_ids.workspace_id AND m.status = 'active')
 $$;
 
 CREATE FUNCTION audience_internal.label_key(
@@ -443,9 +482,11 @@ CREATE FUNCTION audience_internal.label_key(
 RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT i.identified,
-           CASE WHEN ($1).pseudonym_rotation = 'monthly' AND NOT i.identified
-                THEN date_trunc('month', $3 AT TIME ZONE ($1).time_zone) AT TIME ZONE ($1).time_zone END
-      FROM (SELECT audience_internal.is_identified($3, ($1).identification_start, $2, $4) AS identified) i
+           CASE WHEN (label_key.workspace).pseudonym_rotation = 'monthly' AND NOT i.identified
+                THEN date_trunc('month', label_key.at AT TIME ZONE (label_key.workspace).time_zone)
+                     AT TIME ZONE (label_key.workspace).time_zone END
+      FROM (SELECT audience_internal.is_identified(label_key.at, (label_key.workspace).identification_start,
+                                                   label_key.is_member, label_key.identifiable) AS identified) i
 $$;
 
 CREATE FUNCTION audience_internal.labelled(
@@ -453,9 +494,10 @@ CREATE FUNCTION audience_internal.labelled(
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 AS $$
-    SELECT audience_internal.viewer_label($3, coalesce(m.identity, v.identity), k.pseudonym_key, v.viewer_hash, s.scope),
-           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, $3, s.scope),
-           NOT $3
+    SELECT audience_internal.viewer_label(labelled.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
+                                          v.viewer_hash, s.scope),
+           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, labelled.identified, s.scope),
+           NOT labelled.identified
       FROM audience_internal.viewers v
       JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
       JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
@@ -463,8 +505,8 @@ AS $$
         ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
      CROSS JOIN LATERAL (
           SELECT CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
-                      ELSE audience_internal.pseudonym_scope(w.workspace_id, $4) END AS scope) s
-     WHERE v.workspace_id = $1 AND v.viewer_id = $2
+                      ELSE audience_internal.pseudonym_scope(w.workspace_id, labelled.at) END AS scope) s
+     WHERE v.workspace_id = labelled.workspace_id AND v.viewer_id = labelled.viewer_id
 $$;
 
 CREATE FUNCTION audience_internal.view_label(
@@ -474,9 +516,13 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 AS $$
     SELECT l.viewer, l.viewer_ref, l.pseudonymous
       FROM audience_internal.workspaces w
-     CROSS JOIN LATERAL audience_internal.labelled($1, $2,
-           audience_internal.is_identified($3, w.identification_start, audience_internal.is_member($1, $2), $4), $3) l
-     WHERE w.workspace_id = $1
+     CROSS JOIN LATERAL audience_internal.labelled(
+           view_label.workspace_id, view_label.viewer_id,
+           audience_internal.is_identified(view_label.viewed_at, w.identification_start,
+                                           audience_internal.is_member(view_label.workspace_id, view_label.viewer_id),
+                                           view_label.identifiable),
+           view_label.viewed_at) l
+     WHERE w.workspace_id = view_label.workspace_id
 $$;
 
 -- sql/management.sql
