@@ -28,8 +28,8 @@ RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT m::date, m < cur
       FROM (SELECT date_trunc('month', now() AT TIME ZONE w.time_zone) AS cur
-              FROM audience_internal.workspaces w WHERE w.workspace_id = $1) c,
-           generate_series(cur - make_interval(months => $2 - 1), cur, interval '1 month') m
+              FROM audience_internal.workspaces w WHERE w.workspace_id = recent_months.workspace_id) c,
+           generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
 $$;
 
 -- Monthly unique viewers and views of a set of apps of one workspace, for
@@ -42,19 +42,19 @@ RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
-      FROM audience_internal.recent_months($1, $3) r
+      FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
       LEFT JOIN LATERAL (
           SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
-           WHERE $2 IS NULL AND wm.workspace_id = $1 AND wm.month = r.month
+           WHERE monthly_viewers.apps IS NULL AND wm.workspace_id = monthly_viewers.workspace_id AND wm.month = r.month
           UNION ALL
           SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
-           WHERE cardinality($2) = 1 AND am.workspace_id = $1 AND am.app_id = $2[1] AND am.month = r.month
+           WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
           SELECT (SELECT count(DISTINCT mv.viewer_id) FROM audience_internal.app_month_viewers mv
-                   WHERE mv.workspace_id = $1 AND mv.app_id = ANY ($2) AND mv.month = r.month),
+                   WHERE mv.workspace_id = monthly_viewers.workspace_id AND mv.app_id = ANY (monthly_viewers.apps) AND mv.month = r.month),
                  (SELECT coalesce(sum(am.views), 0) FROM audience_internal.app_months am
-                   WHERE am.workspace_id = $1 AND am.app_id = ANY ($2) AND am.month = r.month)::bigint
-           WHERE cardinality($2) <> 1
+                   WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month)::bigint
+           WHERE cardinality(monthly_viewers.apps) <> 1
       ) c ON true
      ORDER BY r.month
 $$;

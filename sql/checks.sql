@@ -213,13 +213,13 @@ $$;
 CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
-       AND $1 !~ '^(posix|right)/'
-       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = named_time_zone.time_zone)
+       AND named_time_zone.time_zone !~ '^(posix|right)/'
+       AND named_time_zone.time_zone NOT IN ('localtime', 'posixrules', 'Factory')
 $$;
 
 CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
 RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = $1
+    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id
 $$;

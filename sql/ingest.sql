@@ -32,7 +32,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT c.visibility
       FROM audience_internal.app_visibility_changes c
-     WHERE c.workspace_id = $1 AND c.app_id = $2 AND c.changed_at <= $3
+     WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id AND c.changed_at <= visibility_at.at
      ORDER BY c.changed_at DESC
      LIMIT 1
 $$;
@@ -42,8 +42,8 @@ $$;
 CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN $1 = 'session' AND $3 IS NOT NULL
-                THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
+    SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
+                THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
 $$;
 
 -- What the Rust normalisers (src/privacy/identity.rs) refuse in an identity

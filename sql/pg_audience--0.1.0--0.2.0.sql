@@ -244,9 +244,15 @@ $$;
 CREATE FUNCTION audience_internal.named_time_zone(time_zone text)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = $1)
-       AND $1 !~ '^(posix|right)/'
-       AND $1 NOT IN ('localtime', 'posixrules', 'Factory')
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names z WHERE z.name = named_time_zone.time_zone)
+       AND named_time_zone.time_zone !~ '^(posix|right)/'
+       AND named_time_zone.time_zone NOT IN ('localtime', 'posixrules', 'Factory')
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.identity_key(workspace_id bigint)
+RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id
 $$;
 
 -- sql/rollups.sql
@@ -349,6 +355,30 @@ AS $$
        AND m.status = 'active'
 $$;
 
+CREATE OR REPLACE FUNCTION audience_internal.workspace_access(workspace_id bigint)
+RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN audience_internal.requester_is_operator() THEN 'all'
+                ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
+                                  WHEN count(*) > 0 THEN 'some' END
+                        FROM audience_internal.requester_memberships() m
+                       WHERE m.workspace_id = workspace_access.workspace_id)
+           END
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT coalesce(app_visible.access = 'all', false)
+        OR (app_visible.access = 'some'
+            AND (EXISTS (SELECT FROM audience_internal.apps a
+                          WHERE a.workspace_id = app_visible.workspace_id AND a.app_id = app_visible.app_id AND a.visibility = 'public')
+                 OR EXISTS (SELECT FROM audience_internal.app_access g
+                              JOIN audience_internal.requester_memberships() m
+                                ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
+                             WHERE g.workspace_id = app_visible.workspace_id AND g.app_id = app_visible.app_id)))
+$$;
+
 CREATE OR REPLACE FUNCTION audience_internal.whoami_for(ticket bytea)
 RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
@@ -397,7 +427,7 @@ AS $$
                                ORDER BY x.expires_at LIMIT 2
                                  FOR UPDATE SKIP LOCKED))
     INSERT INTO audience_internal.spent_tokens (token_id, expires_at)
-    VALUES ($1, to_timestamp(least($2, 253402300799)))
+    VALUES (spend_token.token_id, to_timestamp(least(spend_token.expires_epoch, 253402300799)))
     ON CONFLICT (token_id) DO NOTHING
     RETURNING true
 $$;
@@ -641,11 +671,21 @@ COMMENT ON FUNCTION audience.invite_viewer(text, text, text, name) IS
     'Invites a viewer to a workspace (status invited until accept_invite), optionally granting one app. Operator only.';
 
 -- sql/ingest.sql
+CREATE OR REPLACE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT c.visibility
+      FROM audience_internal.app_visibility_changes c
+     WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id AND c.changed_at <= visibility_at.at
+     ORDER BY c.changed_at DESC
+     LIMIT 1
+$$;
+
 CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN $1 = 'session' AND $3 IS NOT NULL
-                THEN (extract(epoch FROM $3 - $2) * 1000000)::bigint ELSE 0 END
+    SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
+                THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
 $$;
 
 CREATE FUNCTION audience_internal.identity_problem(argument text, value text, anonymous boolean)
@@ -1262,6 +1302,37 @@ COMMENT ON FUNCTION audience.record_views(jsonb, text) IS
     'Records a batch of view events in one call: events is a JSON array of objects with the arguments of record_view as keys (workspace, app, viewer, viewed_at, anonymous_id, ended_at, kind; the same defaults). Returns recorded, the number of events stored, and skipped, a JSON array of {index, sqlstate, message} for the events refused (index counts from 0). on_error ''abort'' (the default) stores nothing if any event is bad and raises that event''s error; ''skip'' stores the good events and reports the bad. Ingest only.';
 
 -- sql/analytics.sql
+CREATE OR REPLACE FUNCTION audience_internal.recent_months(workspace_id bigint, months integer)
+RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT m::date, m < cur
+      FROM (SELECT date_trunc('month', now() AT TIME ZONE w.time_zone) AS cur
+              FROM audience_internal.workspaces w WHERE w.workspace_id = recent_months.workspace_id) c,
+           generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
+$$;
+
+CREATE OR REPLACE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
+RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
+      FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
+      LEFT JOIN LATERAL (
+          SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
+           WHERE monthly_viewers.apps IS NULL AND wm.workspace_id = monthly_viewers.workspace_id AND wm.month = r.month
+          UNION ALL
+          SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
+           WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
+          UNION ALL
+          SELECT (SELECT count(DISTINCT mv.viewer_id) FROM audience_internal.app_month_viewers mv
+                   WHERE mv.workspace_id = monthly_viewers.workspace_id AND mv.app_id = ANY (monthly_viewers.apps) AND mv.month = r.month),
+                 (SELECT coalesce(sum(am.views), 0) FROM audience_internal.app_months am
+                   WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month)::bigint
+           WHERE cardinality(monthly_viewers.apps) <> 1
+      ) c ON true
+     ORDER BY r.month
+$$;
+
 CREATE OR REPLACE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
 RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
@@ -1392,16 +1463,16 @@ $$;
 CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
 RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT CASE WHEN $2 IS DISTINCT FROM 'all' THEN
+    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
         ARRAY(SELECT a.app_id FROM audience_internal.apps a
-               WHERE a.workspace_id = $1 AND audience_internal.app_visible(a.workspace_id, a.app_id, $2)
+               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
                ORDER BY a.app_id) END
 $$;
 
 CREATE FUNCTION audience_internal.micros_interval(micros numeric)
 RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT justify_hours(coalesce($1, 0)::bigint * interval '1 microsecond')
+    SELECT justify_hours(coalesce(micros_interval.micros, 0)::bigint * interval '1 microsecond')
 $$;
 
 CREATE FUNCTION audience_internal.usage_facts(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
@@ -1412,36 +1483,36 @@ AS $$
     WITH bounds AS MATERIALIZED (
         SELECT w.time_zone AS tz,
                -- The whole days of the window are first_day <= day < end_day.
-               CASE WHEN ($3 AT TIME ZONE w.time_zone)::time = '00:00'
-                    THEN ($3 AT TIME ZONE w.time_zone)::date
-                    ELSE ($3 AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
-               ($4 AT TIME ZONE w.time_zone)::date AS end_day,
+               CASE WHEN (usage_facts.since AT TIME ZONE w.time_zone)::time = '00:00'
+                    THEN (usage_facts.since AT TIME ZONE w.time_zone)::date
+                    ELSE (usage_facts.since AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
+               (usage_facts.until AT TIME ZONE w.time_zone)::date AS end_day,
                CASE WHEN isfinite(w.identification_start)
                     THEN (w.identification_start AT TIME ZONE w.time_zone)::date END AS mixed_day
           FROM audience_internal.workspaces w
-         WHERE w.workspace_id = $1
+         WHERE w.workspace_id = usage_facts.workspace_id
     ),
     whole_days AS MATERIALIZED (
         SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
                d.last_viewed_at
           FROM bounds b
           JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = $1 AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE $2 IS NULL AND d.day IS DISTINCT FROM b.mixed_day
+            ON d.workspace_id = usage_facts.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE usage_facts.apps IS NULL AND d.day IS DISTINCT FROM b.mixed_day
         UNION ALL
         SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
                d.last_viewed_at
           FROM bounds b
           JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = $1 AND d.app_id = ANY ($2) AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE $2 IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
+            ON d.workspace_id = usage_facts.workspace_id AND d.app_id = ANY (usage_facts.apps) AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE usage_facts.apps IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
     ),
     raw_ranges AS MATERIALIZED (
-        SELECT $3 AS lo,
-               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE $4 END AS hi
+        SELECT usage_facts.since AS lo,
+               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE usage_facts.until END AS hi
           FROM bounds b
         UNION ALL
-        SELECT b.end_day::timestamp AT TIME ZONE b.tz, $4
+        SELECT b.end_day::timestamp AT TIME ZONE b.tz, usage_facts.until
           FROM bounds b WHERE b.first_day < b.end_day
         UNION ALL
         SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
@@ -1453,11 +1524,11 @@ AS $$
          CROSS JOIN LATERAL (
               SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
                 FROM audience_internal.view_events x
-               WHERE $2 IS NULL AND x.workspace_id = $1 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+               WHERE usage_facts.apps IS NULL AND x.workspace_id = usage_facts.workspace_id AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
               UNION ALL
               SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
                 FROM audience_internal.view_events x
-               WHERE $2 IS NOT NULL AND x.workspace_id = $1 AND x.app_id = ANY ($2)
+               WHERE usage_facts.apps IS NOT NULL AND x.workspace_id = usage_facts.workspace_id AND x.app_id = ANY (usage_facts.apps)
                  AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
     )
     SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,

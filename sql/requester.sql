@@ -74,7 +74,7 @@ AS $$
                 ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
                                   WHEN count(*) > 0 THEN 'some' END
                         FROM audience_internal.requester_memberships() m
-                       WHERE m.workspace_id = $1)
+                       WHERE m.workspace_id = workspace_access.workspace_id)
            END
 $$;
 
@@ -83,14 +83,14 @@ $$;
 CREATE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT coalesce($3 = 'all', false)
-        OR ($3 = 'some'
+    SELECT coalesce(app_visible.access = 'all', false)
+        OR (app_visible.access = 'some'
             AND (EXISTS (SELECT FROM audience_internal.apps a
-                          WHERE a.workspace_id = $1 AND a.app_id = $2 AND a.visibility = 'public')
+                          WHERE a.workspace_id = app_visible.workspace_id AND a.app_id = app_visible.app_id AND a.visibility = 'public')
                  OR EXISTS (SELECT FROM audience_internal.app_access g
                               JOIN audience_internal.requester_memberships() m
                                 ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
-                             WHERE g.workspace_id = $1 AND g.app_id = $2)))
+                             WHERE g.workspace_id = app_visible.workspace_id AND g.app_id = app_visible.app_id)))
 $$;
 
 -- Every app the requester sees, with their access to its workspace.
@@ -214,7 +214,7 @@ AS $$
                                ORDER BY x.expires_at LIMIT 2
                                  FOR UPDATE SKIP LOCKED))
     INSERT INTO audience_internal.spent_tokens (token_id, expires_at)
-    VALUES ($1, to_timestamp(least($2, 253402300799)))
+    VALUES (spend_token.token_id, to_timestamp(least(spend_token.expires_epoch, 253402300799)))
     ON CONFLICT (token_id) DO NOTHING
     RETURNING true
 $$;

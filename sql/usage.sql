@@ -34,9 +34,9 @@ $$;
 CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
 RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT CASE WHEN $2 IS DISTINCT FROM 'all' THEN
+    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
         ARRAY(SELECT a.app_id FROM audience_internal.apps a
-               WHERE a.workspace_id = $1 AND audience_internal.app_visible(a.workspace_id, a.app_id, $2)
+               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
                ORDER BY a.app_id) END
 $$;
 
@@ -44,7 +44,7 @@ $$;
 CREATE FUNCTION audience_internal.micros_interval(micros numeric)
 RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT justify_hours(coalesce($1, 0)::bigint * interval '1 microsecond')
+    SELECT justify_hours(coalesce(micros_interval.micros, 0)::bigint * interval '1 microsecond')
 $$;
 
 -- The usage of some apps of one workspace in a window (`apps` NULL: every
@@ -63,36 +63,36 @@ AS $$
     WITH bounds AS MATERIALIZED (
         SELECT w.time_zone AS tz,
                -- The whole days of the window are first_day <= day < end_day.
-               CASE WHEN ($3 AT TIME ZONE w.time_zone)::time = '00:00'
-                    THEN ($3 AT TIME ZONE w.time_zone)::date
-                    ELSE ($3 AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
-               ($4 AT TIME ZONE w.time_zone)::date AS end_day,
+               CASE WHEN (usage_facts.since AT TIME ZONE w.time_zone)::time = '00:00'
+                    THEN (usage_facts.since AT TIME ZONE w.time_zone)::date
+                    ELSE (usage_facts.since AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
+               (usage_facts.until AT TIME ZONE w.time_zone)::date AS end_day,
                CASE WHEN isfinite(w.identification_start)
                     THEN (w.identification_start AT TIME ZONE w.time_zone)::date END AS mixed_day
           FROM audience_internal.workspaces w
-         WHERE w.workspace_id = $1
+         WHERE w.workspace_id = usage_facts.workspace_id
     ),
     whole_days AS MATERIALIZED (
         SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
                d.last_viewed_at
           FROM bounds b
           JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = $1 AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE $2 IS NULL AND d.day IS DISTINCT FROM b.mixed_day
+            ON d.workspace_id = usage_facts.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE usage_facts.apps IS NULL AND d.day IS DISTINCT FROM b.mixed_day
         UNION ALL
         SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
                d.last_viewed_at
           FROM bounds b
           JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = $1 AND d.app_id = ANY ($2) AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE $2 IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
+            ON d.workspace_id = usage_facts.workspace_id AND d.app_id = ANY (usage_facts.apps) AND d.day >= b.first_day AND d.day < b.end_day
+         WHERE usage_facts.apps IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
     ),
     raw_ranges AS MATERIALIZED (
-        SELECT $3 AS lo,
-               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE $4 END AS hi
+        SELECT usage_facts.since AS lo,
+               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE usage_facts.until END AS hi
           FROM bounds b
         UNION ALL
-        SELECT b.end_day::timestamp AT TIME ZONE b.tz, $4
+        SELECT b.end_day::timestamp AT TIME ZONE b.tz, usage_facts.until
           FROM bounds b WHERE b.first_day < b.end_day
         UNION ALL
         SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
@@ -104,11 +104,11 @@ AS $$
          CROSS JOIN LATERAL (
               SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
                 FROM audience_internal.view_events x
-               WHERE $2 IS NULL AND x.workspace_id = $1 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+               WHERE usage_facts.apps IS NULL AND x.workspace_id = usage_facts.workspace_id AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
               UNION ALL
               SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
                 FROM audience_internal.view_events x
-               WHERE $2 IS NOT NULL AND x.workspace_id = $1 AND x.app_id = ANY ($2)
+               WHERE usage_facts.apps IS NOT NULL AND x.workspace_id = usage_facts.workspace_id AND x.app_id = ANY (usage_facts.apps)
                  AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
     )
     SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
