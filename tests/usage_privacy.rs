@@ -1,16 +1,16 @@
-//! SPEC §2 and §4 for the Posit-style usage answers (app_sessions,
+//! docs/spec.md §2 and §4 for the Posit-style usage answers (app_sessions,
 //! top_apps, top_viewers, usage_over_time, viewer_trend, app_access), as
 //! functions and as views, asked over the socket by real login roles: an
 //! admin, a viewer member granted one private app, an invited viewer who
 //! never accepted, a stranger, a pooled role without a token and the same
 //! pooled role with request tokens of the viewer member and of the admin.
 //!
-//! What each may see is written down here from SPEC §2; the operator's
+//! What each may see is written down here from docs/spec.md §2; the operator's
 //! answers (a superuser's) and plain SQL over the raw events are the
 //! oracles. Every failing case is gathered before judging.
 
 use jsonwebtoken::Algorithm;
-use pg_audience_integration::{connect_as, epoch_seconds, sign_token, Roles, TestDb};
+use pg_audience_integration::{attempt, connect_as, epoch_seconds, sign_token, Roles, TestDb};
 use postgres::{Client, Transaction};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,16 +74,11 @@ fn canon(v: &Value) -> String {
     }
 }
 
-/// Runs `sql` in a savepoint of `tx`, so that an error leaves `tx` usable.
+/// Runs `sql` in a savepoint of `tx` (see `attempt`), so that an error leaves `tx` usable.
 fn ask(tx: &mut Transaction, sql: &str) -> Answer {
-    let mut sp = tx.transaction().unwrap();
-    match sp.query(&format!("SELECT to_jsonb(t)::text FROM ({sql}) t"), &[]) {
+    match attempt(tx, &format!("SELECT to_jsonb(t)::text FROM ({sql}) t")) {
         Ok(rows) => {
-            sp.commit().unwrap();
-            let mut rows: Vec<String> = rows
-                .iter()
-                .map(|r| canon(&serde_json::from_str(&r.get::<_, String>(0)).unwrap()))
-                .collect();
+            let mut rows: Vec<String> = rows.iter().map(|r| canon(&serde_json::from_str(r).unwrap())).collect();
             rows.sort();
             Ok(rows)
         }
@@ -221,7 +216,7 @@ impl Fixture {
             .query_one("SELECT (now() - interval '25 days')::text, (now() + interval '1 hour')::text", &[])
             .unwrap();
         let (since, until): (String, String) = (row.get(0), row.get(1));
-        // The oracle: each view of acme with its local time and the label SPEC §2 gives it.
+        // The oracle: each view of acme with its local time and the label docs/spec.md §2 gives it.
         op.batch_execute(&format!(
             "CREATE TEMP VIEW usage_ev AS
              SELECT e.event_id, a.slug AS app, a.visibility, e.viewer_id, e.viewed_at, e.kind,

@@ -3,7 +3,7 @@
 //! pg_audience installed, and that it describes in the environment.
 
 use postgres::error::DbError;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Transaction};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -243,6 +243,29 @@ impl Drop for TestDb {
             ))
             .unwrap_or_else(|e| panic!("dropping database {}: {e}", self.name));
     }
+}
+
+/// Runs `sql` (one statement or several) in a savepoint of `tx`, released if
+/// it succeeds and rolled back if it fails, so that an expected error leaves
+/// `tx` usable. Returns the first column of every row as text ("NULL" for a
+/// NULL), or the error.
+pub fn attempt(tx: &mut Transaction, sql: &str) -> Result<Vec<String>, postgres::Error> {
+    let mut sp = tx.transaction()?;
+    let result = sp.simple_query(sql).map(|messages| {
+        messages
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => {
+                    Some(row.get(0).unwrap_or("NULL").to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    });
+    if result.is_ok() {
+        sp.commit()?;
+    }
+    result
 }
 
 /// Per table of schema audience_internal: its row count and a digest of its rows.

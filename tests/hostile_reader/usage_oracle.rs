@@ -2,12 +2,13 @@
 //! requester sees. A requester who sees only some apps of a workspace (a
 //! viewer member) gets workspace totals (`app` NULL, or no `app` column) over
 //! those apps alone: they are counted here straight from the raw events, in
-//! SQL written from SPEC §3 and §4, not from the extension's rollups. And of
-//! audience.app_access such a requester gets only its own rows.
+//! SQL written from what the product promises to answer, not from the
+//! extension's rollups. And of audience.app_access such a requester gets
+//! only its own rows.
 
-use crate::{
-    monthly_from_raw_events, ActorSpec, View, ACME, ACME_PUBLIC, APPS, VICTOR_APPS, WORKSPACE_NAMES,
-};
+use crate::fixture::{ACME, APPS, WORKSPACE_NAMES};
+use crate::oracle::{ActorSpec, ACME_PUBLIC, VICTOR_APPS};
+use crate::surface::View;
 use postgres::Client;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -103,6 +104,33 @@ pub fn own_row(view: &str, json: &str, spec: &ActorSpec, ws: &str) -> bool {
     spec.whoami
         .iter()
         .any(|(who, w, _)| *w == ws && member == Some(*who))
+}
+
+/// workspace_monthly_viewers rows of `ws` counted over `apps` only, straight
+/// from the raw events (the oracle for a viewer member's workspace totals).
+fn monthly_from_raw_events(op: &mut Client, ws: &str, apps: &[&str]) -> Vec<String> {
+    let apps: Vec<String> = apps.iter().map(|a| a.to_string()).collect();
+    op.query(
+        "SELECT jsonb_build_object(
+                    'workspace', w.slug, 'month', m.month::date,
+                    'unique_viewers', count(DISTINCT e.viewer_id), 'views', count(e.event_id),
+                    'complete', m.month < date_trunc('month', now() AT TIME ZONE w.time_zone))::text
+           FROM audience_internal.workspaces w
+           CROSS JOIN LATERAL generate_series(
+                    date_trunc('month', now() AT TIME ZONE w.time_zone) - interval '11 months',
+                    date_trunc('month', now() AT TIME ZONE w.time_zone), interval '1 month') m(month)
+           LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = ANY ($2)
+           LEFT JOIN audience_internal.view_events e
+                  ON e.workspace_id = w.workspace_id AND e.app_id = a.app_id
+                 AND date_trunc('month', e.viewed_at AT TIME ZONE w.time_zone) = m.month
+          WHERE w.slug = $1
+          GROUP BY w.slug, w.time_zone, m.month",
+        &[&ws, &apps],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
 }
 
 /// usage_over_time rows of `ws` (app NULL) counted over `apps` only: one per

@@ -5,6 +5,7 @@
 use crate::model::{self, Ctx, Win, Q};
 use crate::requesters::{self, Requester, Resolved, REQUESTERS};
 use crate::world::*;
+use pg_audience_integration::attempt;
 use postgres::{Client, Transaction};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -217,14 +218,10 @@ pub fn questions(apps: &BTreeMap<String, Vec<String>>, wins: &[Win; 3]) -> Vec<Q
     out
 }
 
-/// Runs `sql` in a savepoint, so that an error leaves the transaction usable.
+/// Runs `sql` in a savepoint (see `attempt`), so that an error leaves the transaction usable.
 fn ask(tx: &mut Transaction, sql: &str) -> Answer {
-    let mut sp = tx.transaction().unwrap();
-    match rows_of(&mut sp, sql) {
-        Ok(rows) => {
-            sp.commit().unwrap();
-            Ok(rows)
-        }
+    match attempt(tx, &format!("SELECT to_jsonb(t)::text FROM ({sql}) t")) {
+        Ok(rows) => Ok(rows.iter().map(|r| canon(&serde_json::from_str(r).unwrap())).collect()),
         Err(e) => Err(e
             .as_db_error()
             .map_or_else(|| format!("client: {e}"), |db| db.code().code().to_string())),
