@@ -264,26 +264,4 @@ mod tests {
             4
         );
     }
-
-    #[pg_test]
-    fn nothing_is_executable_by_public_but_relative_time() {
-        let exposed = one::<i64>(
-            "SELECT count(*) FROM pg_proc p
-              WHERE p.pronamespace IN ('audience'::regnamespace, 'audience_internal'::regnamespace)
-                AND has_function_privilege('public', p.oid, 'EXECUTE')
-                AND p.proname <> 'relative_time'",
-        );
-        assert_eq!(exposed, 0);
-    }
-
-    #[pg_test]
-    fn security_definer_functions_pin_search_path() {
-        let unpinned = one::<i64>(
-            "SELECT count(*) FROM pg_proc p
-              WHERE p.pronamespace IN ('audience'::regnamespace, 'audience_internal'::regnamespace)
-                AND p.prosecdef
-                AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')",
-        );
-        assert_eq!(unpinned, 0);
-    }
 }
