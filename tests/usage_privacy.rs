@@ -306,19 +306,59 @@ fn filtered(rows: &[String], field: &str, keep: &[Option<&str>]) -> Vec<String> 
         .collect()
 }
 
-#[test]
-fn every_actor_gets_exactly_what_the_rules_allow() {
-    let mut fx = Fixture::new("reads");
-    let mut failures: Vec<String> = Vec::new();
-    let operator = fx.answers_with(&mut fx.db.connect(), None, ACME);
-    let missing_workspace = fx.answers_with(&mut fx.db.connect(), None, NO_SUCH_WORKSPACE);
+/// What every actor of the fixture got from every question about acme, and
+/// what the operator got: the material of the tests below, each of which
+/// checks one rule of docs/spec.md §2 against it.
+struct Observed {
+    fx: Fixture,
+    operator: BTreeMap<String, Answer>,
+    /// The operator's answers about a workspace that does not exist: the
+    /// errors everyone who may not see acme must get instead.
+    missing_workspace: BTreeMap<String, Answer>,
+    answers: Vec<BTreeMap<String, Answer>>,
+}
 
+impl Observed {
+    fn new(short: &str) -> Observed {
+        let fx = Fixture::new(short);
+        let operator = fx.answers_with(&mut fx.db.connect(), None, ACME);
+        let missing_workspace = fx.answers_with(&mut fx.db.connect(), None, NO_SUCH_WORKSPACE);
+        let answers = ACTORS.iter().map(|a| fx.answers(a, ACME)).collect();
+        Observed { fx, operator, missing_workspace, answers }
+    }
+
+    fn by_label(&self, label: &str) -> &BTreeMap<String, Answer> {
+        &self.answers[ACTORS.iter().position(|a| a.label == label).unwrap()]
+    }
+}
+
+fn report(failures: Vec<String>) {
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The viewer member's answer to `key` about an app that does not exist,
+/// with the app's name blanked: what an app it may not see must give.
+fn missing_app(answers: &BTreeMap<String, Answer>, key: &str) -> Option<String> {
+    answers[&format!("{key} {NO_SUCH_APP}")].clone().err().map(|(c, t)| format!("{c} {}", t.replace(NO_SUCH_APP, "APP")))
+}
+
+/// The viewer member's own access rows, one per app it may open.
+fn own_access() -> Vec<String> {
+    [("acme-dash", "active", "member"), ("acme-docs", "active", "member"), ("acme-vault", "active", "grant")]
+        .map(|(app, status, via)| canon(&json!({"app": app, "member": VIEWER, "kind": "viewer", "status": status, "via": via})))
+        .to_vec()
+}
+
+#[test]
+fn the_admin_sees_acme_as_the_operator_does() {
+    let o = Observed::new("admin");
+    let (operator, mut failures) = (&o.operator, Vec::new());
     // The comparisons below mean something only if the operator sees every
     // app with views, and the viewer member's apps are not all of them.
-    let op_top = rows(&operator, "top_apps").unwrap().clone();
+    let op_top = rows(operator, "top_apps").unwrap().clone();
     assert_eq!(op_top.len(), 4, "the operator's top apps: {op_top:?}");
     assert!(filtered(&op_top, "app", &[Some("acme-ledger")]).len() == 1);
-    for (key, answer) in &operator {
+    for (key, answer) in operator {
         let ok = match answer {
             Ok(rows) => !rows.is_empty() && !key.contains(NO_SUCH_APP),
             Err((code, _)) => code == "42704" && key.contains(NO_SUCH_APP),
@@ -326,13 +366,10 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
         assert!(ok, "the operator's {key}: {answer:?}");
     }
 
-    let answers: Vec<BTreeMap<String, Answer>> = ACTORS.iter().map(|a| fx.answers(a, ACME)).collect();
-    let by_label = |label: &str| &answers[ACTORS.iter().position(|a| a.label == label).unwrap()];
-
     // The admin: every app of acme, exactly as the operator sees it; the
     // views too, but nothing of globex.
-    let admin = by_label("admin");
-    for (key, answer) in &operator {
+    let admin = o.by_label("admin");
+    for (key, answer) in operator {
         let want = if key.starts_with("view ") {
             answer.clone().map(|r| filtered(&r, "workspace", &[Some(ACME)]))
         } else {
@@ -348,12 +385,13 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
         }
     }
 
-    // The viewer member: per app, the operator's answer for the apps it may
-    // see, and no such app for the others.
-    let viewer = by_label("viewer member");
-    let missing_app = |answers: &BTreeMap<String, Answer>, key: &str| -> Option<String> {
-        answers[&format!("{key} {NO_SUCH_APP}")].clone().err().map(|(c, t)| format!("{c} {}", t.replace(NO_SUCH_APP, "APP")))
-    };
+    report(failures);
+}
+
+#[test]
+fn a_viewer_member_gets_the_operators_answer_for_its_apps_only() {
+    let o = Observed::new("viewer_apps");
+    let (operator, viewer, mut failures) = (&o.operator, o.by_label("viewer member"), Vec::new());
     for question in ["app_sessions", "top_viewers", "usage_over_time", "viewer_trend"] {
         for (app, _) in APPS {
             let key = format!("{question} {app}");
@@ -385,9 +423,16 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
             failures.push(format!("viewer member: {key}: {:?}", viewer[&key]));
         }
     }
+    report(failures);
+}
+
+#[test]
+fn a_viewer_members_workspace_answers_count_only_its_apps() {
+    let mut o = Observed::new("viewer_workspace");
+    let mut failures = Vec::new();
     // Its workspace answers count only those apps.
     let visible = format!("e.app IN ({})", VIEWER_APPS.map(|a| format!("'{a}'")).join(", "));
-    let (s, u) = (format!("'{}'::timestamptz", fx.since), format!("'{}'::timestamptz", fx.until));
+    let (s, u) = (format!("'{}'::timestamptz", o.fx.since), format!("'{}'::timestamptz", o.fx.until));
     let window = format!("e.viewed_at >= {s} AND e.viewed_at < {u}");
     let oracles = [
         (
@@ -428,9 +473,9 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
     ];
     for (key, columns, plain) in &oracles {
         for label in ["viewer member", "end user of the viewer member, by token"] {
-            match rows(by_label(label), key) {
+            match rows(o.by_label(label), key).cloned() {
                 Ok(r) => {
-                    let n = fx.mismatches(r, columns, plain);
+                    let n = o.fx.mismatches(&r, columns, plain);
                     if n != 0 {
                         failures.push(format!("{label}: {key}: {n} rows differ from plain SQL over its apps: {r:?}"));
                     }
@@ -439,18 +484,19 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
             }
         }
         // And the operator's is another answer: the comparison can fail.
-        if fx.mismatches(rows(&operator, key).unwrap(), columns, plain) == 0 {
+        if { let r = rows(&o.operator, key).unwrap().clone(); o.fx.mismatches(&r, columns, plain) } == 0 {
             failures.push(format!("operator: {key} equals the viewer member's oracle: the comparison proves nothing"));
         }
     }
+    report(failures);
+}
+
+#[test]
+fn a_viewer_member_browses_views_of_its_apps_and_its_own_access() {
+    let o = Observed::new("viewer_views");
+    let (operator, viewer, mut failures) = (&o.operator, o.by_label("viewer member"), Vec::new());
     // Its own access only.
-    let own = [
-        ("acme-dash", "active", "member"),
-        ("acme-docs", "active", "member"),
-        ("acme-vault", "active", "grant"),
-    ]
-    .map(|(app, status, via)| canon(&json!({"app": app, "member": VIEWER, "kind": "viewer", "status": status, "via": via})))
-    .to_vec();
+    let own = own_access();
     if viewer["app_access"].as_ref() != Ok(&own) {
         failures.push(format!("viewer member: app_access {:?}, expected {own:?}", viewer["app_access"]));
     }
@@ -459,7 +505,7 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
     for view in ["app_sessions", "top_viewers", "usage_over_time", "viewer_trend", "top_apps"] {
         let key = format!("view {view}");
         let keep: Vec<Option<&str>> = VIEWER_APPS.iter().map(|a| Some(*a)).collect();
-        let want = rows(&operator, &key).map(|r| filtered(r, "app", &keep));
+        let want = rows(operator, &key).map(|r| filtered(r, "app", &keep));
         let got = rows(viewer, &key).map(|r| filtered(r, "app", &keep));
         if want != got {
             failures.push(format!("viewer member: {key} per app: {got:?}\n  expected {want:?}"));
@@ -487,10 +533,17 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
         failures.push(format!("viewer member: view app_access {:?}", viewer["view app_access"]));
     }
 
+    report(failures);
+}
+
+#[test]
+fn who_may_not_see_acme_gets_the_error_of_a_missing_workspace() {
+    let o = Observed::new("nothing");
+    let mut failures = Vec::new();
     // Those who see nothing of acme: the error of a missing workspace from
     // every function, naming only the workspace; no row from any view.
     for label in ["invited viewer", "stranger", "pooled role without a token"] {
-        let got = by_label(label);
+        let got = o.by_label(label);
         for (key, answer) in got {
             if key.starts_with("view ") {
                 if answer != &Ok(vec![]) {
@@ -498,7 +551,7 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
                 }
                 continue;
             }
-            let want = missing_workspace[key].clone().map_err(|(c, t)| (c, t.replace(NO_SUCH_WORKSPACE, "WS")));
+            let want = o.missing_workspace[key].clone().map_err(|(c, t)| (c, t.replace(NO_SUCH_WORKSPACE, "WS")));
             let have = answer.clone().map_err(|(c, t)| (c, t.replace(ACME, "WS")));
             match (&have, &want) {
                 (Err((code, text)), Err(_)) if code == "42704" && have == want => {
@@ -513,13 +566,32 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
 
     // An end user by token sees what its member sees.
     for (token, member) in [("end user of the viewer member, by token", "viewer member"), ("end user of the admin, by token", "admin")] {
-        for (key, answer) in by_label(token) {
-            if answer != &by_label(member)[key] {
-                failures.push(format!("{token}: {key}: {answer:?}\n  its member: {:?}", by_label(member)[key]));
+        for (key, answer) in o.by_label(token) {
+            if answer != &o.by_label(member)[key] {
+                failures.push(format!("{token}: {key}: {answer:?}\n  its member: {:?}", o.by_label(member)[key]));
             }
         }
     }
 
+    // globex is no workspace to acme's admin or viewer member.
+    for label in ["admin", "viewer member"] {
+        let actor = ACTORS.iter().find(|a| a.label == label).unwrap();
+        for (key, answer) in o.fx.answers(actor, GLOBEX) {
+            if !key.starts_with("view ") && answer.clone().map_err(|(c, t)| (c, t.replace(GLOBEX, "WS")))
+                != o.missing_workspace[&key].clone().map_err(|(c, t)| (c, t.replace(NO_SUCH_WORKSPACE, "WS")))
+            {
+                failures.push(format!("{label}: {key} of globex: {answer:?}"));
+            }
+        }
+    }
+
+    report(failures);
+}
+
+#[test]
+fn no_one_is_shown_an_outsiders_identity() {
+    let o = Observed::new("identities");
+    let mut failures = Vec::new();
     // No one is ever shown the identity of an outsider on a public app, an
     // invited viewer's views or a visitor key; the ledger's outsider only
     // where the ledger is seen. Pseudonyms are two capitalised words.
@@ -529,7 +601,7 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
     };
     let mut pseudonyms = 0;
     let mut ledger_outsider_shown = BTreeSet::new();
-    for (who, got) in ACTORS.iter().map(|a| a.label).zip(&answers).chain([("operator", &operator)]) {
+    for (who, got) in ACTORS.iter().map(|a| a.label).zip(&o.answers).chain([("operator", &o.operator)]) {
         for (key, answer) in got {
             let text = format!("{answer:?}").to_lowercase();
             for hidden in [OUT_PUBLIC, COOKIES[0], COOKIES[1]] {
@@ -567,19 +639,7 @@ fn every_actor_gets_exactly_what_the_rules_allow() {
         failures.push(format!("only {pseudonyms} pseudonymous rows: the label checks prove little"));
     }
 
-    // globex is no workspace to acme's admin or viewer member.
-    for label in ["admin", "viewer member"] {
-        let actor = ACTORS.iter().find(|a| a.label == label).unwrap();
-        for (key, answer) in fx.answers(actor, GLOBEX) {
-            if !key.starts_with("view ") && answer.clone().map_err(|(c, t)| (c, t.replace(GLOBEX, "WS")))
-                != missing_workspace[&key].clone().map_err(|(c, t)| (c, t.replace(NO_SUCH_WORKSPACE, "WS")))
-            {
-                failures.push(format!("{label}: {key} of globex: {answer:?}"));
-            }
-        }
-    }
-
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    report(failures);
 }
 
 #[test]
