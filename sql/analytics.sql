@@ -133,6 +133,64 @@ AS $$ SELECT audience_internal.app_total_viewers_for(audience_internal.ticket(),
 COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
+-- Every month with data, for a BI tool's chart: for each workspace the
+-- requester sees, the workspace as a whole (over the apps the requester
+-- sees, as workspace_monthly_viewers counts it) from its first month with a
+-- view, and each app from its own; empty months in between included.
+CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
+RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
+               unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 240
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    a record;
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    FOR ws IN
+        SELECT r.workspace_id, r.workspace, w.time_zone,
+               date_trunc('month', now() AT TIME ZONE w.time_zone)::date AS current_month,
+               bool_and(r.access = 'all') AS whole,
+               array_agg(r.app_id ORDER BY r.app) AS app_ids, array_agg(r.app ORDER BY r.app) AS apps
+          FROM audience_internal.requester_apps() r
+          JOIN audience_internal.workspaces w ON w.workspace_id = r.workspace_id
+         GROUP BY r.workspace_id, r.workspace, w.time_zone
+         ORDER BY r.workspace
+    LOOP
+        FOR a IN
+            SELECT NULL::text AS app,
+                   CASE WHEN ws.whole THEN NULL ELSE ws.app_ids END AS app_ids,
+                   (SELECT min(am.month) FROM audience_internal.app_months am
+                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = ANY (ws.app_ids)) AS first_month
+            UNION ALL
+            SELECT x.app, ARRAY[x.app_id],
+                   (SELECT min(am.month) FROM audience_internal.app_months am
+                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = x.app_id)
+              FROM unnest(ws.app_ids, ws.apps) x(app_id, app)
+        LOOP
+            CONTINUE WHEN a.first_month IS NULL;
+            RETURN QUERY
+            SELECT ws.workspace, a.app, m.month, m.month::timestamp AT TIME ZONE ws.time_zone,
+                   m.unique_viewers, m.views, m.complete
+              FROM audience_internal.monthly_viewers(
+                       ws.workspace_id, a.app_ids,
+                       least(1200, (extract(year FROM age(ws.current_month, a.first_month)) * 12
+                                    + extract(month FROM age(ws.current_month, a.first_month)))::integer + 1)) m;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION audience.all_monthly_viewers()
+RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
+               unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 240
+AS $$ SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket()) $$;
+COMMENT ON FUNCTION audience.all_monthly_viewers() IS
+    'Every month with data, for each workspace the requester sees (app NULL: its apps the requester may see, together) and each app, from the first month with a view to the month in progress: distinct viewers, views, month_start (the month''s first instant in the workspace''s time zone), complete.';
+
 CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
@@ -230,3 +288,9 @@ CREATE VIEW audience.recent_viewers WITH (security_barrier) AS
            LATERAL audience.recent_viewers(a.workspace, a.app) r;
 COMMENT ON VIEW audience.recent_viewers IS
     'For each app the current requester sees: its 20 most recent distinct viewers, labelled by identity or pseudonym, with viewer_ref, last view and number of views.';
+
+-- Every month with data, for charts over the whole history.
+CREATE VIEW audience.all_monthly_viewers WITH (security_barrier) AS
+    SELECT * FROM audience.all_monthly_viewers();
+COMMENT ON VIEW audience.all_monthly_viewers IS
+    'For each workspace the current requester sees (app NULL) and each of its apps: distinct viewers and views of every calendar month from the first with a view to the month in progress, with month_start for a time axis; complete is false for the month in progress.';

@@ -1384,6 +1384,60 @@ AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
 
+CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
+RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
+               unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 240
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws record;
+    a record;
+BEGIN
+    PERFORM audience_internal.enter(ticket);
+    FOR ws IN
+        SELECT r.workspace_id, r.workspace, w.time_zone,
+               date_trunc('month', now() AT TIME ZONE w.time_zone)::date AS current_month,
+               bool_and(r.access = 'all') AS whole,
+               array_agg(r.app_id ORDER BY r.app) AS app_ids, array_agg(r.app ORDER BY r.app) AS apps
+          FROM audience_internal.requester_apps() r
+          JOIN audience_internal.workspaces w ON w.workspace_id = r.workspace_id
+         GROUP BY r.workspace_id, r.workspace, w.time_zone
+         ORDER BY r.workspace
+    LOOP
+        FOR a IN
+            SELECT NULL::text AS app,
+                   CASE WHEN ws.whole THEN NULL ELSE ws.app_ids END AS app_ids,
+                   (SELECT min(am.month) FROM audience_internal.app_months am
+                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = ANY (ws.app_ids)) AS first_month
+            UNION ALL
+            SELECT x.app, ARRAY[x.app_id],
+                   (SELECT min(am.month) FROM audience_internal.app_months am
+                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = x.app_id)
+              FROM unnest(ws.app_ids, ws.apps) x(app_id, app)
+        LOOP
+            CONTINUE WHEN a.first_month IS NULL;
+            RETURN QUERY
+            SELECT ws.workspace, a.app, m.month, m.month::timestamp AT TIME ZONE ws.time_zone,
+                   m.unique_viewers, m.views, m.complete
+              FROM audience_internal.monthly_viewers(
+                       ws.workspace_id, a.app_ids,
+                       least(1200, (extract(year FROM age(ws.current_month, a.first_month)) * 12
+                                    + extract(month FROM age(ws.current_month, a.first_month)))::integer + 1)) m;
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION audience.all_monthly_viewers()
+RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
+               unique_viewers bigint, views bigint, complete boolean)
+LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 240
+AS $$ SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket()) $$;
+COMMENT ON FUNCTION audience.all_monthly_viewers() IS
+    'Every month with data, for each workspace the requester sees (app NULL: its apps the requester may see, together) and each app, from the first month with a view to the month in progress: distinct viewers, views, month_start (the month''s first instant in the workspace''s time zone), complete.';
+
 CREATE OR REPLACE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
                last_viewed_at timestamptz, last_viewed text, views bigint)
@@ -2312,6 +2366,13 @@ CREATE VIEW audience.app_access WITH (security_barrier) AS
 COMMENT ON VIEW audience.app_access IS
     'Who may open which app, for each workspace the current requester sees (a viewer member: only their own rows).';
 
+-- Every month with data, as a view (sql/analytics.sql).
+-- Every month with data, for charts over the whole history.
+CREATE VIEW audience.all_monthly_viewers WITH (security_barrier) AS
+    SELECT * FROM audience.all_monthly_viewers();
+COMMENT ON VIEW audience.all_monthly_viewers IS
+    'For each workspace the current requester sees (app NULL) and each of its apps: distinct viewers and views of every calendar month from the first with a view to the month in progress, with month_start for a time axis; complete is false for the month in progress.';
+
 -- What every column of the BI views means (sql/view_columns.sql).
 -- What each column of the BI views means, for the column lists of the tools
 -- that browse them (JDBC REMARKS in Metabase, SQLAlchemy comments in
@@ -2328,6 +2389,8 @@ BEGIN
             (NULL, 'app', 'Slug of the app.'),
             ('usage_over_time', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole.'),
             ('viewer_trend', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole.'),
+            ('all_monthly_viewers', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole (its apps the requester may see).'),
+            (NULL, 'month_start', 'The month''s first instant in the workspace''s time zone, to place the month on a chart''s time axis.'),
             (NULL, 'name', 'Display name of the app.'),
             (NULL, 'visibility', 'public (anyone with the link may open the app) or private (members and people granted it), as it is now.'),
             (NULL, 'month', 'A calendar month in the workspace''s time zone, as its first day.'),
@@ -2402,6 +2465,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA audience FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audience.relative_time(timestamptz, timestamptz) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
 GRANT EXECUTE ON FUNCTION
+    audience_internal.all_monthly_viewers_for(bytea),
+    audience.all_monthly_viewers(),
     audience_internal.app_sessions_for(bytea, text, text, timestamptz, timestamptz, interval, integer),
     audience_internal.top_apps_for(bytea, text, timestamptz, timestamptz, integer),
     audience_internal.top_viewers_for(bytea, text, text, timestamptz, timestamptz, integer),
@@ -2416,6 +2481,7 @@ GRANT EXECUTE ON FUNCTION
     audience.app_access(text, text)
 TO audience_reader, audience_manager;
 GRANT SELECT ON
+    audience.all_monthly_viewers,
     audience.app_sessions,
     audience.top_apps,
     audience.top_viewers,

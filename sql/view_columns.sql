@@ -13,6 +13,8 @@ BEGIN
             (NULL, 'app', 'Slug of the app.'),
             ('usage_over_time', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole.'),
             ('viewer_trend', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole.'),
+            ('all_monthly_viewers', 'app', 'Slug of the app; NULL in the rows for the workspace as a whole (its apps the requester may see).'),
+            (NULL, 'month_start', 'The month''s first instant in the workspace''s time zone, to place the month on a chart''s time axis.'),
             (NULL, 'name', 'Display name of the app.'),
             (NULL, 'visibility', 'public (anyone with the link may open the app) or private (members and people granted it), as it is now.'),
             (NULL, 'month', 'A calendar month in the workspace''s time zone, as its first day.'),

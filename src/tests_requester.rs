@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
-    use crate::test_sql::{assert_rollups_match_events, one, run};
+    use crate::test_sql::{assert_rollups_match_events, difference, one, run};
     use pgrx::prelude::*;
 
     /// The SQLSTATE `sql` fails with, or "ok"; runs as whoever is current.
@@ -246,5 +246,50 @@ mod tests {
         run("CREATE ROLE t_admin LOGIN; GRANT audience_reader TO t_admin");
         assert_eq!(as_role("t_admin", requester), "-/nobody", "a new role of the old name inherits nothing");
         assert_eq!(as_role("t_admin", || one::<i64>("SELECT count(*) FROM audience.apps")), 0);
+    }
+
+    /// The all-months view: each workspace and app from its first month with
+    /// a view, months without views included, the same figures as the
+    /// monthly functions over that many months, for whoever asks.
+    #[pg_test]
+    fn every_month_with_data_is_in_the_all_months_view() {
+        set_up();
+        run("SELECT audience.configure_workspace('acme', time_zone => 'Asia/Tokyo');
+             SELECT audience.record_view('acme', 'dash', 'old@mail.example', now() - interval '20 months');
+             SELECT audience.record_view('acme', 'vault', 'granted@acme.example', now() - interval '3 months');");
+        // 20 months back to the month in progress, in Tokyo.
+        let months = 1 + one::<i64>(
+            "SELECT (extract(year FROM age(date_trunc('month', now() AT TIME ZONE 'Asia/Tokyo'),
+                                           date_trunc('month', (now() - interval '20 months') AT TIME ZONE 'Asia/Tokyo'))) * 12
+                    + extract(month FROM age(date_trunc('month', now() AT TIME ZONE 'Asia/Tokyo'),
+                                             date_trunc('month', (now() - interval '20 months') AT TIME ZONE 'Asia/Tokyo'))))::bigint",
+        );
+        for role in ["t_admin", "t_viewer"] {
+            as_role(role, || {
+                let whole = difference(
+                    "SELECT month, unique_viewers, views, complete FROM audience.all_monthly_viewers WHERE workspace = 'acme' AND app IS NULL",
+                    &format!("SELECT * FROM audience.workspace_monthly_viewers('acme', {months})"),
+                );
+                assert_eq!(whole, 0, "{role}: the workspace's months");
+                let dash = difference(
+                    "SELECT month, unique_viewers, views, complete FROM audience.all_monthly_viewers WHERE workspace = 'acme' AND app = 'dash'",
+                    &format!("SELECT * FROM audience.app_monthly_viewers('acme', 'dash', {months})"),
+                );
+                assert_eq!(dash, 0, "{role}: dash's months");
+                let misplaced = one::<i64>(
+                    "SELECT count(*) FROM audience.all_monthly_viewers
+                      WHERE month_start <> month::timestamp AT TIME ZONE 'Asia/Tokyo'",
+                );
+                assert_eq!(misplaced, 0, "{role}: month_start is the month's first instant in Tokyo");
+            });
+        }
+        // The vault from its own first month; the viewer member, who may not
+        // open it, gets none of its rows.
+        let vault = |role: &str| {
+            as_role(role, || one::<i64>("SELECT count(*) FROM audience.all_monthly_viewers WHERE app = 'vault'"))
+        };
+        assert_eq!(vault("t_admin"), 4);
+        assert_eq!(vault("t_viewer"), 0);
+        assert_eq!(as_role("t_outsider", || one::<i64>("SELECT count(*) FROM audience.all_monthly_viewers")), 0);
     }
 }

@@ -21,7 +21,7 @@ pub type OperatorRows = BTreeMap<String, Vec<(String, String, Option<String>)>>;
 pub fn recounted(view: &str, has_app: bool) -> bool {
     matches!(
         (view, has_app),
-        ("workspace_monthly_viewers", false) | ("usage_over_time" | "viewer_trend", true)
+        ("workspace_monthly_viewers", false) | ("usage_over_time" | "viewer_trend" | "all_monthly_viewers", true)
     )
 }
 
@@ -40,6 +40,7 @@ pub fn workspace_totals(
     Some(match view {
         "workspace_monthly_viewers" => monthly_from_raw_events(op, ws, apps),
         "usage_over_time" => usage_by_day_from_raw_events(op, ws, apps),
+        "all_monthly_viewers" => all_months_from_raw_events(op, ws, apps),
         _ => trend_from_raw_events(op, ws, apps),
     })
 }
@@ -125,6 +126,37 @@ fn monthly_from_raw_events(op: &mut Client, ws: &str, apps: &[&str]) -> Vec<Stri
                  AND date_trunc('month', e.viewed_at AT TIME ZONE w.time_zone) = m.month
           WHERE w.slug = $1
           GROUP BY w.slug, w.time_zone, m.month",
+        &[&ws, &apps],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// all_monthly_viewers rows of `ws` (app NULL) counted over `apps` only:
+/// every month from the first with a view of those apps to the month in
+/// progress, empty months included.
+fn all_months_from_raw_events(op: &mut Client, ws: &str, apps: &[&str]) -> Vec<String> {
+    let apps: Vec<String> = apps.iter().map(|a| a.to_string()).collect();
+    op.query(
+        "WITH w AS (SELECT w.workspace_id, w.slug, w.time_zone,
+                           date_trunc('month', now() AT TIME ZONE w.time_zone) AS cur
+                      FROM audience_internal.workspaces w WHERE w.slug = $1),
+              ev AS (SELECT e.viewer_id, e.event_id, date_trunc('month', e.viewed_at AT TIME ZONE w.time_zone) AS month
+                       FROM audience_internal.view_events e
+                       JOIN w ON w.workspace_id = e.workspace_id
+                       JOIN audience_internal.apps a ON a.workspace_id = e.workspace_id AND a.app_id = e.app_id
+                      WHERE a.slug = ANY ($2))
+         SELECT jsonb_build_object(
+                    'workspace', w.slug, 'app', NULL::text, 'month', g.month::date,
+                    'month_start', g.month AT TIME ZONE w.time_zone,
+                    'unique_viewers', count(DISTINCT ev.viewer_id), 'views', count(ev.event_id),
+                    'complete', g.month < w.cur)::text
+           FROM w
+           CROSS JOIN LATERAL generate_series((SELECT min(x.month) FROM ev x), w.cur, interval '1 month') g(month)
+           LEFT JOIN ev ON ev.month = g.month
+          GROUP BY w.slug, w.time_zone, w.cur, g.month",
         &[&ws, &apps],
     )
     .unwrap()
