@@ -421,9 +421,10 @@ BEGIN
 
     IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
         first_problem := problems -> 0;
-        PERFORM audience_internal.raise_problem(
-            ROW(first_problem ->> 'sqlstate', first_problem ->> 'message')::audience_internal.problem,
-            format('events[%s]', first_problem ->> 'index'));
+        RAISE EXCEPTION USING ERRCODE = first_problem ->> 'sqlstate',
+            MESSAGE = audience_internal.problem_message(
+                ROW(first_problem ->> 'sqlstate', first_problem ->> 'message')::audience_internal.problem,
+                format('events[%s]', first_problem ->> 'index'));
     END IF;
     recorded := n;
     skipped := problems;

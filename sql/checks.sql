@@ -46,16 +46,26 @@ AS $$
     SELECT ROW('42704', format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63)))::audience_internal.problem
 $$;
 
--- Raises a problem. `place` says where in a batch it was found (events[3],
--- row 2 of this import), `within` which argument held the batch.
+-- The message a problem is raised with. `place` says where in a batch it
+-- was found (events[3], row 2 of this import), `within` which argument held
+-- the batch. The public functions raise with it themselves
+-- (RAISE ... USING ERRCODE = p.sqlstate, MESSAGE = problem_message(p, ...)),
+-- so that the CONTEXT a caller sees names their function and no helper.
+CREATE FUNCTION audience_internal.problem_message(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN within IS NULL THEN '' ELSE format('invalid argument "%s": ', within) END
+           || (problem).message
+           || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END
+$$;
+
+-- Raises a problem, for the helpers below and the internal functions.
 CREATE FUNCTION audience_internal.raise_problem(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = problem.sqlstate,
-        MESSAGE = CASE WHEN within IS NULL THEN '' ELSE format('invalid argument "%s": ', within) END
-                  || problem.message
-                  || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END;
+        MESSAGE = audience_internal.problem_message(problem, place, within);
 END
 $$;
 

@@ -206,7 +206,8 @@ BEGIN
 
     SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
     IF FOUND THEN
-        PERFORM audience_internal.raise_problem(bad.problem, format('usage[%s]', bad.idx), within => 'usage');
+        RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
+            MESSAGE = audience_internal.problem_message(bad.problem, format('usage[%s]', bad.idx), within => 'usage');
     END IF;
 
     n_records := cardinality(batch);

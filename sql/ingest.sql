@@ -148,7 +148,7 @@ BEGIN
                                               record_view.viewed_at, record_view.anonymous_id,
                                               record_view.ended_at, record_view.kind, ws_id, a_id);
     IF problem IS NOT NULL THEN
-        PERFORM audience_internal.raise_problem(problem);
+        RAISE EXCEPTION USING ERRCODE = problem.sqlstate, MESSAGE = audience_internal.problem_message(problem);
     END IF;
 
     IF record_view.viewer IS NOT NULL THEN
@@ -276,6 +276,7 @@ DECLARE
     ws_id bigint;
     started timestamptz;
     operator boolean;
+    problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.require(end_session.event_id, 'event_id');
@@ -303,11 +304,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '42704',
             MESSAGE = format('invalid argument "event_id": no view event %s recorded by this login', end_session.event_id);
     END IF;
-    IF end_session.ended_at < started THEN
-        PERFORM audience_internal.raise_problem(audience_internal.invalid_argument('ended_at', 'before the session started'));
-    END IF;
-    IF end_session.ended_at > now() + interval '1 hour' THEN
-        PERFORM audience_internal.raise_problem(audience_internal.in_the_future('ended_at'));
+    problem := CASE WHEN end_session.ended_at < started
+                         THEN audience_internal.invalid_argument('ended_at', 'before the session started')
+                    WHEN end_session.ended_at > now() + interval '1 hour'
+                         THEN audience_internal.in_the_future('ended_at') END;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = problem.sqlstate, MESSAGE = audience_internal.problem_message(problem);
     END IF;
     PERFORM audience_internal.set_view_end(ws_id, end_session.event_id, end_session.ended_at);
 END

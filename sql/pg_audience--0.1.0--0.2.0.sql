@@ -154,14 +154,20 @@ AS $$
     SELECT ROW('42704', format('app "%s" does not exist in workspace "%s"', left(app, 63), left(workspace, 63)))::audience_internal.problem
 $$;
 
+CREATE FUNCTION audience_internal.problem_message(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN within IS NULL THEN '' ELSE format('invalid argument "%s": ', within) END
+           || (problem).message
+           || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END
+$$;
+
 CREATE FUNCTION audience_internal.raise_problem(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = problem.sqlstate,
-        MESSAGE = CASE WHEN within IS NULL THEN '' ELSE format('invalid argument "%s": ', within) END
-                  || problem.message
-                  || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END;
+        MESSAGE = audience_internal.problem_message(problem, place, within);
 END
 $$;
 
@@ -782,7 +788,7 @@ BEGIN
                                               record_view.viewed_at, record_view.anonymous_id,
                                               record_view.ended_at, record_view.kind, ws_id, a_id);
     IF problem IS NOT NULL THEN
-        PERFORM audience_internal.raise_problem(problem);
+        RAISE EXCEPTION USING ERRCODE = problem.sqlstate, MESSAGE = audience_internal.problem_message(problem);
     END IF;
 
     IF record_view.viewer IS NOT NULL THEN
@@ -906,6 +912,7 @@ DECLARE
     ws_id bigint;
     started timestamptz;
     operator boolean;
+    problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.require(end_session.event_id, 'event_id');
@@ -933,11 +940,12 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '42704',
             MESSAGE = format('invalid argument "event_id": no view event %s recorded by this login', end_session.event_id);
     END IF;
-    IF end_session.ended_at < started THEN
-        PERFORM audience_internal.raise_problem(audience_internal.invalid_argument('ended_at', 'before the session started'));
-    END IF;
-    IF end_session.ended_at > now() + interval '1 hour' THEN
-        PERFORM audience_internal.raise_problem(audience_internal.in_the_future('ended_at'));
+    problem := CASE WHEN end_session.ended_at < started
+                         THEN audience_internal.invalid_argument('ended_at', 'before the session started')
+                    WHEN end_session.ended_at > now() + interval '1 hour'
+                         THEN audience_internal.in_the_future('ended_at') END;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = problem.sqlstate, MESSAGE = audience_internal.problem_message(problem);
     END IF;
     PERFORM audience_internal.set_view_end(ws_id, end_session.event_id, end_session.ended_at);
 END
@@ -1289,9 +1297,10 @@ BEGIN
 
     IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
         first_problem := problems -> 0;
-        PERFORM audience_internal.raise_problem(
-            ROW(first_problem ->> 'sqlstate', first_problem ->> 'message')::audience_internal.problem,
-            format('events[%s]', first_problem ->> 'index'));
+        RAISE EXCEPTION USING ERRCODE = first_problem ->> 'sqlstate',
+            MESSAGE = audience_internal.problem_message(
+                ROW(first_problem ->> 'sqlstate', first_problem ->> 'message')::audience_internal.problem,
+                format('events[%s]', first_problem ->> 'index'));
     END IF;
     recorded := n;
     skipped := problems;
@@ -2095,7 +2104,8 @@ BEGIN
 
     SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
     IF FOUND THEN
-        PERFORM audience_internal.raise_problem(bad.problem, format('usage[%s]', bad.idx), within => 'usage');
+        RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
+            MESSAGE = audience_internal.problem_message(bad.problem, format('usage[%s]', bad.idx), within => 'usage');
     END IF;
 
     n_records := cardinality(batch);
