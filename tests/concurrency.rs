@@ -60,7 +60,7 @@ fn concurrent_single_event_ingest_keeps_rollups_exact() {
 
     // Rollups kept under contention equal a rebuild from the raw events.
     let differing = rollups_differing_from_rebuild(&mut admin);
-    assert!(differing.is_empty(), "rollups that differ from the raw events: {differing:?}");
+    assert!(differing.is_empty(), "rollups that differ from the raw events:\n{}", differing.join("\n"));
 
     // And the month boundary was crossed in the workspace's zone: both months have views.
     let months: i64 = admin

@@ -186,7 +186,7 @@ fn run_seed(seed: u64) -> Result<String, String> {
             problems.push(format!("connection {c}, operation {i}: {step}\n    {why}"));
         }
     }
-    problems.extend(invariants::rollups_vs_rebuild(&mut op));
+    problems.extend(pg_audience_integration::rollups_differing_from_rebuild(&mut op));
     problems.extend(invariants::minimisation(&mut op));
     problems.extend(invariants::identifiable_flags(&mut op));
 

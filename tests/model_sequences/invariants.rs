@@ -1,102 +1,10 @@
-//! Checks on the stored state itself once the writers are done: every
-//! rollup equals a rebuild from the raw events (docs/spec.md §7), the plaintext of
-//! an identity is kept only where a view may show it (docs/spec.md §2, data
+//! Checks on the stored state itself once the writers are done (besides
+//! every rollup equal to a rebuild, tests/common): the plaintext of an
+//! identity is kept only where a view may show it (docs/spec.md §2, data
 //! minimisation), the identifiable flag stored with each view agrees with
 //! the app's visibility history, and an erased person leaves no trace.
 
 use postgres::Client;
-
-/// The rollup tables that rebuild_rollups recomputes.
-const ROLLUPS: [&str; 7] = [
-    "app_viewers",
-    "app_totals",
-    "app_month_viewers",
-    "app_months",
-    "workspace_month_viewers",
-    "workspace_months",
-    "app_day_viewers",
-];
-
-/// Per workspace and rollup table that differs from its rebuild: how many
-/// rows only the kept rollup has, and how many only the rebuild has. The
-/// rebuild is rolled back.
-pub fn rollups_vs_rebuild(op: &mut Client) -> Vec<String> {
-    let mut problems = Vec::new();
-    let workspaces: Vec<(i64, String)> = op
-        .query(
-            "SELECT workspace_id, slug FROM audience_internal.workspaces ORDER BY workspace_id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    for (id, slug) in workspaces {
-        let mut tx = op.transaction().unwrap();
-        tx.execute(
-            "SELECT FROM audience_internal.workspaces WHERE workspace_id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .unwrap();
-        let present: Vec<&str> = ROLLUPS
-            .iter()
-            .copied()
-            .filter(|t| {
-                tx.query_one(
-                    "SELECT to_regclass($1) IS NOT NULL",
-                    &[&format!("audience_internal.{t}")],
-                )
-                .unwrap()
-                .get(0)
-            })
-            .collect();
-        for t in &present {
-            tx.batch_execute(&format!(
-                "CREATE TEMP TABLE kept_{t} ON COMMIT DROP AS SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}"
-            ))
-            .unwrap();
-        }
-        tx.execute("SELECT audience_internal.rebuild_rollups($1)", &[&id])
-            .unwrap();
-        for t in &present {
-            let row = tx
-                .query_one(
-                    &format!(
-                        "SELECT (SELECT count(*) FROM (TABLE kept_{t} EXCEPT ALL
-                                   SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}) x),
-                                (SELECT count(*) FROM (SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}
-                                   EXCEPT ALL TABLE kept_{t}) y)"
-                    ),
-                    &[],
-                )
-                .unwrap();
-            let (kept, rebuilt): (i64, i64) = (row.get(0), row.get(1));
-            if kept + rebuilt > 0 {
-                let sample: Vec<String> = tx
-                    .query(
-                        &format!(
-                            "(SELECT 'kept    ' || to_jsonb(x)::text FROM (TABLE kept_{t} EXCEPT ALL
-                               SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}) x LIMIT 2)
-                             UNION ALL
-                             (SELECT 'rebuilt ' || to_jsonb(y)::text FROM (SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}
-                               EXCEPT ALL TABLE kept_{t}) y LIMIT 2)"
-                        ),
-                        &[],
-                    )
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                problems.push(format!(
-                    "workspace {slug}: rollup {t} differs from its rebuild: {kept} rows only kept, {rebuilt} only rebuilt\n    {}",
-                    sample.join("\n    ")
-                ));
-            }
-        }
-        tx.rollback().unwrap();
-    }
-    problems
-}
 
 /// A viewer's identity is stored exactly when one of its views may show it
 /// (an identifiable view); anonymous visitors never have one.
