@@ -284,9 +284,7 @@ BEGIN
     -- A login hears about the events it recorded, and of no other: not when
     -- one was viewed (by an ended_at refused as too early), nor that it
     -- exists. The operator ends any.
-    operator := EXISTS (SELECT FROM pg_catalog.pg_roles r
-                         WHERE r.oid = audience_internal.session_login()
-                           AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')));
+    operator := audience_internal.operator_role(audience_internal.session_login());
     -- The event's workspace is locked before the event (the lock order at
     -- the top of this file), so that no rebuild of its rollups (a new time
     -- zone) and no erasure of its viewer runs between the event and its

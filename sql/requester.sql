@@ -16,13 +16,21 @@
 -- inline them; they are only ever called by the SECURITY DEFINER functions
 -- of this extension, whose search_path is pinned.
 
+-- Whether a role is the platform operator's: a superuser, or a member of
+-- audience_manager.
+CREATE FUNCTION audience_internal.operator_role(role_id oid)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid = operator_role.role_id
+                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
+$$;
+
 CREATE FUNCTION audience_internal.requester_is_operator()
 RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT audience_internal.token_subject() IS NULL
-       AND EXISTS (SELECT FROM pg_catalog.pg_roles r
-                    WHERE r.oid = audience_internal.caller_role()
-                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
+       AND audience_internal.operator_role(audience_internal.caller_role())
 $$;
 
 -- The caller's role and every role it is a member of, directly or not.
