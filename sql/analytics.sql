@@ -8,6 +8,9 @@
 -- privilege on the tables; search_path pinned so that no object of the
 -- caller's can stand in for one of ours. A workspace or app the requester may
 -- not see gives the same error as one that does not exist.
+--
+-- The wrapper and its definer body return the same named row type
+-- (audience.<function>_row), so that a function's columns are stated once.
 
 CREATE FUNCTION audience_internal.check_count(value integer, argument text, max integer)
 RETURNS integer LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -32,13 +35,21 @@ AS $$
            generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
 $$;
 
+CREATE TYPE audience.monthly_viewers_row AS (
+    month date,
+    unique_viewers bigint,
+    views bigint,
+    complete boolean);
+COMMENT ON TYPE audience.monthly_viewers_row IS
+    'One calendar month of workspace_monthly_viewers and app_monthly_viewers.';
+
 -- Monthly unique viewers and views of a set of apps of one workspace, for
 -- the last `months` months, months without views included. `apps` NULL means
 -- the whole workspace, from its own rollup; otherwise distinct viewers are
 -- counted over the apps' monthly viewer sets (a viewer member sees only the
 -- apps the privacy rules allow, so their totals are over those apps).
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
@@ -60,7 +71,7 @@ AS $$
 $$;
 
 CREATE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -80,14 +91,14 @@ END
 $$;
 
 CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
 
 CREATE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspace text, app text, months integer)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -104,7 +115,7 @@ END
 $$;
 
 CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
@@ -133,13 +144,23 @@ AS $$ SELECT audience_internal.app_total_viewers_for(audience_internal.ticket(),
 COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
+CREATE TYPE audience.all_monthly_viewers_row AS (
+    workspace text,
+    app text,
+    month date,
+    month_start timestamptz,
+    unique_viewers bigint,
+    views bigint,
+    complete boolean);
+COMMENT ON TYPE audience.all_monthly_viewers_row IS
+    'One month of a workspace (app NULL) or of an app, as all_monthly_viewers answers.';
+
 -- Every month with data, for a BI tool's chart: for each workspace the
 -- requester sees, the workspace as a whole (over the apps the requester
 -- sees, as workspace_monthly_viewers counts it) from its first month with a
 -- view, and each app from its own; empty months in between included.
 CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
-RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
-               unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 240
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -184,16 +205,24 @@ END
 $$;
 
 CREATE FUNCTION audience.all_monthly_viewers()
-RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
-               unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 240
 AS $$ SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.all_monthly_viewers() IS
     'Every month with data, for each workspace the requester sees (app NULL: its apps the requester may see, together) and each app, from the first month with a view to the month in progress: distinct viewers, views, month_start (the month''s first instant in the workspace''s time zone), complete.';
 
+CREATE TYPE audience.recent_viewers_row AS (
+    viewer text,
+    viewer_ref text,
+    pseudonymous boolean,
+    last_viewed_at timestamptz,
+    last_viewed text,
+    views bigint);
+COMMENT ON TYPE audience.recent_viewers_row IS
+    'One viewer of recent_viewers.';
+
 CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               last_viewed_at timestamptz, last_viewed text, views bigint)
+RETURNS SETOF audience.recent_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -220,8 +249,7 @@ END
 $$;
 
 CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               last_viewed_at timestamptz, last_viewed text, views bigint)
+RETURNS SETOF audience.recent_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
 AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
 COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
@@ -230,8 +258,16 @@ COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
 COMMENT ON FUNCTION audience.relative_time(timestamptz, timestamptz) IS
     'How long before `now` the time `at` was, in words: just now, 5 minutes ago, yesterday, 4 days ago, 2 months ago.';
 
+CREATE TYPE audience.visible_apps_row AS (
+    workspace text,
+    app text,
+    name text,
+    visibility text);
+COMMENT ON TYPE audience.visible_apps_row IS
+    'One app of visible_apps.';
+
 CREATE FUNCTION audience_internal.visible_apps_for(ticket bytea)
-RETURNS TABLE (workspace text, app text, name text, visibility text)
+RETURNS SETOF audience.visible_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 50
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -246,7 +282,7 @@ END
 $$;
 
 CREATE FUNCTION audience.visible_apps()
-RETURNS TABLE (workspace text, app text, name text, visibility text)
+RETURNS SETOF audience.visible_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 50
 AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.visible_apps() IS

@@ -123,6 +123,110 @@ CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
     app text, app_id bigint, viewer text, anonymous_id text, problem audience_internal.problem);
 
+-- The read functions return named row types (sql/analytics.sql, sql/usage.sql):
+-- the views over the released ones go first and come back below.
+DROP VIEW audience.apps, audience.workspace_monthly_viewers, audience.app_monthly_viewers,
+          audience.app_total_viewers, audience.recent_viewers;
+
+CREATE TYPE audience.monthly_viewers_row AS (
+    month date,
+    unique_viewers bigint,
+    views bigint,
+    complete boolean);
+COMMENT ON TYPE audience.monthly_viewers_row IS
+    'One calendar month of workspace_monthly_viewers and app_monthly_viewers.';
+
+CREATE TYPE audience.all_monthly_viewers_row AS (
+    workspace text,
+    app text,
+    month date,
+    month_start timestamptz,
+    unique_viewers bigint,
+    views bigint,
+    complete boolean);
+COMMENT ON TYPE audience.all_monthly_viewers_row IS
+    'One month of a workspace (app NULL) or of an app, as all_monthly_viewers answers.';
+
+CREATE TYPE audience.recent_viewers_row AS (
+    viewer text,
+    viewer_ref text,
+    pseudonymous boolean,
+    last_viewed_at timestamptz,
+    last_viewed text,
+    views bigint);
+COMMENT ON TYPE audience.recent_viewers_row IS
+    'One viewer of recent_viewers.';
+
+CREATE TYPE audience.visible_apps_row AS (
+    workspace text,
+    app text,
+    name text,
+    visibility text);
+COMMENT ON TYPE audience.visible_apps_row IS
+    'One app of visible_apps.';
+
+CREATE TYPE audience.app_sessions_row AS (
+    viewer text,
+    viewer_ref text,
+    pseudonymous boolean,
+    started_at timestamptz,
+    ended_at timestamptz,
+    duration interval,
+    kind text);
+COMMENT ON TYPE audience.app_sessions_row IS
+    'One view of app_sessions.';
+
+CREATE TYPE audience.top_apps_row AS (
+    app text,
+    visibility text,
+    views bigint,
+    sessions bigint,
+    visits bigint,
+    unique_viewers bigint,
+    session_time interval);
+COMMENT ON TYPE audience.top_apps_row IS
+    'One app of top_apps.';
+
+CREATE TYPE audience.top_viewers_row AS (
+    viewer text,
+    viewer_ref text,
+    pseudonymous boolean,
+    views bigint,
+    sessions bigint,
+    session_time interval,
+    last_viewed_at timestamptz);
+COMMENT ON TYPE audience.top_viewers_row IS
+    'One viewer of top_viewers.';
+
+CREATE TYPE audience.usage_over_time_row AS (
+    period date,
+    views bigint,
+    sessions bigint,
+    visits bigint,
+    unique_viewers bigint,
+    session_time interval);
+COMMENT ON TYPE audience.usage_over_time_row IS
+    'One period of usage_over_time.';
+
+CREATE TYPE audience.viewer_trend_row AS (
+    month date,
+    unique_viewers bigint,
+    previous bigint,
+    change bigint,
+    change_pct numeric,
+    complete boolean);
+COMMENT ON TYPE audience.viewer_trend_row IS
+    'One month of viewer_trend.';
+
+CREATE TYPE audience.app_access_row AS (
+    app text,
+    member text,
+    kind text,
+    status text,
+    via text);
+COMMENT ON TYPE audience.app_access_row IS
+    'One way one member may open one app, as app_access answers.';
+
 -- sql/checks.sql
 CREATE FUNCTION audience_internal.null_argument(argument text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -1333,8 +1437,9 @@ AS $$
            generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+DROP FUNCTION audience_internal.monthly_viewers;
+CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
@@ -1355,8 +1460,9 @@ AS $$
      ORDER BY r.month
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+DROP FUNCTION audience_internal.workspace_monthly_viewers_for;
+CREATE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, workspace text, months integer)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1375,15 +1481,17 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+DROP FUNCTION audience.workspace_monthly_viewers;
+CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
 
-CREATE OR REPLACE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspace text, app text, months integer)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+DROP FUNCTION audience_internal.app_monthly_viewers_for;
+CREATE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspace text, app text, months integer)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1399,16 +1507,16 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, views bigint, complete boolean)
+DROP FUNCTION audience.app_monthly_viewers;
+CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
+RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
 
 CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
-RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
-               unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 240
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1453,16 +1561,15 @@ END
 $$;
 
 CREATE FUNCTION audience.all_monthly_viewers()
-RETURNS TABLE (workspace text, app text, month date, month_start timestamptz,
-               unique_viewers bigint, views bigint, complete boolean)
+RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 240
 AS $$ SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.all_monthly_viewers() IS
     'Every month with data, for each workspace the requester sees (app NULL: its apps the requester may see, together) and each app, from the first month with a view to the month in progress: distinct viewers, views, month_start (the month''s first instant in the workspace''s time zone), complete.';
 
-CREATE OR REPLACE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               last_viewed_at timestamptz, last_viewed text, views bigint)
+DROP FUNCTION audience_internal.recent_viewers_for;
+CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace text, app text, max_viewers integer)
+RETURNS SETOF audience.recent_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 20
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1488,16 +1595,17 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               last_viewed_at timestamptz, last_viewed text, views bigint)
+DROP FUNCTION audience.recent_viewers;
+CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
+RETURNS SETOF audience.recent_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
 AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
 COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
     'The most recent distinct viewers of an app, newest first: label (identity or pseudonym), stable opaque viewer_ref, whether the label is a pseudonym, time of the last view, that time in words, and the viewer''s number of views.';
 
-CREATE OR REPLACE FUNCTION audience_internal.visible_apps_for(ticket bytea)
-RETURNS TABLE (workspace text, app text, name text, visibility text)
+DROP FUNCTION audience_internal.visible_apps_for;
+CREATE FUNCTION audience_internal.visible_apps_for(ticket bytea)
+RETURNS SETOF audience.visible_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 50
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1511,8 +1619,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience.visible_apps()
-RETURNS TABLE (workspace text, app text, name text, visibility text)
+DROP FUNCTION audience.visible_apps;
+CREATE FUNCTION audience.visible_apps()
+RETURNS SETOF audience.visible_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 50
 AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
 COMMENT ON FUNCTION audience.visible_apps() IS
@@ -1620,8 +1729,7 @@ $$;
 CREATE FUNCTION audience_internal.app_sessions_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz,
     min_duration interval, max_sessions integer)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+RETURNS SETOF audience.app_sessions_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- Planned for the arguments of each call: a generic plan cannot know that
@@ -1666,8 +1774,7 @@ CREATE FUNCTION audience.app_sessions(
     until timestamptz DEFAULT now(),
     min_duration interval DEFAULT NULL,
     max_sessions integer DEFAULT 100)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+RETURNS SETOF audience.app_sessions_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
 AS $$ SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions) $$;
 COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer) IS
@@ -1675,8 +1782,7 @@ COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, 
 
 CREATE FUNCTION audience_internal.top_apps_for(
     ticket bytea, workspace text, since timestamptz, until timestamptz, max_apps integer)
-RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
-               unique_viewers bigint, session_time interval)
+RETURNS SETOF audience.top_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1710,8 +1816,7 @@ CREATE FUNCTION audience.top_apps(
     since timestamptz DEFAULT now() - interval '30 days',
     until timestamptz DEFAULT now(),
     max_apps integer DEFAULT 10)
-RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
-               unique_viewers bigint, session_time interval)
+RETURNS SETOF audience.top_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
 AS $$ SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps) $$;
 COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) IS
@@ -1719,8 +1824,7 @@ COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) I
 
 CREATE FUNCTION audience_internal.top_viewers_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz, max_viewers integer)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
-               session_time interval, last_viewed_at timestamptz)
+RETURNS SETOF audience.top_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1768,8 +1872,7 @@ CREATE FUNCTION audience.top_viewers(
     since timestamptz DEFAULT now() - interval '30 days',
     until timestamptz DEFAULT now(),
     max_viewers integer DEFAULT 10)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
-               session_time interval, last_viewed_at timestamptz)
+RETURNS SETOF audience.top_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
 AS $$ SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers) $$;
 COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, integer) IS
@@ -1777,8 +1880,7 @@ COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, i
 
 CREATE FUNCTION audience_internal.usage_over_time_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz, bucket text)
-RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
-               session_time interval)
+RETURNS SETOF audience.usage_over_time_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1823,16 +1925,14 @@ CREATE FUNCTION audience.usage_over_time(
     since timestamptz DEFAULT now() - interval '30 days',
     until timestamptz DEFAULT now(),
     bucket text DEFAULT 'day')
-RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
-               session_time interval)
+RETURNS SETOF audience.usage_over_time_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 31
 AS $$ SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket) $$;
 COMMENT ON FUNCTION audience.usage_over_time(text, text, timestamptz, timestamptz, text) IS
     'Usage of one app, or (app NULL) of every app of the workspace the requester may see, per day, week (ISO, from Monday) or month of the workspace''s time zone, for every bucket that overlaps the window [since, until), empty ones included, oldest first: views, sessions, visits, distinct viewers and time of ended sessions, counting only views inside the window.';
 
 CREATE FUNCTION audience_internal.viewer_trend_for(ticket bytea, workspace text, app text, months integer)
-RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
-               complete boolean)
+RETURNS SETOF audience.viewer_trend_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1863,15 +1963,14 @@ END
 $$;
 
 CREATE FUNCTION audience.viewer_trend(workspace text, app text DEFAULT NULL, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
-               complete boolean)
+RETURNS SETOF audience.viewer_trend_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.viewer_trend(text, text, integer) IS
     'Is viewership increasing: for the last `months` calendar months (workspace time zone), distinct viewers of one app or (app NULL) of the apps of the workspace the requester may see, the previous month''s figure, the change, the change in percent of the previous month rounded to one decimal (NULL when the previous month had no viewers); complete is false for the month in progress.';
 
 CREATE FUNCTION audience_internal.app_access_for(ticket bytea, workspace text, app_slug text)
-RETURNS TABLE (app text, member text, kind text, status text, via text)
+RETURNS SETOF audience.app_access_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1923,7 +2022,7 @@ END
 $$;
 
 CREATE FUNCTION audience.app_access(workspace text, app text DEFAULT NULL)
-RETURNS TABLE (app text, member text, kind text, status text, via text)
+RETURNS SETOF audience.app_access_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
 AS $$ SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app) $$;
 COMMENT ON FUNCTION audience.app_access(text, text) IS
@@ -2389,7 +2488,44 @@ CREATE VIEW audience.app_access WITH (security_barrier) AS
 COMMENT ON VIEW audience.app_access IS
     'Who may open which app, for each workspace the current requester sees (a viewer member: only their own rows).';
 
--- Every month with data, as a view (sql/analytics.sql).
+-- The views over the read functions (sql/analytics.sql).
+-- Views for BI tools: browsable like tables, each answering for whoever
+-- queries it. Their rows come from the functions above, which apply the
+-- privacy rules before any row exists, so no predicate of the caller's (a
+-- leaky function in a WHERE clause) ever sees a row it should not; they are
+-- security barriers besides.
+
+CREATE VIEW audience.apps WITH (security_barrier) AS
+    SELECT * FROM audience.visible_apps();
+COMMENT ON VIEW audience.apps IS 'The apps whose analytics the current requester may see.';
+
+CREATE VIEW audience.workspace_monthly_viewers WITH (security_barrier) AS
+    SELECT w.workspace, m.month, m.unique_viewers, m.views, m.complete
+      FROM (SELECT DISTINCT workspace FROM audience.visible_apps()) w,
+           LATERAL audience.workspace_monthly_viewers(w.workspace) m;
+COMMENT ON VIEW audience.workspace_monthly_viewers IS
+    'For each workspace the current requester sees: distinct viewers and views per calendar month, last 12 months; complete is false for the month in progress.';
+
+CREATE VIEW audience.app_monthly_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, m.month, m.unique_viewers, m.views, m.complete
+      FROM audience.visible_apps() a,
+           LATERAL audience.app_monthly_viewers(a.workspace, a.app) m;
+COMMENT ON VIEW audience.app_monthly_viewers IS
+    'For each app the current requester sees: distinct viewers and views per calendar month, last 12 months; complete is false for the month in progress.';
+
+CREATE VIEW audience.app_total_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, audience.app_total_viewers(a.workspace, a.app) AS total_viewers
+      FROM audience.visible_apps() a;
+COMMENT ON VIEW audience.app_total_viewers IS
+    'For each app the current requester sees: all-time distinct viewers since the workspace''s counting start.';
+
+CREATE VIEW audience.recent_viewers WITH (security_barrier) AS
+    SELECT a.workspace, a.app, r.viewer, r.viewer_ref, r.pseudonymous, r.last_viewed_at, r.last_viewed, r.views
+      FROM audience.visible_apps() a,
+           LATERAL audience.recent_viewers(a.workspace, a.app) r;
+COMMENT ON VIEW audience.recent_viewers IS
+    'For each app the current requester sees: its 20 most recent distinct viewers, labelled by identity or pseudonym, with viewer_ref, last view and number of views.';
+
 -- Every month with data, for charts over the whole history.
 CREATE VIEW audience.all_monthly_viewers WITH (security_barrier) AS
     SELECT * FROM audience.all_monthly_viewers();
@@ -2480,22 +2616,71 @@ ALTER TABLE audience_internal.connect_records FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.connect_records FOR SELECT
     USING (workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[]));
 
+
 -- Privileges (sql/privileges.sql).
 REVOKE ALL ON ALL TABLES IN SCHEMA audience_internal FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA audience_internal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA audience_internal FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA audience FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA audience FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audience.relative_time(timestamptz, timestamptz) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
+GRANT USAGE ON SCHEMA audience TO PUBLIC;
+
 GRANT EXECUTE ON FUNCTION
+    audience.create_workspace(text, text),
+    audience.configure_workspace(text, text, timestamptz, timestamptz, text, text),
+    audience.create_app(text, text, text, text),
+    audience.set_app_visibility(text, text, text),
+    audience.add_member(text, text, text, name),
+    audience.invite_viewer(text, text, text, name),
+    audience.accept_invite(text, text),
+    audience.remove_member(text, text),
+    audience.grant_app_access(text, text, text),
+    audience.rotate_pseudonym_key(text),
+    audience.set_token_secret(text),
+    audience.forget_viewer(text)
+TO audience_manager;
+
+GRANT EXECUTE ON FUNCTION
+    audience.record_view(text, text, text, timestamptz, text, timestamptz, text),
+    audience.record_views(jsonb, text),
+    audience.end_session(bigint, timestamptz)
+TO audience_ingest;
+GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
+-- The COPY path: rows written here are folded into the model by a trigger
+-- in the same statement; the staging table never keeps them.
+GRANT INSERT ON audience.view_imports TO audience_ingest;
+
+-- The operator reads every workspace in full through the same functions.
+-- The read functions are SECURITY INVOKER wrappers around definer functions
+-- in audience_internal (sql/analytics.sql): the caller needs to reach those,
+-- and nothing else there.
+GRANT USAGE ON SCHEMA audience_internal TO audience_reader, audience_manager;
+GRANT EXECUTE ON FUNCTION
+    audience_internal.ticket(),
+    audience_internal.workspace_monthly_viewers_for(bytea, text, integer),
+    audience_internal.app_monthly_viewers_for(bytea, text, text, integer),
+    audience_internal.app_total_viewers_for(bytea, text, text),
+    audience_internal.recent_viewers_for(bytea, text, text, integer),
+    audience_internal.visible_apps_for(bytea),
     audience_internal.all_monthly_viewers_for(bytea),
-    audience.all_monthly_viewers(),
+    audience_internal.whoami_for(bytea),
     audience_internal.app_sessions_for(bytea, text, text, timestamptz, timestamptz, interval, integer),
     audience_internal.top_apps_for(bytea, text, timestamptz, timestamptz, integer),
     audience_internal.top_viewers_for(bytea, text, text, timestamptz, timestamptz, integer),
     audience_internal.usage_over_time_for(bytea, text, text, timestamptz, timestamptz, text),
     audience_internal.viewer_trend_for(bytea, text, text, integer),
-    audience_internal.app_access_for(bytea, text, text),
+    audience_internal.app_access_for(bytea, text, text)
+TO audience_reader, audience_manager;
+GRANT EXECUTE ON FUNCTION
+    audience.workspace_monthly_viewers(text, integer),
+    audience.app_monthly_viewers(text, text, integer),
+    audience.app_total_viewers(text, text),
+    audience.recent_viewers(text, text, integer),
+    audience.visible_apps(),
+    audience.all_monthly_viewers(),
+    audience.whoami(),
+    audience.authenticate(text),
     audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer),
     audience.top_apps(text, timestamptz, timestamptz, integer),
     audience.top_viewers(text, text, timestamptz, timestamptz, integer),
@@ -2504,6 +2689,11 @@ GRANT EXECUTE ON FUNCTION
     audience.app_access(text, text)
 TO audience_reader, audience_manager;
 GRANT SELECT ON
+    audience.apps,
+    audience.workspace_monthly_viewers,
+    audience.app_monthly_viewers,
+    audience.app_total_viewers,
+    audience.recent_viewers,
     audience.all_monthly_viewers,
     audience.app_sessions,
     audience.top_apps,
@@ -2512,6 +2702,7 @@ GRANT SELECT ON
     audience.viewer_trend,
     audience.app_access
 TO audience_reader, audience_manager;
+
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_day_viewers', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.spent_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_content', '');

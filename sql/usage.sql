@@ -121,11 +121,21 @@ AS $$
       FROM bounds b, raw_views e
 $$;
 
+CREATE TYPE audience.app_sessions_row AS (
+    viewer text,
+    viewer_ref text,
+    pseudonymous boolean,
+    started_at timestamptz,
+    ended_at timestamptz,
+    duration interval,
+    kind text);
+COMMENT ON TYPE audience.app_sessions_row IS
+    'One view of app_sessions.';
+
 CREATE FUNCTION audience_internal.app_sessions_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz,
     min_duration interval, max_sessions integer)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+RETURNS SETOF audience.app_sessions_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 -- Planned for the arguments of each call: a generic plan cannot know that
@@ -170,17 +180,26 @@ CREATE FUNCTION audience.app_sessions(
     until timestamptz DEFAULT now(),
     min_duration interval DEFAULT NULL,
     max_sessions integer DEFAULT 100)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean,
-               started_at timestamptz, ended_at timestamptz, duration interval, kind text)
+RETURNS SETOF audience.app_sessions_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
 AS $$ SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions) $$;
 COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer) IS
     'Every view of an app in the window [since, until), newest first, at most max_sessions: who (identity or pseudonym, viewer_ref, whether pseudonymous), start, end, duration and kind (session or visit). A visit and an open session have no end. min_duration drops ended sessions shorter than it.';
 
+CREATE TYPE audience.top_apps_row AS (
+    app text,
+    visibility text,
+    views bigint,
+    sessions bigint,
+    visits bigint,
+    unique_viewers bigint,
+    session_time interval);
+COMMENT ON TYPE audience.top_apps_row IS
+    'One app of top_apps.';
+
 CREATE FUNCTION audience_internal.top_apps_for(
     ticket bytea, workspace text, since timestamptz, until timestamptz, max_apps integer)
-RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
-               unique_viewers bigint, session_time interval)
+RETURNS SETOF audience.top_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -214,17 +233,26 @@ CREATE FUNCTION audience.top_apps(
     since timestamptz DEFAULT now() - interval '30 days',
     until timestamptz DEFAULT now(),
     max_apps integer DEFAULT 10)
-RETURNS TABLE (app text, visibility text, views bigint, sessions bigint, visits bigint,
-               unique_viewers bigint, session_time interval)
+RETURNS SETOF audience.top_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
 AS $$ SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps) $$;
 COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) IS
     'The most viewed apps of a workspace in the window [since, until) among those the requester may see, most views first (ties by app): views, sessions, visits, distinct viewers and the time of ended sessions. Apps without a view in the window are left out.';
 
+CREATE TYPE audience.top_viewers_row AS (
+    viewer text,
+    viewer_ref text,
+    pseudonymous boolean,
+    views bigint,
+    sessions bigint,
+    session_time interval,
+    last_viewed_at timestamptz);
+COMMENT ON TYPE audience.top_viewers_row IS
+    'One viewer of top_viewers.';
+
 CREATE FUNCTION audience_internal.top_viewers_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz, max_viewers integer)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
-               session_time interval, last_viewed_at timestamptz)
+RETURNS SETOF audience.top_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -272,17 +300,25 @@ CREATE FUNCTION audience.top_viewers(
     since timestamptz DEFAULT now() - interval '30 days',
     until timestamptz DEFAULT now(),
     max_viewers integer DEFAULT 10)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean, views bigint, sessions bigint,
-               session_time interval, last_viewed_at timestamptz)
+RETURNS SETOF audience.top_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
 AS $$ SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers) $$;
 COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, integer) IS
     'The most active viewers in the window [since, until) of one app, or (app NULL) of every app of the workspace the requester may see, most views first: label, viewer_ref, views, sessions, time of ended sessions and last view. A person''s identified and pseudonymous views are separate rows with unrelated viewer_refs.';
 
+CREATE TYPE audience.usage_over_time_row AS (
+    period date,
+    views bigint,
+    sessions bigint,
+    visits bigint,
+    unique_viewers bigint,
+    session_time interval);
+COMMENT ON TYPE audience.usage_over_time_row IS
+    'One period of usage_over_time.';
+
 CREATE FUNCTION audience_internal.usage_over_time_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz, bucket text)
-RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
-               session_time interval)
+RETURNS SETOF audience.usage_over_time_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -327,16 +363,24 @@ CREATE FUNCTION audience.usage_over_time(
     since timestamptz DEFAULT now() - interval '30 days',
     until timestamptz DEFAULT now(),
     bucket text DEFAULT 'day')
-RETURNS TABLE (period date, views bigint, sessions bigint, visits bigint, unique_viewers bigint,
-               session_time interval)
+RETURNS SETOF audience.usage_over_time_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 31
 AS $$ SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket) $$;
 COMMENT ON FUNCTION audience.usage_over_time(text, text, timestamptz, timestamptz, text) IS
     'Usage of one app, or (app NULL) of every app of the workspace the requester may see, per day, week (ISO, from Monday) or month of the workspace''s time zone, for every bucket that overlaps the window [since, until), empty ones included, oldest first: views, sessions, visits, distinct viewers and time of ended sessions, counting only views inside the window.';
 
+CREATE TYPE audience.viewer_trend_row AS (
+    month date,
+    unique_viewers bigint,
+    previous bigint,
+    change bigint,
+    change_pct numeric,
+    complete boolean);
+COMMENT ON TYPE audience.viewer_trend_row IS
+    'One month of viewer_trend.';
+
 CREATE FUNCTION audience_internal.viewer_trend_for(ticket bytea, workspace text, app text, months integer)
-RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
-               complete boolean)
+RETURNS SETOF audience.viewer_trend_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -367,17 +411,25 @@ END
 $$;
 
 CREATE FUNCTION audience.viewer_trend(workspace text, app text DEFAULT NULL, months integer DEFAULT 12)
-RETURNS TABLE (month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric,
-               complete boolean)
+RETURNS SETOF audience.viewer_trend_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.viewer_trend(text, text, integer) IS
     'Is viewership increasing: for the last `months` calendar months (workspace time zone), distinct viewers of one app or (app NULL) of the apps of the workspace the requester may see, the previous month''s figure, the change, the change in percent of the previous month rounded to one decimal (NULL when the previous month had no viewers); complete is false for the month in progress.';
 
+CREATE TYPE audience.app_access_row AS (
+    app text,
+    member text,
+    kind text,
+    status text,
+    via text);
+COMMENT ON TYPE audience.app_access_row IS
+    'One way one member may open one app, as app_access answers.';
+
 -- The app argument is named apart from the `app` column of the result:
 -- PL/pgSQL refuses a parameter and a result column of the same name.
 CREATE FUNCTION audience_internal.app_access_for(ticket bytea, workspace text, app_slug text)
-RETURNS TABLE (app text, member text, kind text, status text, via text)
+RETURNS SETOF audience.app_access_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -429,7 +481,7 @@ END
 $$;
 
 CREATE FUNCTION audience.app_access(workspace text, app text DEFAULT NULL)
-RETURNS TABLE (app text, member text, kind text, status text, via text)
+RETURNS SETOF audience.app_access_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
 AS $$ SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app) $$;
 COMMENT ON FUNCTION audience.app_access(text, text) IS
