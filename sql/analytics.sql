@@ -77,16 +77,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ws record;
-    apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(ticket);
-    ws := audience_internal.readable_workspace(workspace);
+    ws := audience_internal.read_scope(ticket, workspace, NULL, false);
     PERFORM audience_internal.check_count(months, 'months', 1200);
-    IF ws.access = 'some' THEN
-        apps := ARRAY(SELECT r.app_id FROM audience_internal.requester_apps() r
-                       WHERE r.workspace_id = ws.workspace_id);
-    END IF;
-    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, apps, months);
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ws.app_ids, months);
 END
 $$;
 
@@ -104,13 +98,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(ticket);
-    ws := audience_internal.readable_workspace(workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+    ws := audience_internal.read_scope(ticket, workspace, app, true);
     PERFORM audience_internal.check_count(months, 'months', 1200);
-    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ARRAY[a_id], months);
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ws.app_ids, months);
 END
 $$;
 
@@ -127,13 +118,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(ticket);
-    ws := audience_internal.readable_workspace(workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+    ws := audience_internal.read_scope(ticket, workspace, app, true);
     RETURN coalesce((SELECT t.viewers FROM audience_internal.app_totals t
-                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = a_id), 0);
+                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0);
 END
 $$;
 
@@ -229,17 +217,14 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(recent_viewers_for.ticket);
-    ws := audience_internal.readable_workspace(recent_viewers_for.workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers_for.workspace, recent_viewers_for.app);
+    ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
     RETURN QUERY
     SELECT l.viewer, l.viewer_ref, l.pseudonymous, av.last_viewed_at,
            audience.relative_time(av.last_viewed_at, now()), av.views
       FROM (SELECT * FROM audience_internal.app_viewers a
-             WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
+             WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
              ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
              LIMIT recent_viewers_for.max_viewers) av
      CROSS JOIN LATERAL audience_internal.view_label(av.workspace_id, av.viewer_id, av.last_viewed_at,

@@ -504,6 +504,54 @@ AS $$
                              WHERE g.workspace_id = app_visible.workspace_id AND g.app_id = app_visible.app_id)))
 $$;
 
+CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
+        ARRAY(SELECT a.app_id FROM audience_internal.apps a
+               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
+               ORDER BY a.app_id) END
+$$;
+
+CREATE FUNCTION audience_internal.read_scope(
+    ticket bytea, workspace text, app text, app_required boolean,
+    OUT workspace_id bigint, OUT access text, OUT app_ids bigint[])
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+DECLARE
+    problem audience_internal.problem;
+BEGIN
+    PERFORM audience_internal.enter(read_scope.ticket);
+    IF read_scope.workspace IS NULL THEN
+        problem := audience_internal.null_argument('workspace');
+    ELSE
+        SELECT w.workspace_id INTO read_scope.workspace_id
+          FROM audience_internal.workspaces w WHERE w.slug = read_scope.workspace;
+        IF read_scope.workspace_id IS NOT NULL THEN
+            read_scope.access := audience_internal.workspace_access(read_scope.workspace_id);
+        END IF;
+        IF read_scope.access IS NULL THEN
+            problem := audience_internal.missing_workspace(read_scope.workspace);
+        ELSIF read_scope.app IS NOT NULL THEN
+            read_scope.app_ids := ARRAY(
+                SELECT a.app_id FROM audience_internal.apps a
+                 WHERE a.workspace_id = read_scope.workspace_id AND a.slug = read_scope.app
+                   AND audience_internal.app_visible(a.workspace_id, a.app_id, read_scope.access));
+            IF cardinality(read_scope.app_ids) = 0 THEN
+                problem := audience_internal.missing_app(read_scope.workspace, read_scope.app);
+            END IF;
+        ELSIF read_scope.app_required THEN
+            problem := audience_internal.null_argument('app');
+        ELSE
+            read_scope.app_ids := audience_internal.readable_app_ids(read_scope.workspace_id, read_scope.access);
+        END IF;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION audience_internal.whoami_for(ticket bytea)
 RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
@@ -1468,16 +1516,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ws record;
-    apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(ticket);
-    ws := audience_internal.readable_workspace(workspace);
+    ws := audience_internal.read_scope(ticket, workspace, NULL, false);
     PERFORM audience_internal.check_count(months, 'months', 1200);
-    IF ws.access = 'some' THEN
-        apps := ARRAY(SELECT r.app_id FROM audience_internal.requester_apps() r
-                       WHERE r.workspace_id = ws.workspace_id);
-    END IF;
-    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, apps, months);
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ws.app_ids, months);
 END
 $$;
 
@@ -1497,13 +1539,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(ticket);
-    ws := audience_internal.readable_workspace(workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, workspace, app);
+    ws := audience_internal.read_scope(ticket, workspace, app, true);
     PERFORM audience_internal.check_count(months, 'months', 1200);
-    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ARRAY[a_id], months);
+    RETURN QUERY SELECT * FROM audience_internal.monthly_viewers(ws.workspace_id, ws.app_ids, months);
 END
 $$;
 
@@ -1514,6 +1553,19 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
 AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
+
+CREATE OR REPLACE FUNCTION audience_internal.app_total_viewers_for(ticket bytea, workspace text, app text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ws record;
+BEGIN
+    ws := audience_internal.read_scope(ticket, workspace, app, true);
+    RETURN coalesce((SELECT t.viewers FROM audience_internal.app_totals t
+                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0);
+END
+$$;
 
 CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
 RETURNS SETOF audience.all_monthly_viewers_row
@@ -1576,17 +1628,14 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(recent_viewers_for.ticket);
-    ws := audience_internal.readable_workspace(recent_viewers_for.workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, recent_viewers_for.workspace, recent_viewers_for.app);
+    ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
     RETURN QUERY
     SELECT l.viewer, l.viewer_ref, l.pseudonymous, av.last_viewed_at,
            audience.relative_time(av.last_viewed_at, now()), av.views
       FROM (SELECT * FROM audience_internal.app_viewers a
-             WHERE a.workspace_id = ws.workspace_id AND a.app_id = a_id
+             WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
              ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
              LIMIT recent_viewers_for.max_viewers) av
      CROSS JOIN LATERAL audience_internal.view_label(av.workspace_id, av.viewer_id, av.last_viewed_at,
@@ -1643,15 +1692,6 @@ BEGIN
             MESSAGE = 'invalid argument "until": must be later than "since" (the window is empty)';
     END IF;
 END
-$$;
-
-CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
-RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
-AS $$
-    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
-        ARRAY(SELECT a.app_id FROM audience_internal.apps a
-               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
-               ORDER BY a.app_id) END
 $$;
 
 CREATE FUNCTION audience_internal.micros_interval(micros numeric)
@@ -1740,11 +1780,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(app_sessions_for.ticket);
-    ws := audience_internal.readable_workspace(app_sessions_for.workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, app_sessions_for.workspace, app_sessions_for.app);
+    ws := audience_internal.read_scope(app_sessions_for.ticket, app_sessions_for.workspace, app_sessions_for.app, true);
     PERFORM audience_internal.check_window(app_sessions_for.since, app_sessions_for.until);
     PERFORM audience_internal.check_count(app_sessions_for.max_sessions, 'max_sessions', 10000);
     IF app_sessions_for.min_duration < interval '0' THEN
@@ -1756,7 +1793,7 @@ BEGIN
       FROM (SELECT x.event_id, x.workspace_id, x.viewer_id, x.identifiable, x.viewed_at, x.kind,
                    CASE WHEN x.kind = 'session' THEN x.ended_at END AS ended_at
               FROM audience_internal.view_events x
-             WHERE x.workspace_id = ws.workspace_id AND x.app_id = a_id
+             WHERE x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1]
                AND x.viewed_at >= app_sessions_for.since AND x.viewed_at < app_sessions_for.until
                AND (app_sessions_for.min_duration IS NULL OR x.kind <> 'session' OR x.ended_at IS NULL
                     OR x.ended_at - x.viewed_at >= app_sessions_for.min_duration)
@@ -1791,13 +1828,10 @@ DECLARE
     ws record;
     apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(top_apps_for.ticket);
-    ws := audience_internal.readable_workspace(top_apps_for.workspace);
+    ws := audience_internal.read_scope(top_apps_for.ticket, top_apps_for.workspace, NULL, false);
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
-    -- Computed once here: passed as an expression, it would be evaluated
-    -- again for every row usage_facts reads.
-    apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    apps := ws.app_ids;
     RETURN QUERY
     SELECT a.slug, a.visibility, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
       FROM (SELECT f.app_id, sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
@@ -1834,14 +1868,8 @@ DECLARE
     w audience_internal.workspaces;
     apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(top_viewers_for.ticket);
-    ws := audience_internal.readable_workspace(top_viewers_for.workspace);
-    IF top_viewers_for.app IS NULL THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    ELSE
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     top_viewers_for.workspace, top_viewers_for.app)];
-    END IF;
+    ws := audience_internal.read_scope(top_viewers_for.ticket, top_viewers_for.workspace, top_viewers_for.app, false);
+    apps := ws.app_ids;
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
@@ -1890,14 +1918,8 @@ DECLARE
     apps bigint[];
     tz text;
 BEGIN
-    PERFORM audience_internal.enter(usage_over_time_for.ticket);
-    ws := audience_internal.readable_workspace(usage_over_time_for.workspace);
-    IF usage_over_time_for.app IS NULL THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    ELSE
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     usage_over_time_for.workspace, usage_over_time_for.app)];
-    END IF;
+    ws := audience_internal.read_scope(usage_over_time_for.ticket, usage_over_time_for.workspace, usage_over_time_for.app, false);
+    apps := ws.app_ids;
     PERFORM audience_internal.check_window(usage_over_time_for.since, usage_over_time_for.until);
     PERFORM audience_internal.check_choice(usage_over_time_for.bucket, 'bucket', ARRAY['day', 'week', 'month']);
     tz := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id);
@@ -1941,14 +1963,8 @@ DECLARE
     ws record;
     apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(viewer_trend_for.ticket);
-    ws := audience_internal.readable_workspace(viewer_trend_for.workspace);
-    IF viewer_trend_for.app IS NOT NULL THEN
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     viewer_trend_for.workspace, viewer_trend_for.app)];
-    ELSIF ws.access = 'some' THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    END IF;
+    ws := audience_internal.read_scope(viewer_trend_for.ticket, viewer_trend_for.workspace, viewer_trend_for.app, false);
+    apps := ws.app_ids;
     PERFORM audience_internal.check_count(viewer_trend_for.months, 'months', 1200);
     RETURN QUERY
     SELECT t.month, t.unique_viewers, t.previous, t.unique_viewers - t.previous,
@@ -1980,14 +1996,8 @@ DECLARE
     apps bigint[];
     own bytea[];
 BEGIN
-    PERFORM audience_internal.enter(app_access_for.ticket);
-    ws := audience_internal.readable_workspace(app_access_for.workspace);
-    IF app_access_for.app_slug IS NULL THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    ELSE
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     app_access_for.workspace, app_access_for.app_slug)];
-    END IF;
+    ws := audience_internal.read_scope(app_access_for.ticket, app_access_for.workspace, app_access_for.app_slug, false);
+    apps := ws.app_ids;
     -- A viewer member sees only their own rows.
     IF ws.access = 'some' THEN
         own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
@@ -2430,9 +2440,12 @@ VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'accept_token_once_wrapper';
 
--- Replaced by audience_internal.identity_problem, which raises nothing.
+-- Replaced by audience_internal.identity_problem, which raises nothing, and by
+-- audience_internal.read_scope, which raises its own refusals.
 DROP FUNCTION audience_internal.id_problem(text, text, boolean);
 DROP FUNCTION audience_internal.plainly_valid_id(text);
+DROP FUNCTION audience_internal.readable_workspace(text);
+DROP FUNCTION audience_internal.readable_app(bigint, text, text, text);
 -- The usage views (sql/usage.sql).
 -- Views for BI tools over the last 30 days, answering for whoever queries
 -- them, as in sql/analytics.sql.

@@ -114,41 +114,61 @@ AS $$
        AND audience_internal.app_visible(a.workspace_id, a.app_id, x.access)
 $$;
 
--- The workspace a reader names, if the requester sees it; otherwise the same
--- error as for a workspace that does not exist.
-CREATE FUNCTION audience_internal.readable_workspace(workspace text, OUT workspace_id bigint, OUT access text)
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+-- The apps of a workspace the requester may see, given their access to it;
+-- NULL when that is every app (the reads then use the indexes by workspace
+-- rather than by app).
+CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
+RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-BEGIN
-    SELECT w.workspace_id INTO readable_workspace.workspace_id
-      FROM audience_internal.workspaces w
-     WHERE w.slug = audience_internal.require(workspace, 'workspace');
-    IF readable_workspace.workspace_id IS NOT NULL THEN
-        readable_workspace.access := audience_internal.workspace_access(readable_workspace.workspace_id);
-    END IF;
-    -- One place raises for both, so that not even the error's context tells
-    -- a hidden workspace from a missing one.
-    IF readable_workspace.access IS NULL THEN
-        PERFORM audience_internal.no_such_workspace(workspace);
-    END IF;
-END
+    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
+        ARRAY(SELECT a.app_id FROM audience_internal.apps a
+               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
+               ORDER BY a.app_id) END
 $$;
 
-CREATE FUNCTION audience_internal.readable_app(workspace_id bigint, access text, workspace text, app text)
-RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+-- What a read may see of the workspace and app a reader names: the
+-- workspace, the requester's access to it, and the apps to count: the app
+-- named, or, when the read allows no app (`app_required` false), the apps of
+-- the workspace the requester sees, NULL meaning every one. A workspace or
+-- app the requester may not see gets the same error as one that does not
+-- exist, raised here, so that not even the error's context tells them apart
+-- and the context shows one helper.
+CREATE FUNCTION audience_internal.read_scope(
+    ticket bytea, workspace text, app text, app_required boolean,
+    OUT workspace_id bigint, OUT access text, OUT app_ids bigint[])
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
-    id bigint;
+    problem audience_internal.problem;
 BEGIN
-    SELECT a.app_id INTO id
-      FROM audience_internal.apps a
-     WHERE a.workspace_id = readable_app.workspace_id
-       AND a.slug = audience_internal.require(app, 'app')
-       AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app.access);
-    IF id IS NULL THEN
-        PERFORM audience_internal.no_such_app(workspace, app);
+    PERFORM audience_internal.enter(read_scope.ticket);
+    IF read_scope.workspace IS NULL THEN
+        problem := audience_internal.null_argument('workspace');
+    ELSE
+        SELECT w.workspace_id INTO read_scope.workspace_id
+          FROM audience_internal.workspaces w WHERE w.slug = read_scope.workspace;
+        IF read_scope.workspace_id IS NOT NULL THEN
+            read_scope.access := audience_internal.workspace_access(read_scope.workspace_id);
+        END IF;
+        IF read_scope.access IS NULL THEN
+            problem := audience_internal.missing_workspace(read_scope.workspace);
+        ELSIF read_scope.app IS NOT NULL THEN
+            read_scope.app_ids := ARRAY(
+                SELECT a.app_id FROM audience_internal.apps a
+                 WHERE a.workspace_id = read_scope.workspace_id AND a.slug = read_scope.app
+                   AND audience_internal.app_visible(a.workspace_id, a.app_id, read_scope.access));
+            IF cardinality(read_scope.app_ids) = 0 THEN
+                problem := audience_internal.missing_app(read_scope.workspace, read_scope.app);
+            END IF;
+        ELSIF read_scope.app_required THEN
+            problem := audience_internal.null_argument('app');
+        ELSE
+            read_scope.app_ids := audience_internal.readable_app_ids(read_scope.workspace_id, read_scope.access);
+        END IF;
     END IF;
-    RETURN id;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
+    END IF;
 END
 $$;
 

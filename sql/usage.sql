@@ -28,18 +28,6 @@ BEGIN
 END
 $$;
 
--- The apps of a workspace the requester may see, given their access to it;
--- NULL when that is every app (the reads then use the indexes by workspace
--- rather than by app).
-CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
-RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
-AS $$
-    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
-        ARRAY(SELECT a.app_id FROM audience_internal.apps a
-               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
-               ORDER BY a.app_id) END
-$$;
-
 -- An amount of session time in microseconds as an interval in days and hours.
 CREATE FUNCTION audience_internal.micros_interval(micros numeric)
 RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -146,11 +134,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    a_id bigint;
 BEGIN
-    PERFORM audience_internal.enter(app_sessions_for.ticket);
-    ws := audience_internal.readable_workspace(app_sessions_for.workspace);
-    a_id := audience_internal.readable_app(ws.workspace_id, ws.access, app_sessions_for.workspace, app_sessions_for.app);
+    ws := audience_internal.read_scope(app_sessions_for.ticket, app_sessions_for.workspace, app_sessions_for.app, true);
     PERFORM audience_internal.check_window(app_sessions_for.since, app_sessions_for.until);
     PERFORM audience_internal.check_count(app_sessions_for.max_sessions, 'max_sessions', 10000);
     IF app_sessions_for.min_duration < interval '0' THEN
@@ -162,7 +147,7 @@ BEGIN
       FROM (SELECT x.event_id, x.workspace_id, x.viewer_id, x.identifiable, x.viewed_at, x.kind,
                    CASE WHEN x.kind = 'session' THEN x.ended_at END AS ended_at
               FROM audience_internal.view_events x
-             WHERE x.workspace_id = ws.workspace_id AND x.app_id = a_id
+             WHERE x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1]
                AND x.viewed_at >= app_sessions_for.since AND x.viewed_at < app_sessions_for.until
                AND (app_sessions_for.min_duration IS NULL OR x.kind <> 'session' OR x.ended_at IS NULL
                     OR x.ended_at - x.viewed_at >= app_sessions_for.min_duration)
@@ -208,13 +193,10 @@ DECLARE
     ws record;
     apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(top_apps_for.ticket);
-    ws := audience_internal.readable_workspace(top_apps_for.workspace);
+    ws := audience_internal.read_scope(top_apps_for.ticket, top_apps_for.workspace, NULL, false);
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
-    -- Computed once here: passed as an expression, it would be evaluated
-    -- again for every row usage_facts reads.
-    apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
+    apps := ws.app_ids;
     RETURN QUERY
     SELECT a.slug, a.visibility, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
       FROM (SELECT f.app_id, sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
@@ -262,14 +244,8 @@ DECLARE
     w audience_internal.workspaces;
     apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(top_viewers_for.ticket);
-    ws := audience_internal.readable_workspace(top_viewers_for.workspace);
-    IF top_viewers_for.app IS NULL THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    ELSE
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     top_viewers_for.workspace, top_viewers_for.app)];
-    END IF;
+    ws := audience_internal.read_scope(top_viewers_for.ticket, top_viewers_for.workspace, top_viewers_for.app, false);
+    apps := ws.app_ids;
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
@@ -328,14 +304,8 @@ DECLARE
     apps bigint[];
     tz text;
 BEGIN
-    PERFORM audience_internal.enter(usage_over_time_for.ticket);
-    ws := audience_internal.readable_workspace(usage_over_time_for.workspace);
-    IF usage_over_time_for.app IS NULL THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    ELSE
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     usage_over_time_for.workspace, usage_over_time_for.app)];
-    END IF;
+    ws := audience_internal.read_scope(usage_over_time_for.ticket, usage_over_time_for.workspace, usage_over_time_for.app, false);
+    apps := ws.app_ids;
     PERFORM audience_internal.check_window(usage_over_time_for.since, usage_over_time_for.until);
     PERFORM audience_internal.check_choice(usage_over_time_for.bucket, 'bucket', ARRAY['day', 'week', 'month']);
     tz := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id);
@@ -389,14 +359,8 @@ DECLARE
     ws record;
     apps bigint[];
 BEGIN
-    PERFORM audience_internal.enter(viewer_trend_for.ticket);
-    ws := audience_internal.readable_workspace(viewer_trend_for.workspace);
-    IF viewer_trend_for.app IS NOT NULL THEN
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     viewer_trend_for.workspace, viewer_trend_for.app)];
-    ELSIF ws.access = 'some' THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    END IF;
+    ws := audience_internal.read_scope(viewer_trend_for.ticket, viewer_trend_for.workspace, viewer_trend_for.app, false);
+    apps := ws.app_ids;
     PERFORM audience_internal.check_count(viewer_trend_for.months, 'months', 1200);
     RETURN QUERY
     SELECT t.month, t.unique_viewers, t.previous, t.unique_viewers - t.previous,
@@ -439,14 +403,8 @@ DECLARE
     apps bigint[];
     own bytea[];
 BEGIN
-    PERFORM audience_internal.enter(app_access_for.ticket);
-    ws := audience_internal.readable_workspace(app_access_for.workspace);
-    IF app_access_for.app_slug IS NULL THEN
-        apps := audience_internal.readable_app_ids(ws.workspace_id, ws.access);
-    ELSE
-        apps := ARRAY[audience_internal.readable_app(ws.workspace_id, ws.access,
-                                                     app_access_for.workspace, app_access_for.app_slug)];
-    END IF;
+    ws := audience_internal.read_scope(app_access_for.ticket, app_access_for.workspace, app_access_for.app_slug, false);
+    apps := ws.app_ids;
     -- A viewer member sees only their own rows.
     IF ws.access = 'some' THEN
         own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
