@@ -272,3 +272,45 @@ END
 $$;
 COMMENT ON FUNCTION audience.rotate_pseudonym_key(text) IS
     'Replaces a workspace''s pseudonym key: no earlier pseudonym or viewer_ref appears again. Operator only.';
+
+-- Deletes a workspace and everything stored for it: apps, members, grants,
+-- keys, viewers, events, rollups, what Posit Connect imports remembered. For
+-- a platform removing a tenant; its slug can be used again. Definer rights:
+-- the caller holds no privilege on the tables. The workspace row is locked
+-- first, FOR UPDATE (the lock order at the top of sql/ingest.sql): ingest in
+-- progress commits first and is deleted too; ingest that waited then finds no
+-- workspace. Every table with a workspace_id column is found in the catalog,
+-- so that a table added later is not forgotten, and emptied of the
+-- workspace's rows through its index by workspace. Foreign-key triggers are
+-- off for this (session_replication_role): a cascade would look for each
+-- viewer's and each app's rows one at a time.
+CREATE FUNCTION audience.delete_workspace(workspace text)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(delete_workspace.workspace);
+    t regclass;
+    n_events bigint;
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    DELETE FROM audience_internal.view_events e WHERE e.workspace_id = ws_id;
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+    FOR t IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'workspace_id' AND NOT a.attisdropped
+         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
+           AND c.oid NOT IN ('audience_internal.workspaces'::regclass, 'audience_internal.view_events'::regclass)
+         ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM %s x WHERE x.workspace_id = $1', t) USING ws_id;
+    END LOOP;
+    DELETE FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id;
+    RETURN n_events;
+END
+$$;
+COMMENT ON FUNCTION audience.delete_workspace(text) IS
+    'Deletes a workspace and everything stored for it (apps, members, grants, keys, viewers, events, rollups, imported Posit Connect records) and returns the number of view events deleted; the slug can be used again. Operator only.';

@@ -366,20 +366,24 @@ AS $$
 $$;
 
 -- sql/rollups.sql
+CREATE FUNCTION audience_internal.rollup_tables()
+RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['app_viewers', 'app_totals', 'app_month_viewers', 'app_months',
+                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers']
+$$;
+
 CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
 RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     ws audience_internal.workspaces;
+    t text;
 BEGIN
     SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
-    DELETE FROM audience_internal.app_viewers t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_totals t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_month_viewers t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_months t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.workspace_month_viewers t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.workspace_months t WHERE t.workspace_id = ws.workspace_id;
-    DELETE FROM audience_internal.app_day_viewers t WHERE t.workspace_id = ws.workspace_id;
+    FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
+        EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws.workspace_id;
+    END LOOP;
 
     INSERT INTO audience_internal.app_viewers
     SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
@@ -427,6 +431,61 @@ BEGIN
       FROM audience_internal.view_events e
      WHERE e.workspace_id = ws.workspace_id
      GROUP BY 1, 2, 3, 4, 5;
+END
+$$;
+
+CREATE FUNCTION audience_internal.rollups_vs_rebuild(workspace_ids bigint[])
+RETURNS TABLE (workspace_id bigint, rollup text, kept_only bigint, rebuilt_only bigint, sample jsonb)
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    ids bigint[];
+    id bigint;
+    t text;
+    kept bigint;
+    rebuilt bigint;
+    rows_found jsonb;
+    differences jsonb := '[]';
+BEGIN
+    ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
+                  WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
+                  ORDER BY w.workspace_id FOR UPDATE);
+    BEGIN
+        FOREACH id IN ARRAY ids LOOP
+            FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
+                EXECUTE format('CREATE TEMP TABLE rollup_kept_%s_%s AS SELECT * FROM audience_internal.%I x WHERE x.workspace_id = $1',
+                               t, id, t)
+                  USING id;
+            END LOOP;
+            PERFORM audience_internal.rebuild_rollups(id);
+            FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
+                EXECUTE format(
+                    'WITH kept AS (SELECT * FROM rollup_kept_%1$s_%2$s),
+                          rebuilt AS (SELECT * FROM audience_internal.%1$I x WHERE x.workspace_id = $1),
+                          kept_only AS (TABLE kept EXCEPT ALL TABLE rebuilt),
+                          rebuilt_only AS (TABLE rebuilt EXCEPT ALL TABLE kept)
+                     SELECT (SELECT count(*) FROM kept_only), (SELECT count(*) FROM rebuilt_only),
+                            coalesce((SELECT jsonb_agg(jsonb_build_object(''kept'', to_jsonb(k)))
+                                        FROM (SELECT * FROM kept_only LIMIT 2) k), ''[]'')
+                            || coalesce((SELECT jsonb_agg(jsonb_build_object(''rebuilt'', to_jsonb(r)))
+                                           FROM (SELECT * FROM rebuilt_only LIMIT 2) r), ''[]'')',
+                    t, id)
+                  INTO kept, rebuilt, rows_found USING id;
+                IF kept + rebuilt > 0 THEN
+                    differences := differences || jsonb_build_object(
+                        'workspace_id', id, 'rollup', t, 'kept_only', kept, 'rebuilt_only', rebuilt, 'sample', rows_found);
+                END IF;
+            END LOOP;
+        END LOOP;
+        -- Undoes the rebuilds and the copies.
+        RAISE SQLSTATE 'RB000';
+    EXCEPTION WHEN SQLSTATE 'RB000' THEN
+        NULL;
+    END;
+    RETURN QUERY
+    SELECT (d ->> 'workspace_id')::bigint, d ->> 'rollup', (d ->> 'kept_only')::bigint,
+           (d ->> 'rebuilt_only')::bigint, d -> 'sample'
+      FROM jsonb_array_elements(differences) d;
 END
 $$;
 
@@ -842,6 +901,37 @@ END
 $$;
 COMMENT ON FUNCTION audience.invite_viewer(text, text, text, name) IS
     'Invites a viewer to a workspace (status invited until accept_invite), optionally granting one app. Operator only.';
+
+CREATE FUNCTION audience.delete_workspace(workspace text)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+AS $$
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(delete_workspace.workspace);
+    t regclass;
+    n_events bigint;
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    DELETE FROM audience_internal.view_events e WHERE e.workspace_id = ws_id;
+    GET DIAGNOSTICS n_events = ROW_COUNT;
+    FOR t IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'workspace_id' AND NOT a.attisdropped
+         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
+           AND c.oid NOT IN ('audience_internal.workspaces'::regclass, 'audience_internal.view_events'::regclass)
+         ORDER BY c.relname
+    LOOP
+        EXECUTE format('DELETE FROM %s x WHERE x.workspace_id = $1', t) USING ws_id;
+    END LOOP;
+    DELETE FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id;
+    RETURN n_events;
+END
+$$;
+COMMENT ON FUNCTION audience.delete_workspace(text) IS
+    'Deletes a workspace and everything stored for it (apps, members, grants, keys, viewers, events, rollups, imported Posit Connect records) and returns the number of view events deleted; the slug can be used again. Operator only.';
 
 -- sql/ingest.sql
 CREATE OR REPLACE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
@@ -2651,7 +2741,8 @@ GRANT EXECUTE ON FUNCTION
     audience.grant_app_access(text, text, text),
     audience.rotate_pseudonym_key(text),
     audience.set_token_secret(text),
-    audience.forget_viewer(text)
+    audience.forget_viewer(text),
+    audience.delete_workspace(text)
 TO audience_manager;
 
 GRANT EXECUTE ON FUNCTION

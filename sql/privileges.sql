@@ -21,7 +21,8 @@ GRANT EXECUTE ON FUNCTION
     audience.grant_app_access(text, text, text),
     audience.rotate_pseudonym_key(text),
     audience.set_token_secret(text),
-    audience.forget_viewer(text)
+    audience.forget_viewer(text),
+    audience.delete_workspace(text)
 TO audience_manager;
 
 GRANT EXECUTE ON FUNCTION

@@ -248,6 +248,8 @@ mod tests;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_bulk;
 #[cfg(any(test, feature = "pg_test"))]
+mod tests_delete;
+#[cfg(any(test, feature = "pg_test"))]
 mod tests_requester;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_usage;

@@ -328,72 +328,34 @@ pub fn expect_error(
     Ok(db.clone())
 }
 
-/// The rollup tables: every one must always equal what
-/// `audience_internal.rebuild_rollups` computes from the raw events.
-pub const ROLLUPS: [&str; 7] = [
-    "app_viewers",
-    "app_totals",
-    "app_month_viewers",
-    "app_months",
-    "workspace_month_viewers",
-    "workspace_months",
-    "app_day_viewers",
-];
-
 /// Per workspace and rollup table that differs from its rebuild from the raw
-/// events: how many rows only the kept rollup has, how many only the rebuild
-/// has, and a few of them. Run as the superuser; each rebuild is rolled back,
-/// so the rollups the writers kept are what later checks see.
+/// events (`audience_internal.rollups_vs_rebuild`): how many rows only the
+/// kept rollup has, how many only the rebuild has, and a few of them. Run as
+/// the superuser; one workspace per transaction, each rebuild undone, so the
+/// rollups the writers kept are what later checks see.
 pub fn rollups_differing_from_rebuild(op: &mut Client) -> Vec<String> {
-    let mut problems = Vec::new();
     let workspaces: Vec<(i64, String)> = op
         .query("SELECT workspace_id, slug FROM audience_internal.workspaces ORDER BY workspace_id", &[])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let mut problems = Vec::new();
     for (id, slug) in workspaces {
-        let mut tx = op.transaction().unwrap();
-        tx.execute("SELECT FROM audience_internal.workspaces WHERE workspace_id = $1 FOR UPDATE", &[&id])
-            .unwrap();
-        for t in ROLLUPS {
-            tx.batch_execute(&format!(
-                "CREATE TEMP TABLE kept_{t} ON COMMIT DROP AS SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}"
-            ))
-            .unwrap();
+        for row in op
+            .query(
+                "SELECT rollup, kept_only, rebuilt_only, sample::text
+                   FROM audience_internal.rollups_vs_rebuild(ARRAY[$1::bigint])",
+                &[&id],
+            )
+            .unwrap()
+        {
+            let (rollup, kept, rebuilt, sample): (String, i64, i64, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            problems.push(format!(
+                "workspace {slug}: rollup {rollup} differs from its rebuild: {kept} rows only kept, {rebuilt} only rebuilt\n    {sample}"
+            ));
         }
-        tx.execute("SELECT audience_internal.rebuild_rollups($1)", &[&id]).unwrap();
-        for t in ROLLUPS {
-            let only_kept = format!("TABLE kept_{t} EXCEPT ALL SELECT * FROM audience_internal.{t} WHERE workspace_id = {id}");
-            let only_rebuilt = format!("SELECT * FROM audience_internal.{t} WHERE workspace_id = {id} EXCEPT ALL TABLE kept_{t}");
-            let row = tx
-                .query_one(
-                    &format!("SELECT (SELECT count(*) FROM ({only_kept}) x), (SELECT count(*) FROM ({only_rebuilt}) y)"),
-                    &[],
-                )
-                .unwrap();
-            let (kept, rebuilt): (i64, i64) = (row.get(0), row.get(1));
-            if kept + rebuilt > 0 {
-                let sample: Vec<String> = tx
-                    .query(
-                        &format!(
-                            "(SELECT 'kept    ' || to_jsonb(x)::text FROM ({only_kept}) x LIMIT 2)
-                             UNION ALL
-                             (SELECT 'rebuilt ' || to_jsonb(y)::text FROM ({only_rebuilt}) y LIMIT 2)"
-                        ),
-                        &[],
-                    )
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                problems.push(format!(
-                    "workspace {slug}: rollup {t} differs from its rebuild: {kept} rows only kept, {rebuilt} only rebuilt\n    {}",
-                    sample.join("\n    ")
-                ));
-            }
-        }
-        tx.rollback().unwrap();
     }
     problems
 }
