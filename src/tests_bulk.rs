@@ -187,13 +187,19 @@ mod tests {
         ));
     }
 
+    /// Every event, viewer and rollup row goes; workspaces, apps and members stay.
     fn forget_all_views() {
-        run("DELETE FROM audience_internal.view_events;
-             DELETE FROM audience_internal.app_viewers; DELETE FROM audience_internal.app_totals;
-             DELETE FROM audience_internal.app_month_viewers; DELETE FROM audience_internal.app_months;
-             DELETE FROM audience_internal.workspace_month_viewers; DELETE FROM audience_internal.workspace_months;
-             DELETE FROM audience_internal.app_day_viewers;
-             DELETE FROM audience_internal.viewers;");
+        run("DO $$
+             DECLARE
+                 t text;
+             BEGIN
+                 DELETE FROM audience_internal.view_events;
+                 FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
+                     EXECUTE format('DELETE FROM audience_internal.%I', t);
+                 END LOOP;
+                 DELETE FROM audience_internal.viewers;
+             END
+             $$");
     }
 
     #[pg_test]
