@@ -11,6 +11,13 @@
 --
 -- The wrapper and its definer body return the same named row type
 -- (audience.<function>_row), so that a function's columns are stated once.
+--
+-- The wrapper's body is SQL-standard (BEGIN ATOMIC): what it calls is
+-- resolved when it is created, so callers need no USAGE on audience_internal
+-- and see nothing of it. Its SET clause keeps the planner from inlining it:
+-- a plan a client caches then calls the public function, whose EXECUTE
+-- privilege is checked as whoever runs the plan, and a refusal names it, not
+-- what it calls.
 
 CREATE FUNCTION audience_internal.check_count(value integer, argument text, max integer)
 RETURNS integer LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -87,7 +94,10 @@ $$;
 CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
-AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months);
+END;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
 
@@ -108,7 +118,10 @@ $$;
 CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
-AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months);
+END;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
 
@@ -128,7 +141,10 @@ $$;
 CREATE FUNCTION audience.app_total_viewers(workspace text, app text)
 RETURNS bigint
 LANGUAGE sql STABLE PARALLEL RESTRICTED
-AS $$ SELECT audience_internal.app_total_viewers_for(audience_internal.ticket(), workspace, app) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT audience_internal.app_total_viewers_for(audience_internal.ticket(), workspace, app);
+END;
 COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
@@ -195,7 +211,10 @@ $$;
 CREATE FUNCTION audience.all_monthly_viewers()
 RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 240
-AS $$ SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket()) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket());
+END;
 COMMENT ON FUNCTION audience.all_monthly_viewers() IS
     'Every month with data, for each workspace the requester sees (app NULL: its apps the requester may see, together) and each app, from the first month with a view to the month in progress: distinct viewers, views, month_start (the month''s first instant in the workspace''s time zone), complete.';
 
@@ -236,7 +255,10 @@ $$;
 CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
 RETURNS SETOF audience.recent_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
-AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers);
+END;
 COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
     'The most recent distinct viewers of an app, newest first: label (identity or pseudonym), stable opaque viewer_ref, whether the label is a pseudonym, time of the last view, that time in words, and the viewer''s number of views.';
 
@@ -269,7 +291,10 @@ $$;
 CREATE FUNCTION audience.visible_apps()
 RETURNS SETOF audience.visible_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 50
-AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket());
+END;
 COMMENT ON FUNCTION audience.visible_apps() IS
     'The apps whose analytics the requester may see: workspace, app, name and current visibility.';
 

@@ -1,6 +1,6 @@
 -- The bulk write path (docs/spec.md §4, ingest): many events in one call
--- (audience.record_views) and COPY (audience.view_imports). Both end in one
--- set-wise fold, the statement trigger on audience.view_imports, which stores
+-- (audience.record_views) and COPY (audience_ingest.view_imports). Both end in one
+-- set-wise fold, the statement trigger on audience_ingest.view_imports, which stores
 -- the events and brings every rollup up to date in the same statement, with
 -- the rules of audience.record_view (sql/ingest.sql):
 -- - the same checks, in the same order, with the same SQLSTATEs and messages
@@ -20,10 +20,18 @@
 -- and reads their settings under those locks (the lock order at the top of
 -- sql/ingest.sql).
 
+-- The COPY target has a schema of its own, usable by the ingest role alone,
+-- so that readers, who use schema audience, list there only what they may
+-- read.
+CREATE SCHEMA audience_ingest;
+REVOKE ALL ON SCHEMA audience_ingest FROM PUBLIC;
+COMMENT ON SCHEMA audience_ingest IS
+    'pg_audience ingest: COPY or INSERT view events into audience_ingest.view_imports. For the ingest role.';
+
 -- The COPY path. Unlogged: rows live here only for the statement that
 -- inserts them (the trigger below folds and removes them), so writing them to
 -- the WAL would only slow ingest down; a crash loses nothing committed.
-CREATE UNLOGGED TABLE audience.view_imports (
+CREATE UNLOGGED TABLE audience_ingest.view_imports (
     workspace text,
     app text,
     viewer text,
@@ -32,7 +40,7 @@ CREATE UNLOGGED TABLE audience.view_imports (
     ended_at timestamptz,
     kind text DEFAULT 'session'
 );
-COMMENT ON TABLE audience.view_imports IS
+COMMENT ON TABLE audience_ingest.view_imports IS
     'COPY or INSERT view events here, columns as the arguments of record_view: each statement stores its rows as events and updates every rollup, then leaves this table empty. A bad row fails the whole statement with the record_view error and its row number. Ingest only.';
 
 -- SECURITY DEFINER because the platform's web tier may write into the
@@ -297,21 +305,21 @@ BEGIN
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows
     -- of transactions still in progress are not visible.
-    DELETE FROM audience.view_imports;
+    DELETE FROM audience_ingest.view_imports;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
-    'Trigger of audience.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+    'Trigger of audience_ingest.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
 
 CREATE TRIGGER fold_view_imports
-    AFTER INSERT ON audience.view_imports
+    AFTER INSERT ON audience_ingest.view_imports
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION audience_internal.fold_view_imports();
 -- Also in a session with session_replication_role = replica (a restore, a
 -- replication worker): a row that reached the table unfolded would be lost.
-ALTER TABLE audience.view_imports ENABLE ALWAYS TRIGGER fold_view_imports;
-COMMENT ON TRIGGER fold_view_imports ON audience.view_imports IS
+ALTER TABLE audience_ingest.view_imports ENABLE ALWAYS TRIGGER fold_view_imports;
+COMMENT ON TRIGGER fold_view_imports ON audience_ingest.view_imports IS
     'Folds each COPY or INSERT into the events and rollups, set-wise, in the same statement.';
 
 -- A timestamp given as JSON text, or NULL when it is not one; only used once
@@ -396,7 +404,7 @@ BEGIN
                   LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
             ),
             stored AS (
-                INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+                INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
                 SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
                   FROM checked c
                  WHERE c.problem IS NULL

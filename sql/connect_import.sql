@@ -4,7 +4,7 @@
 -- (visits: content_guid, user_guid, time), with `/v1/users` to name users
 -- and `/v1/content` to name content.
 --
--- New records are stored through the bulk path (audience.view_imports, so
+-- New records are stored through the bulk path (audience_ingest.view_imports, so
 -- with record_view's checks and rollups); a record imported before is
 -- recognised by its natural key (content, user, start, kind) and counted as
 -- a duplicate, except that a session first seen open and now ended gets its
@@ -232,7 +232,7 @@ BEGIN
         RETURNING c.content_guid, c.user_ref, c.started, c.kind
     ),
     stored AS (
-        INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+        INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
         SELECT import_connect.workspace, k.app, k.viewer, k.anonymous_id, k.started, k.ended, k.kind
           FROM keyed k
           JOIN added d ON d.content_guid = k.content_guid AND d.user_ref = k.user_ref

@@ -123,10 +123,26 @@ CREATE TYPE audience_internal.connect_import_row AS (
     idx bigint, content_guid text, user_guid text, kind text, started timestamptz, ended timestamptz,
     app text, app_id bigint, viewer text, anonymous_id text, problem audience_internal.problem);
 
+-- The COPY target moves to a schema of its own, for the ingest role
+-- (sql/bulk_ingest.sql): readers list in schema audience only what they may read.
+CREATE SCHEMA audience_ingest;
+REVOKE ALL ON SCHEMA audience_ingest FROM PUBLIC;
+COMMENT ON SCHEMA audience_ingest IS
+    'pg_audience ingest: COPY or INSERT view events into audience_ingest.view_imports. For the ingest role.';
+ALTER TABLE audience.view_imports SET SCHEMA audience_ingest;
+
 -- The read functions return named row types (sql/analytics.sql, sql/usage.sql):
 -- the views over the released ones go first and come back below.
 DROP VIEW audience.apps, audience.workspace_monthly_viewers, audience.app_monthly_viewers,
           audience.app_total_viewers, audience.recent_viewers;
+
+CREATE TYPE audience.whoami_row AS (
+    requester text,
+    resolved_by text,
+    workspace text,
+    kind text);
+COMMENT ON TYPE audience.whoami_row IS
+    'One workspace of whoami.';
 
 CREATE TYPE audience.monthly_viewers_row AS (
     month date,
@@ -611,8 +627,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.whoami_for(ticket bytea)
-RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+DROP FUNCTION audience_internal.whoami_for;
+CREATE FUNCTION audience_internal.whoami_for(ticket bytea)
+RETURNS SETOF audience.whoami_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
 -- Definer rights: members are not readable by the caller.
 SET search_path = pg_catalog, pg_temp
@@ -642,10 +659,14 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience.whoami()
-RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+DROP FUNCTION audience.whoami;
+CREATE FUNCTION audience.whoami()
+RETURNS SETOF audience.whoami_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 2
-AS $$ SELECT * FROM audience_internal.whoami_for(audience_internal.ticket()) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.whoami_for(audience_internal.ticket());
+END;
 COMMENT ON FUNCTION audience.whoami() IS
     'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';
 
@@ -1456,12 +1477,12 @@ BEGIN
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows
     -- of transactions still in progress are not visible.
-    DELETE FROM audience.view_imports;
+    DELETE FROM audience_ingest.view_imports;
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
-    'Trigger of audience.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+    'Trigger of audience_ingest.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
 
 CREATE OR REPLACE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort')
 RETURNS TABLE (recorded bigint, skipped jsonb)
@@ -1527,7 +1548,7 @@ BEGIN
                   LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
             ),
             stored AS (
-                INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+                INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
                 SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
                   FROM checked c
                  WHERE c.problem IS NULL
@@ -1617,7 +1638,10 @@ DROP FUNCTION audience.workspace_monthly_viewers;
 CREATE FUNCTION audience.workspace_monthly_viewers(workspace text, months integer DEFAULT 12)
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
-AS $$ SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.workspace_monthly_viewers_for(audience_internal.ticket(), workspace, months);
+END;
 COMMENT ON FUNCTION audience.workspace_monthly_viewers(text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of the workspace''s apps that the requester may see, and of views, for the last `months` months; complete is false for the month in progress.';
 
@@ -1640,7 +1664,10 @@ DROP FUNCTION audience.app_monthly_viewers;
 CREATE FUNCTION audience.app_monthly_viewers(workspace text, app text, months integer DEFAULT 12)
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
-AS $$ SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.app_monthly_viewers_for(audience_internal.ticket(), workspace, app, months);
+END;
 COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
     'Per calendar month (in the workspace''s time zone), the number of distinct viewers of one app and of its views, for the last `months` months; complete is false for the month in progress.';
 
@@ -1656,6 +1683,16 @@ BEGIN
                       WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0);
 END
 $$;
+
+CREATE OR REPLACE FUNCTION audience.app_total_viewers(workspace text, app text)
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT audience_internal.app_total_viewers_for(audience_internal.ticket(), workspace, app);
+END;
+COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
+    'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
 CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
 RETURNS SETOF audience.all_monthly_viewers_row
@@ -1705,7 +1742,10 @@ $$;
 CREATE FUNCTION audience.all_monthly_viewers()
 RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 240
-AS $$ SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket()) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.all_monthly_viewers_for(audience_internal.ticket());
+END;
 COMMENT ON FUNCTION audience.all_monthly_viewers() IS
     'Every month with data, for each workspace the requester sees (app NULL: its apps the requester may see, together) and each app, from the first month with a view to the month in progress: distinct viewers, views, month_start (the month''s first instant in the workspace''s time zone), complete.';
 
@@ -1738,7 +1778,10 @@ DROP FUNCTION audience.recent_viewers;
 CREATE FUNCTION audience.recent_viewers(workspace text, app text, max_viewers integer DEFAULT 20)
 RETURNS SETOF audience.recent_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 20
-AS $$ SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.recent_viewers_for(audience_internal.ticket(), workspace, app, max_viewers);
+END;
 COMMENT ON FUNCTION audience.recent_viewers(text, text, integer) IS
     'The most recent distinct viewers of an app, newest first: label (identity or pseudonym), stable opaque viewer_ref, whether the label is a pseudonym, time of the last view, that time in words, and the viewer''s number of views.';
 
@@ -1762,7 +1805,10 @@ DROP FUNCTION audience.visible_apps;
 CREATE FUNCTION audience.visible_apps()
 RETURNS SETOF audience.visible_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 50
-AS $$ SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket()) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.visible_apps_for(audience_internal.ticket());
+END;
 COMMENT ON FUNCTION audience.visible_apps() IS
     'The apps whose analytics the requester may see: workspace, app, name and current visibility.';
 
@@ -1903,7 +1949,10 @@ CREATE FUNCTION audience.app_sessions(
     max_sessions integer DEFAULT 100)
 RETURNS SETOF audience.app_sessions_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
-AS $$ SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions);
+END;
 COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer) IS
     'Every view of an app in the window [since, until), newest first, at most max_sessions: who (identity or pseudonym, viewer_ref, whether pseudonymous), start, end, duration and kind (session or visit). A visit and an open session have no end. min_duration drops ended sessions shorter than it.';
 
@@ -1942,7 +1991,10 @@ CREATE FUNCTION audience.top_apps(
     max_apps integer DEFAULT 10)
 RETURNS SETOF audience.top_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
-AS $$ SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps);
+END;
 COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) IS
     'The most viewed apps of a workspace in the window [since, until) among those the requester may see, most views first (ties by app): views, sessions, visits, distinct viewers and the time of ended sessions. Apps without a view in the window are left out.';
 
@@ -1992,7 +2044,10 @@ CREATE FUNCTION audience.top_viewers(
     max_viewers integer DEFAULT 10)
 RETURNS SETOF audience.top_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
-AS $$ SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers);
+END;
 COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, integer) IS
     'The most active viewers in the window [since, until) of one app, or (app NULL) of every app of the workspace the requester may see, most views first: label, viewer_ref, views, sessions, time of ended sessions and last view. A person''s identified and pseudonymous views are separate rows with unrelated viewer_refs.';
 
@@ -2039,7 +2094,10 @@ CREATE FUNCTION audience.usage_over_time(
     bucket text DEFAULT 'day')
 RETURNS SETOF audience.usage_over_time_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 31
-AS $$ SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket);
+END;
 COMMENT ON FUNCTION audience.usage_over_time(text, text, timestamptz, timestamptz, text) IS
     'Usage of one app, or (app NULL) of every app of the workspace the requester may see, per day, week (ISO, from Monday) or month of the workspace''s time zone, for every bucket that overlaps the window [since, until), empty ones included, oldest first: views, sessions, visits, distinct viewers and time of ended sessions, counting only views inside the window.';
 
@@ -2071,7 +2129,10 @@ $$;
 CREATE FUNCTION audience.viewer_trend(workspace text, app text DEFAULT NULL, months integer DEFAULT 12)
 RETURNS SETOF audience.viewer_trend_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
-AS $$ SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months);
+END;
 COMMENT ON FUNCTION audience.viewer_trend(text, text, integer) IS
     'Is viewership increasing: for the last `months` calendar months (workspace time zone), distinct viewers of one app or (app NULL) of the apps of the workspace the requester may see, the previous month''s figure, the change, the change in percent of the previous month rounded to one decimal (NULL when the previous month had no viewers); complete is false for the month in progress.';
 
@@ -2124,7 +2185,10 @@ $$;
 CREATE FUNCTION audience.app_access(workspace text, app text DEFAULT NULL)
 RETURNS SETOF audience.app_access_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
-AS $$ SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app);
+END;
 COMMENT ON FUNCTION audience.app_access(text, text) IS
     'Who may open which app of a workspace (one app, or every app the requester may see): member identity, member kind (NULL for a person who holds only a grant), status (active or invited) and via (admin, developer, member for a viewer member on a public app, grant, invitation for one not yet accepted). Admins and developers see every row; a viewer member only their own.';
 
@@ -2342,7 +2406,7 @@ BEGIN
         RETURNING c.content_guid, c.user_ref, c.started, c.kind
     ),
     stored AS (
-        INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+        INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
         SELECT import_connect.workspace, k.app, k.viewer, k.anonymous_id, k.started, k.ended, k.kind
           FROM keyed k
           JOIN added d ON d.content_guid = k.content_guid AND d.user_ref = k.user_ref
@@ -2753,13 +2817,15 @@ TO audience_ingest;
 GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
 -- The COPY path: rows written here are folded into the model by a trigger
 -- in the same statement; the staging table never keeps them.
-GRANT INSERT ON audience.view_imports TO audience_ingest;
+GRANT USAGE ON SCHEMA audience_ingest TO audience_ingest;
+GRANT INSERT ON audience_ingest.view_imports TO audience_ingest;
 
 -- The operator reads every workspace in full through the same functions.
 -- The read functions are SECURITY INVOKER wrappers around definer functions
--- in audience_internal (sql/analytics.sql): the caller needs to reach those,
--- and nothing else there.
-GRANT USAGE ON SCHEMA audience_internal TO audience_reader, audience_manager;
+-- in audience_internal (sql/analytics.sql): the caller needs EXECUTE on
+-- those, and no USAGE on the schema (the wrappers name them by OID), so
+-- a schema browser that lists what a reader may use shows nothing there.
+REVOKE USAGE ON SCHEMA audience_internal FROM audience_reader, audience_manager;
 GRANT EXECUTE ON FUNCTION
     audience_internal.ticket(),
     audience_internal.workspace_monthly_viewers_for(bytea, text, integer),

@@ -33,13 +33,15 @@ TO audience_ingest;
 GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO audience_ingest, audience_manager;
 -- The COPY path: rows written here are folded into the model by a trigger
 -- in the same statement; the staging table never keeps them.
-GRANT INSERT ON audience.view_imports TO audience_ingest;
+GRANT USAGE ON SCHEMA audience_ingest TO audience_ingest;
+GRANT INSERT ON audience_ingest.view_imports TO audience_ingest;
 
 -- The operator reads every workspace in full through the same functions.
 -- The read functions are SECURITY INVOKER wrappers around definer functions
--- in audience_internal (sql/analytics.sql): the caller needs to reach those,
--- and nothing else there.
-GRANT USAGE ON SCHEMA audience_internal TO audience_reader, audience_manager;
+-- in audience_internal (sql/analytics.sql): the caller needs EXECUTE on
+-- those, and no USAGE on the schema (the wrappers name them by OID), so
+-- a schema browser that lists what a reader may use shows nothing there.
+REVOKE USAGE ON SCHEMA audience_internal FROM audience_reader, audience_manager;
 GRANT EXECUTE ON FUNCTION
     audience_internal.ticket(),
     audience_internal.workspace_monthly_viewers_for(bytea, text, integer),

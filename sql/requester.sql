@@ -172,8 +172,16 @@ BEGIN
 END
 $$;
 
+CREATE TYPE audience.whoami_row AS (
+    requester text,
+    resolved_by text,
+    workspace text,
+    kind text);
+COMMENT ON TYPE audience.whoami_row IS
+    'One workspace of whoami.';
+
 CREATE FUNCTION audience_internal.whoami_for(ticket bytea)
-RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+RETURNS SETOF audience.whoami_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
 -- Definer rights: members are not readable by the caller.
 SET search_path = pg_catalog, pg_temp
@@ -204,9 +212,12 @@ END
 $$;
 
 CREATE FUNCTION audience.whoami()
-RETURNS TABLE (requester text, resolved_by text, workspace text, kind text)
+RETURNS SETOF audience.whoami_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 2
-AS $$ SELECT * FROM audience_internal.whoami_for(audience_internal.ticket()) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.whoami_for(audience_internal.ticket());
+END;
 COMMENT ON FUNCTION audience.whoami() IS
     'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';
 

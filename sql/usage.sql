@@ -167,7 +167,10 @@ CREATE FUNCTION audience.app_sessions(
     max_sessions integer DEFAULT 100)
 RETURNS SETOF audience.app_sessions_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
-AS $$ SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.app_sessions_for(audience_internal.ticket(), workspace, app, since, until, min_duration, max_sessions);
+END;
 COMMENT ON FUNCTION audience.app_sessions(text, text, timestamptz, timestamptz, interval, integer) IS
     'Every view of an app in the window [since, until), newest first, at most max_sessions: who (identity or pseudonym, viewer_ref, whether pseudonymous), start, end, duration and kind (session or visit). A visit and an open session have no end. min_duration drops ended sessions shorter than it.';
 
@@ -217,7 +220,10 @@ CREATE FUNCTION audience.top_apps(
     max_apps integer DEFAULT 10)
 RETURNS SETOF audience.top_apps_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
-AS $$ SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.top_apps_for(audience_internal.ticket(), workspace, since, until, max_apps);
+END;
 COMMENT ON FUNCTION audience.top_apps(text, timestamptz, timestamptz, integer) IS
     'The most viewed apps of a workspace in the window [since, until) among those the requester may see, most views first (ties by app): views, sessions, visits, distinct viewers and the time of ended sessions. Apps without a view in the window are left out.';
 
@@ -278,7 +284,10 @@ CREATE FUNCTION audience.top_viewers(
     max_viewers integer DEFAULT 10)
 RETURNS SETOF audience.top_viewers_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 10
-AS $$ SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.top_viewers_for(audience_internal.ticket(), workspace, app, since, until, max_viewers);
+END;
 COMMENT ON FUNCTION audience.top_viewers(text, text, timestamptz, timestamptz, integer) IS
     'The most active viewers in the window [since, until) of one app, or (app NULL) of every app of the workspace the requester may see, most views first: label, viewer_ref, views, sessions, time of ended sessions and last view. A person''s identified and pseudonymous views are separate rows with unrelated viewer_refs.';
 
@@ -335,7 +344,10 @@ CREATE FUNCTION audience.usage_over_time(
     bucket text DEFAULT 'day')
 RETURNS SETOF audience.usage_over_time_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 31
-AS $$ SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.usage_over_time_for(audience_internal.ticket(), workspace, app, since, until, bucket);
+END;
 COMMENT ON FUNCTION audience.usage_over_time(text, text, timestamptz, timestamptz, text) IS
     'Usage of one app, or (app NULL) of every app of the workspace the requester may see, per day, week (ISO, from Monday) or month of the workspace''s time zone, for every bucket that overlaps the window [since, until), empty ones included, oldest first: views, sessions, visits, distinct viewers and time of ended sessions, counting only views inside the window.';
 
@@ -377,7 +389,10 @@ $$;
 CREATE FUNCTION audience.viewer_trend(workspace text, app text DEFAULT NULL, months integer DEFAULT 12)
 RETURNS SETOF audience.viewer_trend_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 12
-AS $$ SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.viewer_trend_for(audience_internal.ticket(), workspace, app, months);
+END;
 COMMENT ON FUNCTION audience.viewer_trend(text, text, integer) IS
     'Is viewership increasing: for the last `months` calendar months (workspace time zone), distinct viewers of one app or (app NULL) of the apps of the workspace the requester may see, the previous month''s figure, the change, the change in percent of the previous month rounded to one decimal (NULL when the previous month had no viewers); complete is false for the month in progress.';
 
@@ -441,7 +456,10 @@ $$;
 CREATE FUNCTION audience.app_access(workspace text, app text DEFAULT NULL)
 RETURNS SETOF audience.app_access_row
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 100
-AS $$ SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app) $$;
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM audience_internal.app_access_for(audience_internal.ticket(), workspace, app);
+END;
 COMMENT ON FUNCTION audience.app_access(text, text) IS
     'Who may open which app of a workspace (one app, or every app the requester may see): member identity, member kind (NULL for a person who holds only a grant), status (active or invited) and via (admin, developer, member for a viewer member on a public app, grant, invitation for one not yet accepted). Admins and developers see every row; a viewer member only their own.';
 

@@ -1,5 +1,5 @@
 //! `#[pg_test]` units for the bulk write path (sql/bulk_ingest.sql): COPY
-//! into audience.view_imports and audience.record_views keep every rollup
+//! into audience_ingest.view_imports and audience.record_views keep every rollup
 //! exact, agree with record_view event for event, and refuse bad rows as
 //! record_view does.
 
@@ -95,7 +95,7 @@ mod tests {
     }
 
     fn staged() -> i64 {
-        one::<i64>("SELECT count(*) FROM audience.view_imports")
+        one::<i64>("SELECT count(*) FROM audience_ingest.view_imports")
     }
 
     fn events() -> i64 {
@@ -113,7 +113,7 @@ mod tests {
     fn copy_keeps_every_rollup_exact() {
         set_up();
         // What COPY does, row for row: one statement inserting into the staging table.
-        run(&format!("INSERT INTO audience.view_imports ({EVENTS} ORDER BY 5)"));
+        run(&format!("INSERT INTO audience_ingest.view_imports ({EVENTS} ORDER BY 5)"));
         assert_eq!(staged(), 0, "the staging table keeps nothing");
         assert_eq!(events(), 1516);
         // The settings the fold uses for a big batch end with it.
@@ -124,13 +124,13 @@ mod tests {
         assert_rollups_match_events("after a COPY");
         assert_answers_equal_plain_sql();
         // A second import on top, the same events again, in another order.
-        run(&format!("INSERT INTO audience.view_imports ({EVENTS} ORDER BY 5 DESC)"));
+        run(&format!("INSERT INTO audience_ingest.view_imports ({EVENTS} ORDER BY 5 DESC)"));
         assert_eq!(events(), 2 * 1516);
         assert_rollups_match_events("after a second COPY");
         assert_answers_equal_plain_sql();
         // Folded also where ordinary triggers do not fire (a restore, a replica).
         run("SET LOCAL session_replication_role = replica;
-             INSERT INTO audience.view_imports (workspace, app, viewer) VALUES ('bulk', 'pub', 'late@example.com');
+             INSERT INTO audience_ingest.view_imports (workspace, app, viewer) VALUES ('bulk', 'pub', 'late@example.com');
              SET LOCAL session_replication_role = origin;");
         assert_eq!((events(), staged()), (2 * 1516 + 1, 0));
     }
@@ -333,8 +333,8 @@ mod tests {
             assert_eq!(got, format!("{expected} (events[1])"), "record_views on {json}");
             // The same as the second row of an import, absent columns defaulted as COPY does.
             let copy = one::<String>(&format!(
-                "SELECT pg_temp.attempt($$INSERT INTO audience.view_imports
-                     SELECT (jsonb_populate_record(ROW(NULL, NULL, NULL, NULL, now(), NULL, 'session')::audience.view_imports, e)).*
+                "SELECT pg_temp.attempt($$INSERT INTO audience_ingest.view_imports
+                     SELECT (jsonb_populate_record(ROW(NULL, NULL, NULL, NULL, now(), NULL, 'session')::audience_ingest.view_imports, e)).*
                        FROM jsonb_array_elements('{batch}') e$$)"
             ));
             assert_eq!(copy, format!("{expected} (row 2 of this import)"), "COPY of {json}");
@@ -351,7 +351,7 @@ mod tests {
     #[pg_test]
     fn a_bad_row_fails_the_whole_import() {
         set_up();
-        run(&format!("INSERT INTO audience.view_imports ({EVENTS})"));
+        run(&format!("INSERT INTO audience_ingest.view_imports ({EVENTS})"));
         let before = events();
         assert_rollups_match_events("before a refused import");
         for table in ["app_viewers", "workspace_months"] {
@@ -360,7 +360,7 @@ mod tests {
             ));
         }
         let outcome = one::<String>(&format!(
-            "SELECT pg_temp.attempt($$INSERT INTO audience.view_imports
+            "SELECT pg_temp.attempt($$INSERT INTO audience_ingest.view_imports
                  ({EVENTS} UNION ALL SELECT 'bulk', 'pub', 'x@example.com', NULL, now(), NULL, 'stream')$$)"
         ));
         assert_eq!(

@@ -40,7 +40,7 @@ mod tests {
              SELECT audience.end_session(audience.record_view('{ws}', 'priv', 'guest@example.com', now() - interval '2 hours'));
              SELECT audience.record_view('{ws}', 'pub', NULL, now() - interval '40 days', anonymous_id => 'cookie-1');
              SELECT * FROM audience.record_views('[{{\"workspace\": \"{ws}\", \"app\": \"pub\", \"viewer\": \"bob@example.com\"}}]');
-             INSERT INTO audience.view_imports (workspace, app, viewer, viewed_at)
+             INSERT INTO audience_ingest.view_imports (workspace, app, viewer, viewed_at)
                   VALUES ('{ws}', 'pub', 'carol@example.com', now() - interval '3 days');
              SELECT * FROM audience.import_connect('{ws}',
                  '[{{\"content_guid\": \"g-1\", \"user_guid\": \"u-1\", \"started\": \"2026-01-05T10:00:00Z\",

@@ -92,7 +92,7 @@ pub(crate) fn load_usage_data(time_zone: &str) {
     run("SELECT audience.record_views(jsonb_agg(jsonb_strip_nulls(to_jsonb(e) - 'n') ORDER BY e.n))
            FROM t_events e WHERE n % 3 = 1");
     assert_rollups_match_events("after record_views");
-    run("INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+    run("INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
          SELECT workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind FROM t_events WHERE n % 3 = 2 ORDER BY n");
     assert_eq!(
         one::<i64>("SELECT count(*) FROM audience_internal.view_events"),

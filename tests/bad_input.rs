@@ -195,7 +195,7 @@ fn writers_need_read_committed() {
     let writers = [
         "SELECT audience.record_view('acme', 'dash', 'secret.person@example.com')".to_string(),
         r#"SELECT * FROM audience.record_views('[{"workspace": "acme", "app": "dash", "viewer": "secret.person@example.com"}]')"#.to_string(),
-        "INSERT INTO audience.view_imports (workspace, app, viewer) VALUES ('acme', 'dash', 'secret.person@example.com')".to_string(),
+        "INSERT INTO audience_ingest.view_imports (workspace, app, viewer) VALUES ('acme', 'dash', 'secret.person@example.com')".to_string(),
         format!("SELECT audience.end_session({event_id})"),
         format!("SELECT * FROM audience.import_connect('acme', '[{GOOD_RECORD}]', {USERS}, {CONTENT})"),
         "SELECT audience.configure_workspace('acme', time_zone => 'Europe/Paris')".to_string(),

@@ -50,7 +50,7 @@ fn start_writer(db: &TestDb, kind: usize, round: usize, stop: Arc<AtomicBool>) -
                 ),
                 2 => (
                     format!(
-                        "INSERT INTO audience.view_imports (workspace, app, viewer, viewed_at)
+                        "INSERT INTO audience_ingest.view_imports (workspace, app, viewer, viewed_at)
                          SELECT 'busy', '{app}', 'w' || g || '@mail.example', {at} FROM generate_series(1, 5) g"
                     ),
                     5,

@@ -2,7 +2,7 @@
 //!
 //! For each seed, a fresh database gets random sequences of every mutating
 //! function (record_view in its forms, record_views, COPY and INSERT into
-//! audience.view_imports, end_session, import_connect, configure_workspace,
+//! audience_ingest.view_imports, end_session, import_connect, configure_workspace,
 //! set_app_visibility, add_member, invite_viewer, accept_invite,
 //! remove_member, grant_app_access, rotate_pseudonym_key, forget_viewer),
 //! mostly valid, some not, applied from several connections at once. Then:

@@ -6,7 +6,7 @@
 //! Two parts, both deterministic for a seed: `setup` is a psql script that
 //! creates the workspaces, apps and members through the management
 //! functions; `events` is tab-separated text for
-//! `COPY audience.view_imports (workspace, app, viewer, anonymous_id,
+//! `COPY audience_ingest.view_imports (workspace, app, viewer, anonymous_id,
 //! viewed_at, ended_at, kind) FROM STDIN`.
 
 use crate::Zipf;

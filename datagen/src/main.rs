@@ -2,7 +2,7 @@
 //! script on standard output: workspaces, apps, members and invitations made
 //! through the management functions, then view events loaded through the
 //! bulk path (`COPY` into a staging table, then one insert into
-//! `audience.view_imports`). Sessions last as real ones do: most a quick
+//! `audience_ingest.view_imports`). Sessions last as real ones do: most a quick
 //! look, some a working session, a few hours; recent ones may still be open.
 //! Static content is opened as a `visit`, without an end.
 //!
@@ -375,7 +375,7 @@ fn main() -> io::Result<()> {
     // the same statement, exactly as record_view would store each event.
     writeln!(
         out,
-        "INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)\n\
+        "INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)\n\
          \x20 SELECT workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind FROM demo_events ORDER BY viewed_at;"
     )?;
     // An app that was public for two years becomes private today; the views

@@ -1,4 +1,4 @@
--- Bulk ingest: COPY into audience.view_imports, and record_views for a JSON
+-- Bulk ingest: COPY into audience_ingest.view_imports, and record_views for a JSON
 -- batch. Both keep every rollup current in the same statement, with the
 -- rules and the errors of record_view. Views are at fixed past times, so the
 -- output reads the same on any day.
@@ -11,14 +11,14 @@ select audience.create_app('acme', 'vault', 'private') > 0 as created;
 select audience.add_member('acme', 'ada@acme.example', 'admin');
 
 -- The platform streams events with COPY; the staging table keeps nothing.
-copy audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) from stdin;
+copy audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) from stdin;
 acme	dashboard	ada@acme.example	\N	2025-01-31 23:59:59+00	2025-02-01 00:10:00+00	session
 acme	dashboard	Outsider@Mail.example	\N	2025-02-01 00:00:00+00	\N	session
 acme	dashboard	\N	cookie-7f3a	2025-02-03 12:00:00+00	\N	visit
 acme	dashboard	\N	cookie-7f3a	2025-02-04 12:00:00+00	\N	visit
 acme	vault	auditor@ledger.example	\N	2025-02-05 09:00:00+00	\N	session
 \.
-select count(*) as staged from audience.view_imports;
+select count(*) as staged from audience_ingest.view_imports;
 
 -- Every rollup is current: months, all-time totals, last views.
 select a.slug as app, m.month, m.unique_viewers, m.views
@@ -65,12 +65,12 @@ select count(*) as events from audience_internal.view_events;
 
 -- A bad row in a COPY fails the COPY, with the row's number.
 savepoint before_copy;
-copy audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) from stdin;
+copy audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) from stdin;
 acme	dashboard	late@mail.example	\N	2025-03-03 00:00:00+00	\N	session
 acme	dashboard	late@mail.example	\N	2025-03-03 00:00:00+00	\N	stream
 \.
 rollback to savepoint before_copy;
-select count(*) as events, (select count(*) from audience.view_imports) as staged
+select count(*) as events, (select count(*) from audience_ingest.view_imports) as staged
   from audience_internal.view_events;
 
 rollback;

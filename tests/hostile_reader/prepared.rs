@@ -3,7 +3,7 @@
 //! executed as another — even as a cached generic plan, by SQL PREPARE or at
 //! protocol level — answers for the role that executes it.
 
-use crate::fixture::{json_rows_sql, Fixture, Session};
+use crate::fixture::{json_rows_sql, Fixture, Session, ACME};
 use crate::oracle::{ActorSpec, ACTORS, AS_CAPABILITY, AS_TEAM};
 use crate::probes::report;
 use crate::spoofing::check_state;
@@ -195,4 +195,58 @@ fn within_one_transaction(
             "after BEGIN; SET ROLE team; ROLLBACK: {after_rollback}"
         ));
     }
+}
+
+/// A plan a reader prepared, run after SET ROLE to a role the login is a
+/// member of but that may not read: refused for the public function or view
+/// the statement names — nothing internal (a helper, the ticket) in any text
+/// of the error, and no row.
+#[test]
+fn a_plan_run_without_read_rights_names_only_public_objects() {
+    let mut fx = Fixture::new("prepared_denied");
+    let victor = ACTORS.iter().find(|s| s.login == "victor").unwrap();
+    let nobody = fx.role("no_rights");
+    fx.op
+        .batch_execute(&format!(
+            "CREATE ROLE \"{nobody}\" NOLOGIN; GRANT \"{nobody}\" TO \"{}\"",
+            fx.role(victor.login)
+        ))
+        .unwrap();
+    let mut s = fx.session(victor);
+    s.client
+        .batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE by_function AS SELECT count(*) FROM audience.recent_viewers('{ACME}', 'acme-dash');
+             PREPARE by_view AS SELECT count(*) FROM audience.recent_viewers;
+             EXECUTE by_function; EXECUTE by_view;
+             SET ROLE \"{nobody}\""
+        ))
+        .unwrap();
+    let mut failures = Vec::new();
+    for (statement, names) in [
+        ("EXECUTE by_function", "permission denied for function recent_viewers"),
+        ("EXECUTE by_view", "permission denied for view recent_viewers"),
+    ] {
+        for run in 0..3 {
+            match s.client.simple_query(statement) {
+                Err(e) => {
+                    let db = e.as_db_error().expect("a server error");
+                    let texts: Vec<&str> = [Some(db.message()), db.detail(), db.hint(), db.where_()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    if db.code().code() != "42501" || db.message() != names {
+                        failures.push(format!("{statement} (run {run}): {} {:?}", db.code().code(), db.message()));
+                    }
+                    for text in texts {
+                        if ["audience_internal", "ticket", "_for"].iter().any(|w| text.contains(w)) {
+                            failures.push(format!("{statement} (run {run}) shows an internal name: {text:?}"));
+                        }
+                    }
+                }
+                Ok(_) => failures.push(format!("{statement} (run {run}) answered without read rights")),
+            }
+        }
+    }
+    report(failures);
 }

@@ -153,8 +153,9 @@ pub struct Catalog {
     pub views: Vec<View>,
     /// Tables, sequences and views of audience_internal: (name, relkind).
     pub internal_relations: Vec<(String, String)>,
-    /// Tables of schema audience (staging tables of the ingest path).
-    pub public_tables: Vec<String>,
+    /// Tables of the schemas callers name, audience and audience_ingest (the
+    /// staging table of the ingest path), qualified.
+    pub staging_tables: Vec<String>,
     pub functions: Vec<Func>,
 }
 
@@ -190,10 +191,11 @@ impl Catalog {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let public_tables = op
+        let staging_tables = op
             .query(
-                "SELECT c.relname::text FROM pg_catalog.pg_class c
-                  WHERE c.relnamespace = 'audience'::regnamespace AND c.relkind IN ('r', 'p') ORDER BY 1",
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname IN ('audience', 'audience_ingest') AND c.relkind IN ('r', 'p') ORDER BY 1",
                 &[],
             )
             .unwrap()
@@ -253,7 +255,7 @@ impl Catalog {
         let catalog = Catalog {
             views,
             internal_relations,
-            public_tables,
+            staging_tables,
             functions,
         };
         catalog.check_promised();

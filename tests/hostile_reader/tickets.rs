@@ -7,7 +7,7 @@
 
 use crate::fixture::{Fixture, Tok, ACME};
 use crate::oracle::{WhoamiRow, ACTORS};
-use crate::probes::{report, truncate, whoami};
+use crate::probes::{report, sqlstate, truncate, whoami};
 use crate::surface::Func;
 use pg_audience_integration::attempt;
 use postgres::{Client, Transaction};
@@ -96,6 +96,34 @@ fn tickets_cannot_be_forged_replayed_or_borrowed() {
         .map(|r| r.get::<_, i64>(0) as u32)
         .unwrap();
     let mut failures = Vec::new();
+    let actors: Vec<_> = ACTORS
+        .iter()
+        .filter(|s| matches!(s.login, "outsider" | "victor" | "pooled") && matches!(s.token, Tok::None))
+        .collect();
+    // Readers hold no USAGE on audience_internal: they cannot so much as name
+    // a ticket-taking function. The ticket is the defence behind that one;
+    // the rest of this test grants USAGE, as a database that exposed the
+    // schema by mistake would, and attacks the tickets themselves.
+    for spec in &actors {
+        let mut s = fx.session(spec);
+        let who = s.label();
+        let mut tx = s.client.transaction().unwrap();
+        for f in &ticketed {
+            let sql = f.ticket_call("NULL::bytea", ACME, "acme-ledger");
+            match attempt(&mut tx, &sql) {
+                Err(e) if sqlstate(&e) == "42501"
+                    && e.as_db_error().is_some_and(|d| d.message() == "permission denied for schema audience_internal") => {}
+                other => failures.push(format!(
+                    "{who}: {sql} without USAGE on the schema: {}",
+                    truncate(&format!("{other:?}"))
+                )),
+            }
+        }
+    }
+    let roles: Vec<String> = actors.iter().map(|s| format!("\"{}\"", fx.role(s.login))).collect();
+    fx.op
+        .batch_execute(&format!("GRANT USAGE ON SCHEMA audience_internal TO {}", roles.join(", ")))
+        .unwrap();
     // The operator's own ticket works for the operator: what a borrowed one would open.
     {
         let mut tx = fx.op.transaction().unwrap();
@@ -107,9 +135,7 @@ fn tickets_cannot_be_forged_replayed_or_borrowed() {
             }
         }
     }
-    for spec in ACTORS.iter().filter(|s| {
-        matches!(s.login, "outsider" | "victor" | "pooled") && matches!(s.token, Tok::None)
-    }) {
+    for spec in actors {
         let mut s = fx.session(spec);
         let who = s.label();
         own_ticket_is_yours_alone(&mut s.client, &ticketed, &who, superuser_oid, &mut failures);

@@ -108,7 +108,7 @@ impl Writer {
                 (|| {
                     use std::io::Write;
                     let mut w = self.ingest.copy_in(
-                        "COPY audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM STDIN",
+                        "COPY audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM STDIN",
                     )?;
                     w.write_all(text.as_bytes()).expect("writing COPY data");
                     w.finish().map(|_| ())
@@ -132,7 +132,7 @@ impl Writer {
                     .collect();
                 self.ingest
                     .batch_execute(&format!(
-                        "INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) VALUES {}",
+                        "INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) VALUES {}",
                         values.join(", ")
                     ))
             }

@@ -48,7 +48,7 @@ pub enum Op {
         events: Vec<Ev>,
         on_error: &'static str,
     },
-    /// COPY into audience.view_imports, or (insert) a multi-row INSERT.
+    /// COPY into audience_ingest.view_imports, or (insert) a multi-row INSERT.
     Copy {
         rows: Vec<Ev>,
         insert: bool,

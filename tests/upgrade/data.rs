@@ -1,6 +1,6 @@
 //! The upgrade test's data set: three workspaces' history, written through
 //! the 0.1.0 API only (management calls, record_view and end_session,
-//! record_views, COPY and INSERT into audience.view_imports), so that one
+//! record_views, COPY and INSERT into the staging table), so that one
 //! piece of code loads both a released install and a fresh one. Every time
 //! is an offset from one instant taken when the test starts, and the events
 //! come from a fixed seed: two loads store the same events.
@@ -329,24 +329,28 @@ pub fn load(client: &mut Client, t0: SystemTime) -> BTreeMap<&'static str, i64> 
                     .expect("copying events out")
                     .read_to_end(&mut text)
                     .expect("copying events out");
+                let staging = staging_table(client);
                 let mut writer = client
-                    .copy_in("COPY audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM STDIN")
-                    .expect("COPY into audience.view_imports");
+                    .copy_in(&format!("COPY {staging} (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM STDIN"))
+                    .expect("COPY into the staging table");
                 writer.write_all(&text).unwrap();
                 assert_eq!(
-                    writer.finish().expect("COPY into audience.view_imports"),
+                    writer.finish().expect("COPY into the staging table"),
                     CHUNK as u64
                 );
             }
             _ => {
+                let staging = staging_table(client);
                 client
                     .execute(
-                        "INSERT INTO audience.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
-                         SELECT workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind
-                           FROM upgrade_events WHERE chunk = $1 ORDER BY i",
+                        &format!(
+                            "INSERT INTO {staging} (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+                             SELECT workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind
+                               FROM upgrade_events WHERE chunk = $1 ORDER BY i"
+                        ),
                         &[&chunk],
                     )
-                    .expect("INSERT into audience.view_imports");
+                    .expect("INSERT into the staging table");
             }
         }
         if chunk == EVENTS / CHUNK / 2 {
@@ -394,5 +398,19 @@ fn one_by_one(client: &mut Client, chunk: i64) {
                 )
                 .expect("end_session");
         }
+    }
+}
+
+/// The COPY target of the installed version: audience.view_imports in 0.1.0,
+/// audience_ingest.view_imports since 0.2.0.
+fn staging_table(client: &mut Client) -> &'static str {
+    let moved: bool = client
+        .query_one("SELECT to_regclass('audience_ingest.view_imports') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    if moved {
+        "audience_ingest.view_imports"
+    } else {
+        "audience.view_imports"
     }
 }
