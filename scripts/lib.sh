@@ -23,7 +23,11 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 ensure_packages() {
     local missing=()
-    for p in postgresql-15 postgresql-server-dev-15 sudo libclang-dev clang pkg-config pgbouncer; do
+    # The build, the server and PgBouncer; then the clients the tests drive:
+    # Python's venv, a JDK with pgjdbc (Metabase's driver), and Chromium
+    # with its WebDriver for the dashboard's browser test.
+    for p in postgresql-15 postgresql-server-dev-15 sudo libclang-dev clang pkg-config pgbouncer \
+             python3-venv default-jdk-headless libpostgresql-jdbc-java chromium chromium-driver; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -47,6 +51,23 @@ ensure_cargo_pgrx() {
 setup_machine() {
     ensure_packages
     ensure_cargo_pgrx
+    ensure_python_env
+}
+
+# A virtual environment with the pinned Python packages of the client tests
+# and of the dashboard, made again when a requirements file changes.
+VENV="$RUN_DIR/venv"
+ensure_python_env() {
+    local want
+    want=$(cat "$ROOT/tests/clients/requirements.txt" "$ROOT/dashboard/requirements.txt" | sha256sum | cut -c1-16)
+    if [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$want" ]; then
+        log "installing the Python packages of tests/clients and dashboard into $VENV"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check \
+            -r "$ROOT/tests/clients/requirements.txt" -r "$ROOT/dashboard/requirements.txt"
+        echo "$want" > "$VENV/.requirements"
+    fi
 }
 
 # Builds the extension and installs it into the system PostgreSQL 15, with the
@@ -77,7 +98,8 @@ install_released_scripts() {
 }
 
 # cluster_start NAME PORT [SERVER_OPTIONS]: a private cluster under
-# $RUN_DIR/NAME, listening only on a Unix socket in $RUN_DIR/NAME/socket.
+# $RUN_DIR/NAME, listening on a Unix socket in $RUN_DIR/NAME/socket (and on
+# TCP only if SERVER_OPTIONS set listen_addresses).
 # SERVER_OPTIONS are extra `-c name=value` settings, used by the benchmark to
 # run on the configuration the figures of docs/spec.md §6 were measured with. Sets PGHOST,
 # PGPORT, PGUSER.
@@ -87,7 +109,9 @@ cluster_start() {
     as_root install -d -o "$PG_USER" -g "$PG_USER" -m 0755 "$dir/socket"
     if ! as_root test -f "$dir/data/PG_VERSION"; then
         log "creating a throwaway cluster in $dir"
-        as_root sudo -u "$PG_USER" "$PG_BIN/initdb" -D "$dir/data" --auth=trust --encoding=UTF8 \
+        # Trust on the private socket; a password over TCP, where clients
+        # that cannot use a socket (pgjdbc) log in.
+        as_root sudo -u "$PG_USER" "$PG_BIN/initdb" -D "$dir/data" --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 \
             --locale=C.UTF-8 --username="$PG_USER" >/dev/null
     fi
     export PGHOST="$dir/socket" PGPORT="$port" PGUSER="$PG_USER"
