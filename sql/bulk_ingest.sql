@@ -84,7 +84,8 @@ BEGIN
      ORDER BY i.pos
      LIMIT 1;
     IF FOUND THEN
-        PERFORM audience_internal.raise_problem(bad.problem, format('row %s of this import', bad.pos));
+        RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
+            MESSAGE = audience_internal.problem_message(bad.problem, format('row %s of this import', bad.pos));
     END IF;
 
     SELECT count(*) INTO n_rows FROM new_rows;

@@ -10,7 +10,7 @@
 -- A refused input as data: its SQLSTATE and message. A check that returns
 -- one instead of raising can be asked about every row of a batch at once
 -- (to find the first bad row, or all of them), and costs no subtransaction;
--- raise_problem raises one, with where in a batch it was found. Each kind of
+-- problem_message words it with where in a batch it was found. Each kind of
 -- problem has one constructor below, so each message is written once.
 CREATE TYPE audience_internal.problem AS (sqlstate text, message text);
 
@@ -59,73 +59,68 @@ AS $$
            || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END
 $$;
 
--- Raises a problem, for the helpers below and the internal functions.
-CREATE FUNCTION audience_internal.raise_problem(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    RAISE EXCEPTION USING ERRCODE = problem.sqlstate,
-        MESSAGE = audience_internal.problem_message(problem, place, within);
-END
-$$;
-
+-- The checks below raise their problem themselves, as does each function
+-- that finds one, rather than through a helper that raises: each frame of a
+-- call chain is a line of the error's CONTEXT, and a caller should see as
+-- few of ours as can be.
 CREATE FUNCTION audience_internal.require(value anyelement, argument text)
 RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    problem audience_internal.problem;
 BEGIN
     IF value IS NULL THEN
-        PERFORM audience_internal.raise_problem(audience_internal.null_argument(argument));
+        problem := audience_internal.null_argument(argument);
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
     END IF;
     RETURN value;
 END
 $$;
 
--- Also what a reader hears of a workspace they may not see.
-CREATE FUNCTION audience_internal.no_such_workspace(workspace text)
-RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    PERFORM audience_internal.raise_problem(audience_internal.missing_workspace(workspace));
-END
-$$;
-
+-- A workspace by its slug; one that does not exist is an error naming it.
 CREATE FUNCTION audience_internal.workspace_id(workspace text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 DECLARE
     id bigint;
+    problem audience_internal.problem;
 BEGIN
-    SELECT w.workspace_id INTO id
-      FROM audience_internal.workspaces w
-     WHERE w.slug = audience_internal.require(workspace, 'workspace');
-    IF NOT FOUND THEN
-        PERFORM audience_internal.no_such_workspace(workspace);
+    IF workspace IS NULL THEN
+        problem := audience_internal.null_argument('workspace');
+    ELSE
+        SELECT w.workspace_id INTO id FROM audience_internal.workspaces w WHERE w.slug = workspace;
+        IF NOT FOUND THEN
+            problem := audience_internal.missing_workspace(workspace);
+        END IF;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
     END IF;
     RETURN id;
 END
 $$;
 
--- Also what a reader hears of an app they may not see.
-CREATE FUNCTION audience_internal.no_such_app(workspace text, app text)
-RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    PERFORM audience_internal.raise_problem(audience_internal.missing_app(workspace, app));
-END
-$$;
-
+-- An app of a workspace by its slug; one that does not exist is an error
+-- naming it.
 CREATE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
 DECLARE
     id bigint;
+    problem audience_internal.problem;
 BEGIN
-    SELECT a.app_id INTO id
-      FROM audience_internal.apps a
-     WHERE a.workspace_id = app_id.workspace_id
-       AND a.slug = audience_internal.require(app, 'app');
-    IF NOT FOUND THEN
-        PERFORM audience_internal.no_such_app(workspace, app);
+    IF app IS NULL THEN
+        problem := audience_internal.null_argument('app');
+    ELSE
+        SELECT a.app_id INTO id
+          FROM audience_internal.apps a
+         WHERE a.workspace_id = app_id.workspace_id AND a.slug = app;
+        IF NOT FOUND THEN
+            problem := audience_internal.missing_app(workspace, app);
+        END IF;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
     END IF;
     RETURN id;
 END
@@ -162,9 +157,16 @@ $$;
 CREATE FUNCTION audience_internal.check_choice(value text, argument text, choices text[])
 RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    problem audience_internal.problem;
 BEGIN
-    IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
-        PERFORM audience_internal.raise_problem(audience_internal.not_one_of(argument, choices));
+    IF value IS NULL THEN
+        problem := audience_internal.null_argument(argument);
+    ELSIF NOT (value = ANY (choices)) THEN
+        problem := audience_internal.not_one_of(argument, choices);
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
     END IF;
     RETURN value;
 END
