@@ -85,12 +85,13 @@ install_extension() {
 # database at a released version, as the upgrade test does, also needs that
 # version's own install script: those are kept in sql/released/. The script of
 # the version being built is never replaced: it is the one generated from the
-# code.
+# code. A released version whose control parameters differ from today's has
+# its own secondary control file (pg_audience--VERSION.control) beside it.
 install_released_scripts() {
     local dir current script
     dir="$("$PG_BIN/pg_config" --sharedir)/extension"
     current=$(awk -F'"' '/^version = /{print $2; exit}' "$ROOT/Cargo.toml")
-    for script in "$ROOT"/sql/released/pg_audience--*.sql; do
+    for script in "$ROOT"/sql/released/pg_audience--*.sql "$ROOT"/sql/released/pg_audience--*.control; do
         if [ -e "$script" ] && [ "$(basename "$script")" != "pg_audience--$current.sql" ]; then
             as_root install -m 0644 "$script" "$dir/"
         fi

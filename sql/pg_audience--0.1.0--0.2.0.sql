@@ -8,6 +8,21 @@
 -- new rules refuse is handled at the end of this file.
 \echo Use "ALTER EXTENSION pg_audience UPDATE TO '0.2.0'" to load this file. \quit
 
+-- Schema audience becomes a member of the extension, as on a fresh install
+-- of 0.2.0, so that DROP EXTENSION removes it. 0.1.0's control file named it
+-- as the extension's schema, and PostgreSQL adds no schema to the extension
+-- recorded in it: the extension is recorded in schema public instead, where
+-- CREATE EXTENSION records it now.
+UPDATE pg_catalog.pg_depend d
+   SET refobjid = coalesce(pg_catalog.to_regnamespace('public'), 'pg_catalog'::regnamespace)
+  FROM pg_catalog.pg_extension e
+ WHERE e.extname = 'pg_audience' AND d.classid = 'pg_catalog.pg_extension'::regclass AND d.objid = e.oid
+   AND d.refclassid = 'pg_catalog.pg_namespace'::regclass AND d.refobjid = 'audience'::regnamespace;
+UPDATE pg_catalog.pg_extension
+   SET extnamespace = coalesce(pg_catalog.to_regnamespace('public'), 'pg_catalog'::regnamespace)
+ WHERE extname = 'pg_audience';
+ALTER EXTENSION pg_audience ADD SCHEMA audience;
+
 -- Who recorded each event (sql/schema.sql): events stored so far have no
 -- recorder, and only the operator ends them.
 CREATE FUNCTION audience_internal."session_login"() RETURNS oid /* pg_sys :: Oid */
@@ -22,7 +37,7 @@ ALTER TABLE audience_internal.view_events ALTER COLUMN recorded_by SET DEFAULT a
 -- A refused input as data: its SQLSTATE and message. A check that returns
 -- one instead of raising can be asked about every row of a batch at once
 -- (to find the first bad row, or all of them), and costs no subtransaction;
--- raise_problem raises one, with where in a batch it was found. Each kind of
+-- problem_message words it with where in a batch it was found. Each kind of
 -- problem has one constructor below, so each message is written once.
 CREATE TYPE audience_internal.problem AS (sqlstate text, message text);
 
@@ -282,48 +297,79 @@ AS $$
            || CASE WHEN place IS NULL THEN '' ELSE format(' (%s)', place) END
 $$;
 
-CREATE FUNCTION audience_internal.raise_problem(problem audience_internal.problem, place text DEFAULT NULL, within text DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    RAISE EXCEPTION USING ERRCODE = problem.sqlstate,
-        MESSAGE = audience_internal.problem_message(problem, place, within);
-END
-$$;
-
 CREATE OR REPLACE FUNCTION audience_internal.require(value anyelement, argument text)
 RETURNS anyelement LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    problem audience_internal.problem;
 BEGIN
     IF value IS NULL THEN
-        PERFORM audience_internal.raise_problem(audience_internal.null_argument(argument));
+        problem := audience_internal.null_argument(argument);
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
     END IF;
     RETURN value;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.no_such_workspace(workspace text)
-RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+CREATE OR REPLACE FUNCTION audience_internal.workspace_id(workspace text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+DECLARE
+    id bigint;
+    problem audience_internal.problem;
 BEGIN
-    PERFORM audience_internal.raise_problem(audience_internal.missing_workspace(workspace));
+    IF workspace IS NULL THEN
+        problem := audience_internal.null_argument('workspace');
+    ELSE
+        SELECT w.workspace_id INTO id FROM audience_internal.workspaces w WHERE w.slug = workspace;
+        IF NOT FOUND THEN
+            problem := audience_internal.missing_workspace(workspace);
+        END IF;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
+    END IF;
+    RETURN id;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.no_such_app(workspace text, app text)
-RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+CREATE OR REPLACE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+DECLARE
+    id bigint;
+    problem audience_internal.problem;
 BEGIN
-    PERFORM audience_internal.raise_problem(audience_internal.missing_app(workspace, app));
+    IF app IS NULL THEN
+        problem := audience_internal.null_argument('app');
+    ELSE
+        SELECT a.app_id INTO id
+          FROM audience_internal.apps a
+         WHERE a.workspace_id = app_id.workspace_id AND a.slug = app;
+        IF NOT FOUND THEN
+            problem := audience_internal.missing_app(workspace, app);
+        END IF;
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
+    END IF;
+    RETURN id;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.check_choice(value text, argument text, choices text[])
 RETURNS text LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    problem audience_internal.problem;
 BEGIN
-    IF NOT (audience_internal.require(value, argument) = ANY (choices)) THEN
-        PERFORM audience_internal.raise_problem(audience_internal.not_one_of(argument, choices));
+    IF value IS NULL THEN
+        problem := audience_internal.null_argument(argument);
+    ELSIF NOT (value = ANY (choices)) THEN
+        problem := audience_internal.not_one_of(argument, choices);
+    END IF;
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = (problem).sqlstate, MESSAGE = (problem).message;
     END IF;
     RETURN value;
 END
@@ -1256,7 +1302,8 @@ BEGIN
      ORDER BY i.pos
      LIMIT 1;
     IF FOUND THEN
-        PERFORM audience_internal.raise_problem(bad.problem, format('row %s of this import', bad.pos));
+        RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
+            MESSAGE = audience_internal.problem_message(bad.problem, format('row %s of this import', bad.pos));
     END IF;
 
     SELECT count(*) INTO n_rows FROM new_rows;
@@ -2595,11 +2642,13 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'accept_token_once_wrapper';
 
 -- Replaced by audience_internal.identity_problem, which raises nothing, and by
--- audience_internal.read_scope, which raises its own refusals.
+-- audience_internal.read_scope and the lookups of sql/checks.sql, which raise their own refusals.
 DROP FUNCTION audience_internal.id_problem(text, text, boolean);
 DROP FUNCTION audience_internal.plainly_valid_id(text);
 DROP FUNCTION audience_internal.readable_workspace(text);
 DROP FUNCTION audience_internal.readable_app(bigint, text, text, text);
+DROP FUNCTION audience_internal.no_such_workspace(text);
+DROP FUNCTION audience_internal.no_such_app(text, text);
 -- The usage views (sql/usage.sql).
 -- Views for BI tools over the last 30 days, answering for whoever queries
 -- them, as in sql/analytics.sql.
@@ -2818,7 +2867,10 @@ GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO 
 -- The COPY path: rows written here are folded into the model by a trigger
 -- in the same statement; the staging table never keeps them.
 GRANT USAGE ON SCHEMA audience_ingest TO audience_ingest;
-GRANT INSERT ON audience_ingest.view_imports TO audience_ingest;
+-- SELECT too, so that the one table the ingest role lists is one it may
+-- read: it is always empty to anyone (rows live only within the statement
+-- that inserts them).
+GRANT SELECT, INSERT ON audience_ingest.view_imports TO audience_ingest;
 
 -- The operator reads every workspace in full through the same functions.
 -- The read functions are SECURITY INVOKER wrappers around definer functions

@@ -34,7 +34,10 @@ GRANT EXECUTE ON FUNCTION audience.import_connect(text, jsonb, jsonb, jsonb) TO 
 -- The COPY path: rows written here are folded into the model by a trigger
 -- in the same statement; the staging table never keeps them.
 GRANT USAGE ON SCHEMA audience_ingest TO audience_ingest;
-GRANT INSERT ON audience_ingest.view_imports TO audience_ingest;
+-- SELECT too, so that the one table the ingest role lists is one it may
+-- read: it is always empty to anyone (rows live only within the statement
+-- that inserts them).
+GRANT SELECT, INSERT ON audience_ingest.view_imports TO audience_ingest;
 
 -- The operator reads every workspace in full through the same functions.
 -- The read functions are SECURITY INVOKER wrappers around definer functions

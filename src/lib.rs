@@ -71,7 +71,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/analytics.sql",
     name = "analytics",
-    requires = ["labels", "ingest", "requester", relative_time]
+    requires = ["labels", "ingest", "requester", audience::relative_time]
 );
 extension_sql_file!("../sql/usage.sql", name = "usage", requires = ["analytics"]);
 extension_sql_file!("../sql/connect_import.sql", name = "connect_import", requires = ["bulk_ingest"]);
@@ -232,13 +232,20 @@ mod audience_internal {
     }
 }
 
-/// "just now", "5 minutes ago", "yesterday", ... for `at` as seen from `now`.
-#[pg_extern(immutable, strict, parallel_safe)]
-fn relative_time(at: TimestampWithTimeZone, now: default!(TimestampWithTimeZone, "now()")) -> String {
-    if !at.is_finite() || !now.is_finite() {
-        error::AudienceError::invalid("at", "must be a finite time").raise();
+/// What users call from Rust, in schema audience (created by sql/bootstrap.sql).
+#[pg_schema]
+mod audience {
+    use crate::{error, relative_time};
+    use pgrx::prelude::*;
+
+    /// "just now", "5 minutes ago", "yesterday", ... for `at` as seen from `now`.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn relative_time(at: TimestampWithTimeZone, now: default!(TimestampWithTimeZone, "now()")) -> String {
+        if !at.is_finite() || !now.is_finite() {
+            error::AudienceError::invalid("at", "must be a finite time").raise();
+        }
+        relative_time::between(at.into_inner(), now.into_inner())
     }
-    relative_time::between(at.into_inner(), now.into_inner())
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -81,3 +81,41 @@ fn end_session_answers_only_the_login_that_recorded_the_event() {
     drop(db);
     drop(roles);
 }
+
+/// The ingest role's catalog, as a tool that lists what a login may use
+/// shows it: the COPY target in schema audience_ingest, which it may insert
+/// into and read (always empty), nothing of the readers' views, no schema of
+/// internals.
+#[test]
+fn the_ingest_role_sees_its_surface() {
+    let roles = Roles::create(&[("it_ingest_surface".to_string(), "LOGIN IN ROLE audience_ingest")]);
+    let (db, _op) = TestDb::with_extension("it_ingest_surface");
+    let mut web = connect_as(&db.name, &roles.names[0]);
+    let usable: Vec<String> = web
+        .query(
+            "SELECT nspname::text FROM pg_namespace
+              WHERE has_schema_privilege(oid, 'USAGE') AND nspname LIKE 'audience%' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(usable, ["audience", "audience_ingest"]);
+    let tables: Vec<String> = web
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables
+              WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["audience_ingest.view_imports"]);
+    let rows: i64 = web
+        .query_one("SELECT count(*) FROM audience_ingest.view_imports", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}

@@ -276,3 +276,35 @@ fn update_from_0_1_0_keeps_every_answer_and_equals_a_fresh_install() {
         problems.join("\n\n")
     );
 }
+
+/// DROP EXTENSION removes every schema of the extension with it, whether the
+/// extension was created at this version or updated to it from 0.1.0 (whose
+/// control file made schema audience outside the extension).
+#[test]
+fn drop_extension_leaves_no_schema_behind() {
+    for (name, version) in [("it_upgrade_drop_fresh", None), ("it_upgrade_drop_updated", Some("0.1.0"))] {
+        let (_db, mut client) = TestDb::with_extension_version(name, version);
+        if version.is_some() {
+            client.batch_execute("ALTER EXTENSION pg_audience UPDATE").unwrap();
+        }
+        let schemas = |c: &mut Client| -> Vec<String> {
+            c.query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'audience%' ORDER BY 1", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        assert_eq!(schemas(&mut client), ["audience", "audience_ingest", "audience_internal"], "{name}");
+        let members: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_depend d JOIN pg_extension e ON d.refobjid = e.oid
+                  WHERE e.extname = 'pg_audience' AND d.deptype = 'e' AND d.classid = 'pg_namespace'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(members, 3, "{name}: the three schemas are members");
+        client.batch_execute("DROP EXTENSION pg_audience").unwrap();
+        assert!(schemas(&mut client).is_empty(), "{name}: left {:?}", schemas(&mut client));
+    }
+}
