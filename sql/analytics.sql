@@ -246,8 +246,8 @@ BEGIN
              WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
              ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
              LIMIT recent_viewers_for.max_viewers) av
-     CROSS JOIN LATERAL audience_internal.view_label(av.workspace_id, av.viewer_id, av.last_viewed_at,
-                                                     av.last_view_identifiable) l
+     CROSS JOIN LATERAL audience_internal.labelled(av.workspace_id, av.viewer_id, NULL, av.last_viewed_at,
+                                                   av.last_view_identifiable) l
      ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
 END
 $$;

@@ -3,8 +3,7 @@
 --
 -- These are plain SQL functions without SET clauses so that the planner
 -- inlines them into the queries that use them. Every read labels its rows
--- with `labelled` (or `view_label`, which first decides whether the view is
--- identified); nothing else joins members or keys to make a label.
+-- with `labelled`; nothing else joins members or keys to make a label.
 
 -- A viewer is shown by identity when the view shown is on or after the
 -- workspace's identification start, and either the viewer is an accepted
@@ -58,17 +57,6 @@ AS $$
      WHERE w.workspace_id = pseudonym_scope.workspace_id
 $$;
 
--- Whether a viewer of a workspace is an accepted member of it now: their
--- identity hashes to the viewer's stored reference.
-CREATE FUNCTION audience_internal.is_member(workspace_id bigint, viewer_id bigint)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT EXISTS (SELECT FROM audience_internal.viewers v
-                     JOIN audience_internal.members m
-                       ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
-                    WHERE v.workspace_id = is_member.workspace_id AND v.viewer_id = is_member.viewer_id)
-$$;
-
 -- The viewers of a workspace who are its accepted members now, for reads
 -- that label many views at once.
 CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
@@ -101,42 +89,33 @@ $$;
 -- The label of a viewer's views: their identity when identified (as a
 -- member, or as stored from a view of a private app), otherwise their
 -- pseudonym; the viewer_ref beside it; whether it is a pseudonym. `at` is a
--- time of the views labelled, which places a monthly pseudonym. (One row; a
--- set-returning function so that the planner inlines it into the read.)
+-- time of the views labelled, which places a monthly pseudonym.
+-- `identified` is given by a read that decided it for many views at once;
+-- NULL decides it here for one view (or the latest of a viewer's views) at
+-- `at`, `identifiable` as stored: the viewer is a member now when their
+-- hash is an active member's (members are unique by hash), found by the
+-- join the label needs anyway. (One row; a set-returning function so that
+-- the planner inlines it, joins and all, into the read: no function runs per
+-- row but the keyed hashes.)
 CREATE FUNCTION audience_internal.labelled(
-    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz)
+    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz, identifiable boolean DEFAULT NULL)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 AS $$
-    SELECT audience_internal.viewer_label(labelled.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
+    SELECT audience_internal.viewer_label(s.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
                                           v.viewer_hash, s.scope),
-           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, labelled.identified, s.scope),
-           NOT labelled.identified
+           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, s.identified, s.scope),
+           NOT s.identified
       FROM audience_internal.viewers v
       JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
       JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
       LEFT JOIN audience_internal.members m
         ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
      CROSS JOIN LATERAL (
-          SELECT CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
+          SELECT coalesce(labelled.identified,
+                          audience_internal.is_identified(labelled.at, w.identification_start, m.member_id IS NOT NULL,
+                                                          labelled.identifiable)) AS identified,
+                 CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
                       ELSE audience_internal.pseudonym_scope(w.workspace_id, labelled.at) END AS scope) s
      WHERE v.workspace_id = labelled.workspace_id AND v.viewer_id = labelled.viewer_id
-$$;
-
--- The label of one view (or of the latest of a viewer's views), deciding
--- first whether it is identified.
-CREATE FUNCTION audience_internal.view_label(
-    workspace_id bigint, viewer_id bigint, viewed_at timestamptz, identifiable boolean)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
-LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
-AS $$
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous
-      FROM audience_internal.workspaces w
-     CROSS JOIN LATERAL audience_internal.labelled(
-           view_label.workspace_id, view_label.viewer_id,
-           audience_internal.is_identified(view_label.viewed_at, w.identification_start,
-                                           audience_internal.is_member(view_label.workspace_id, view_label.viewer_id),
-                                           view_label.identifiable),
-           view_label.viewed_at) l
-     WHERE w.workspace_id = view_label.workspace_id
 $$;

@@ -786,15 +786,6 @@ AS $$
      WHERE w.workspace_id = pseudonym_scope.workspace_id
 $$;
 
-CREATE FUNCTION audience_internal.is_member(workspace_id bigint, viewer_id bigint)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT EXISTS (SELECT FROM audience_internal.viewers v
-                     JOIN audience_internal.members m
-                       ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
-                    WHERE v.workspace_id = is_member.workspace_id AND v.viewer_id = is_member.viewer_id)
-$$;
-
 CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
 RETURNS bigint[] LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
@@ -819,39 +810,26 @@ AS $$
 $$;
 
 CREATE FUNCTION audience_internal.labelled(
-    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz)
+    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz, identifiable boolean DEFAULT NULL)
 RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
 LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
 AS $$
-    SELECT audience_internal.viewer_label(labelled.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
+    SELECT audience_internal.viewer_label(s.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
                                           v.viewer_hash, s.scope),
-           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, labelled.identified, s.scope),
-           NOT labelled.identified
+           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, s.identified, s.scope),
+           NOT s.identified
       FROM audience_internal.viewers v
       JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
       JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
       LEFT JOIN audience_internal.members m
         ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
      CROSS JOIN LATERAL (
-          SELECT CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
+          SELECT coalesce(labelled.identified,
+                          audience_internal.is_identified(labelled.at, w.identification_start, m.member_id IS NOT NULL,
+                                                          labelled.identifiable)) AS identified,
+                 CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
                       ELSE audience_internal.pseudonym_scope(w.workspace_id, labelled.at) END AS scope) s
      WHERE v.workspace_id = labelled.workspace_id AND v.viewer_id = labelled.viewer_id
-$$;
-
-CREATE FUNCTION audience_internal.view_label(
-    workspace_id bigint, viewer_id bigint, viewed_at timestamptz, identifiable boolean)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
-LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
-AS $$
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous
-      FROM audience_internal.workspaces w
-     CROSS JOIN LATERAL audience_internal.labelled(
-           view_label.workspace_id, view_label.viewer_id,
-           audience_internal.is_identified(view_label.viewed_at, w.identification_start,
-                                           audience_internal.is_member(view_label.workspace_id, view_label.viewer_id),
-                                           view_label.identifiable),
-           view_label.viewed_at) l
-     WHERE w.workspace_id = view_label.workspace_id
 $$;
 
 -- sql/management.sql
@@ -1815,8 +1793,8 @@ BEGIN
              WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
              ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
              LIMIT recent_viewers_for.max_viewers) av
-     CROSS JOIN LATERAL audience_internal.view_label(av.workspace_id, av.viewer_id, av.last_viewed_at,
-                                                     av.last_view_identifiable) l
+     CROSS JOIN LATERAL audience_internal.labelled(av.workspace_id, av.viewer_id, NULL, av.last_viewed_at,
+                                                   av.last_view_identifiable) l
      ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
 END
 $$;
@@ -1982,7 +1960,7 @@ BEGIN
                     OR x.ended_at - x.viewed_at >= app_sessions_for.min_duration)
              ORDER BY x.viewed_at DESC, x.event_id DESC
              LIMIT app_sessions_for.max_sessions) e
-     CROSS JOIN LATERAL audience_internal.view_label(e.workspace_id, e.viewer_id, e.viewed_at, e.identifiable) l
+     CROSS JOIN LATERAL audience_internal.labelled(e.workspace_id, e.viewer_id, NULL, e.viewed_at, e.identifiable) l
      ORDER BY e.viewed_at DESC, e.event_id DESC;
 END
 $$;

@@ -153,7 +153,7 @@ BEGIN
                     OR x.ended_at - x.viewed_at >= app_sessions_for.min_duration)
              ORDER BY x.viewed_at DESC, x.event_id DESC
              LIMIT app_sessions_for.max_sessions) e
-     CROSS JOIN LATERAL audience_internal.view_label(e.workspace_id, e.viewer_id, e.viewed_at, e.identifiable) l
+     CROSS JOIN LATERAL audience_internal.labelled(e.workspace_id, e.viewer_id, NULL, e.viewed_at, e.identifiable) l
      ORDER BY e.viewed_at DESC, e.event_id DESC;
 END
 $$;
