@@ -208,7 +208,7 @@ fn a_plan_run_without_read_rights_names_only_public_objects() {
     let nobody = fx.role("no_rights");
     fx.op
         .batch_execute(&format!(
-            "CREATE ROLE \"{nobody}\" NOLOGIN; GRANT \"{nobody}\" TO \"{}\"",
+            "DROP ROLE IF EXISTS \"{nobody}\"; CREATE ROLE \"{nobody}\" NOLOGIN; GRANT \"{nobody}\" TO \"{}\"",
             fx.role(victor.login)
         ))
         .unwrap();
