@@ -300,6 +300,7 @@ pub fn load(client: &mut Client, t0: SystemTime) -> BTreeMap<&'static str, i64> 
         )
         .expect("staging the generated events");
 
+    let staging = staging_table(client);
     for chunk in 0..EVENTS / CHUNK {
         match chunk % 4 {
             0 => one_by_one(client, chunk),
@@ -329,7 +330,6 @@ pub fn load(client: &mut Client, t0: SystemTime) -> BTreeMap<&'static str, i64> 
                     .expect("copying events out")
                     .read_to_end(&mut text)
                     .expect("copying events out");
-                let staging = staging_table(client);
                 let mut writer = client
                     .copy_in(&format!("COPY {staging} (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM STDIN"))
                     .expect("COPY into the staging table");
@@ -340,7 +340,6 @@ pub fn load(client: &mut Client, t0: SystemTime) -> BTreeMap<&'static str, i64> 
                 );
             }
             _ => {
-                let staging = staging_table(client);
                 client
                     .execute(
                         &format!(
