@@ -4,21 +4,16 @@ token secret, and people of its acme workspace to sign in as."""
 
 import json
 import os
+import sys
 
-HOST = os.environ["PG_AUDIENCE_TEST_HOST"]
-PORT = os.environ["PG_AUDIENCE_TEST_PORT"]
-DB = os.environ.get("PG_AUDIENCE_CLIENTS_DB", "pg_audience_clients")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "clients"))
+from fixture_facts import ADMIN_ONLY, DB, HOST, NEVER_SHOWN, PORT  # noqa: E402,F401 (the tests import them from here)
 
 PEOPLE = {
     "admin": {"label": "Ada (admin of acme)", "identity": "ada@acme.example"},
     "viewer": {"label": "Vic (viewer member of acme)", "identity": "vic@acme.example"},
     "outsider": {"label": "Oscar (no workspace)", "identity": "oscar@nowhere.example"},
 }
-# Never on the page, whoever is signed in: a visitor from outside viewed only
-# a public app; globex is no one's here. Only acme's admin may see the
-# private app and who opened it.
-NEVER_SHOWN = ["olga.outsider@elsewhere.example", "gina@globex.example", "globex"]
-ADMIN_ONLY = ["payroll", "pat.payroll@acme.example"]
 
 os.environ.update({
     "PG_AUDIENCE_DASHBOARD_DSN": f"host={HOST} port={PORT} dbname={DB} user=clients_pool",

@@ -2,14 +2,10 @@
 fixture.sql, reached as each login role the way the client under test
 reaches it."""
 
-import os
-
 import pytest
 from sqlalchemy import create_engine
 
-HOST = os.environ["PG_AUDIENCE_TEST_HOST"]
-PORT = os.environ["PG_AUDIENCE_TEST_PORT"]
-DB = os.environ.get("PG_AUDIENCE_CLIENTS_DB", "pg_audience_clients")
+from fixture_facts import ADMIN_ONLY, DB, HOST, NEVER_SHOWN, PORT  # noqa: F401 (the tests import them from here)
 
 # The three logins of fixture.sql and what each may see of acme.
 ADMIN, VIEWER, OUTSIDER = "clients_admin", "clients_viewer", "clients_outsider"
@@ -21,13 +17,6 @@ VIEWS = {
     "apps", "recent_viewers", "top_apps", "top_viewers", "usage_over_time", "viewer_trend",
     "workspace_monthly_viewers",
 }
-
-# Identities no reader may see, whoever asks: a visitor from outside viewed
-# only a public app (a pseudonym for everyone); globex's admin is nothing of
-# acme's readers'. And one only acme's admin may see: a viewer of the
-# private app.
-NEVER_SHOWN = ["olga.outsider@elsewhere.example", "gina@globex.example", "globex"]
-ADMIN_ONLY = ["pat.payroll@acme.example", "payroll"]
 
 
 def engine_for(role):
