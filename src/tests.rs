@@ -80,6 +80,39 @@ mod tests {
         }
     }
 
+    /// The check every test of the write paths relies on sees a rollup row
+    /// that differs from the rebuild, in every rollup table, names it, and
+    /// leaves the rollups as it found them (the rebuild is undone).
+    #[pg_test]
+    fn the_rollup_check_sees_a_wrong_row_and_changes_nothing() {
+        load_boundary_data("America/New_York");
+        let check = "SELECT coalesce(string_agg(rollup || ':' || kept_only || ':' || rebuilt_only, ',' ORDER BY rollup), '')
+                       FROM audience_internal.rollups_vs_rebuild(ARRAY(SELECT workspace_id FROM audience_internal.workspaces))";
+        assert_eq!(one::<String>(check), "");
+        let tables: Vec<String> = Spi::get_one::<Vec<String>>("SELECT audience_internal.rollup_tables()")
+            .unwrap()
+            .unwrap();
+        assert_eq!(tables.len(), 7);
+        for table in tables {
+            // One row gone from the kept rollup: the rebuild has one row more.
+            run(&format!(
+                "CREATE TEMP TABLE gone (LIKE audience_internal.{table});
+                 WITH d AS (DELETE FROM audience_internal.{table}
+                             WHERE ctid = (SELECT min(ctid) FROM audience_internal.{table}) RETURNING *)
+                 INSERT INTO gone SELECT * FROM d"
+            ));
+            let rows_before = one::<i64>(&format!("SELECT count(*) FROM audience_internal.{table}"));
+            assert_eq!(one::<String>(check), format!("{table}:0:1"), "a row missing from {table}");
+            assert_eq!(
+                one::<i64>(&format!("SELECT count(*) FROM audience_internal.{table}")),
+                rows_before,
+                "the check left {table} rebuilt"
+            );
+            run(&format!("INSERT INTO audience_internal.{table} SELECT * FROM gone; DROP TABLE gone"));
+        }
+        assert_eq!(one::<String>(check), "");
+    }
+
     #[pg_test]
     fn rollups_equal_plain_sql_in_utc() {
         load_boundary_data("UTC");
