@@ -210,13 +210,9 @@ BEGIN
          WHERE (SELECT count(*) FROM events) >= 0
          ORDER BY b.workspace_id, b.app_id, b.viewer_id
         ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-           SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
-               last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
-               last_view_identifiable = audience_internal.latest_identifiable(
-                   av.last_viewed_at, av.last_view_identifiable,
-                   excluded.last_viewed_at, excluded.last_view_identifiable),
-               views = av.views + excluded.views,
-               counted_views = av.counted_views + excluded.counted_views
+           SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
+               (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
+                  FROM audience_internal.merged_app_viewer(av, excluded) m)
         RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
     ),
     -- A viewer enters the all-time total with its first counted view, that
@@ -287,10 +283,9 @@ BEGIN
          GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
          ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
         ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-           SET sessions = d.sessions + excluded.sessions,
-               visits = d.visits + excluded.visits,
-               session_micros = d.session_micros + excluded.session_micros,
-               last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at)
+           SET (sessions, visits, session_micros, last_viewed_at) =
+               (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
+                  FROM audience_internal.merged_app_day_viewer(d, excluded) m)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM app_day_viewers)
@@ -323,21 +318,6 @@ ALTER TABLE audience_ingest.view_imports ENABLE ALWAYS TRIGGER fold_view_imports
 COMMENT ON TRIGGER fold_view_imports ON audience_ingest.view_imports IS
     'Folds each COPY or INSERT into the events and rollups, set-wise, in the same statement.';
 
--- A timestamp given as JSON text, or NULL when it is not one; only used once
--- a whole batch failed to convert, to find out which events are at fault.
-CREATE FUNCTION audience_internal.try_timestamptz(value text)
-RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN value::timestamptz;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION audience_internal.try_timestamptz(text) IS
-    'The text as a timestamptz, or NULL when it is not a valid time.';
-
 -- SECURITY DEFINER because the platform's web tier holds no privilege on the
 -- tables (nor on the staging table); search_path is pinned so that no object
 -- of the caller's can stand in for one of ours.
@@ -348,7 +328,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    careful boolean := false;
     n bigint;
     problems jsonb;
     first_problem jsonb;
@@ -361,72 +340,56 @@ BEGIN
             MESSAGE = 'invalid argument "events": must be a JSON array of objects';
     END IF;
 
-    -- Times are converted all at once; only if one of them is not a time is
-    -- the batch converted again event by event, to say which.
-    LOOP
-        BEGIN
-            WITH parsed AS MATERIALIZED (
-                SELECT e.i - 1 AS idx,
-                       CASE
-                         WHEN jsonb_typeof(e.ev) <> 'object'
-                           THEN audience_internal.invalid_argument('events', 'each event must be a JSON object')
-                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))
-                           THEN audience_internal.invalid_argument('events', format('unknown key "%s"',
-                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))))
-                         ELSE (SELECT audience_internal.invalid_argument(f, 'must be a JSON string')
-                                 FROM unnest(event_keys) f
-                                WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
-                                LIMIT 1)
-                       END AS shape_problem,
-                       e.ev ->> 'workspace' AS workspace,
-                       e.ev ->> 'app' AS app,
-                       e.ev ->> 'viewer' AS viewer,
-                       CASE WHEN NOT e.ev ? 'viewed_at' THEN now()
-                            WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'viewed_at')
-                            ELSE (e.ev ->> 'viewed_at')::timestamptz END AS viewed_at,
-                       e.ev ->> 'anonymous_id' AS anonymous_id,
-                       CASE WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'ended_at')
-                            ELSE (e.ev ->> 'ended_at')::timestamptz END AS ended_at,
-                       CASE WHEN e.ev ? 'kind' THEN e.ev ->> 'kind' ELSE 'session' END AS kind,
-                       e.ev
-                  FROM jsonb_array_elements(record_views.events) WITH ORDINALITY e(ev, i)
-            ),
-            checked AS MATERIALIZED (
-                SELECT p.*,
-                       coalesce(p.shape_problem,
-                                CASE WHEN careful AND p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
-                                       THEN audience_internal.not_a_time('viewed_at') END,
-                                CASE WHEN careful AND p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
-                                       THEN audience_internal.not_a_time('ended_at') END,
-                                audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
-                                    p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
-                  FROM parsed p
-                  LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
-                  LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
-            ),
-            stored AS (
-                INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
-                SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
-                  FROM checked c
-                 WHERE c.problem IS NULL
-                   AND (record_views.on_error = 'skip' OR NOT EXISTS (SELECT FROM checked x WHERE x.problem IS NOT NULL))
-                 ORDER BY c.idx
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM stored),
-                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', (c.problem).sqlstate,
-                                                                 'message', (c.problem).message) ORDER BY c.idx)
-                               FROM checked c WHERE c.problem IS NOT NULL), '[]')
-              INTO n, problems;
-            EXIT;
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
-                    OR invalid_parameter_value THEN
-            IF careful THEN
-                RAISE;
-            END IF;
-            careful := true;
-        END;
-    END LOOP;
+    WITH parsed AS MATERIALIZED (
+        SELECT e.i - 1 AS idx,
+               CASE
+                 WHEN jsonb_typeof(e.ev) <> 'object'
+                   THEN audience_internal.invalid_argument('events', 'each event must be a JSON object')
+                 WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))
+                   THEN audience_internal.invalid_argument('events', format('unknown key "%s"',
+                           (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))))
+                 ELSE (SELECT audience_internal.invalid_argument(f, 'must be a JSON string')
+                         FROM unnest(event_keys) f
+                        WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
+                        LIMIT 1)
+               END AS shape_problem,
+               e.ev ->> 'workspace' AS workspace,
+               e.ev ->> 'app' AS app,
+               e.ev ->> 'viewer' AS viewer,
+               CASE WHEN e.ev ? 'viewed_at' THEN audience_internal.as_time(e.ev ->> 'viewed_at') ELSE now() END AS viewed_at,
+               e.ev ->> 'anonymous_id' AS anonymous_id,
+               audience_internal.as_time(e.ev ->> 'ended_at') AS ended_at,
+               CASE WHEN e.ev ? 'kind' THEN e.ev ->> 'kind' ELSE 'session' END AS kind,
+               e.ev
+          FROM jsonb_array_elements(record_views.events) WITH ORDINALITY e(ev, i)
+    ),
+    checked AS MATERIALIZED (
+        SELECT p.*,
+               coalesce(p.shape_problem,
+                        CASE WHEN p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
+                               THEN audience_internal.not_a_time('viewed_at') END,
+                        CASE WHEN p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
+                               THEN audience_internal.not_a_time('ended_at') END,
+                        audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
+                            p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
+          FROM parsed p
+          LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
+          LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
+    ),
+    stored AS (
+        INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+        SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
+          FROM checked c
+         WHERE c.problem IS NULL
+           AND (record_views.on_error = 'skip' OR NOT EXISTS (SELECT FROM checked x WHERE x.problem IS NOT NULL))
+         ORDER BY c.idx
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored),
+           coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', (c.problem).sqlstate,
+                                                         'message', (c.problem).message) ORDER BY c.idx)
+                       FROM checked c WHERE c.problem IS NOT NULL), '[]')
+      INTO n, problems;
 
     IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
         first_problem := problems -> 0;

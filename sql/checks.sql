@@ -35,6 +35,30 @@ CREATE FUNCTION audience_internal.not_a_time(argument text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ROW('22007', format('invalid argument "%s": not a valid time', argument))::audience_internal.problem $$;
 
+-- A time given as JSON text, or NULL when it is not one: the batches
+-- (record_views, import_connect) ask this of every time they carry and
+-- report each NULL as not_a_time. The shape platform APIs write (RFC 3339
+-- with an offset) is read in Rust, raising nothing; any other text is put to
+-- PostgreSQL's own parser, which alone says whether and what time it is, at
+-- the price of a subtransaction for that value only.
+CREATE FUNCTION audience_internal.try_timestamptz(value text)
+RETURNS timestamptz LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN value::timestamptz;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.try_timestamptz(text) IS
+    'The text as a timestamptz, or NULL when it is not a valid time.';
+
+CREATE FUNCTION audience_internal.as_time(value text)
+RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(audience_internal.rfc3339_time(value), audience_internal.try_timestamptz(value)) $$;
+COMMENT ON FUNCTION audience_internal.as_time(text) IS
+    'A time given as JSON text, or NULL when it is not a valid time.';
+
 -- Names are cut to 63 characters: an error is no place to echo a long input.
 CREATE FUNCTION audience_internal.missing_workspace(workspace text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE

@@ -28,7 +28,6 @@ AS $$
 DECLARE
     ws_id bigint := audience_internal.workspace_id(import_connect.workspace);
     ikey bytea := audience_internal.identity_key(ws_id);
-    careful boolean := false;
     bad record;
     item record;
     app_slug text;
@@ -52,23 +51,19 @@ BEGIN
     END IF;
     PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
 
-    SELECT c.i - 1 AS idx,
-           CASE WHEN jsonb_typeof(c.item) <> 'object' THEN 'each content item must be a JSON object'
-                WHEN jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
-                WHEN jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string' THEN 'name must be a JSON string'
-                WHEN jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
-                    THEN 'title must be a JSON string or null'
-                WHEN jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
-                    THEN 'access_type must be a JSON string or null'
-           END AS problem
-      INTO bad
-      FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)
-     WHERE jsonb_typeof(c.item) <> 'object'
-        OR jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string'
-        OR jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string'
-        OR jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
-        OR jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
-     ORDER BY c.i LIMIT 1;
+    SELECT c.idx, c.problem INTO bad
+      FROM (SELECT c.i - 1 AS idx,
+                   CASE WHEN jsonb_typeof(c.item) <> 'object' THEN 'each content item must be a JSON object'
+                        WHEN jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                        WHEN jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string' THEN 'name must be a JSON string'
+                        WHEN jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
+                            THEN 'title must be a JSON string or null'
+                        WHEN jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
+                            THEN 'access_type must be a JSON string or null'
+                   END AS problem
+              FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)) c
+     WHERE c.problem IS NOT NULL
+     ORDER BY c.idx LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('invalid argument "content": %s (content[%s])', bad.problem, bad.idx);
@@ -95,114 +90,94 @@ BEGIN
         VALUES (ws_id, item.guid, a_id);
     END LOOP;
 
-    SELECT u.i - 1 AS idx,
-           CASE WHEN jsonb_typeof(u.item) <> 'object' THEN 'each user must be a JSON object'
-                WHEN jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
-                WHEN jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
-                  OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
-                    THEN 'email and username must be JSON strings or null'
-                ELSE 'has neither an email nor a username'
-           END AS problem
-      INTO bad
-      FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) WITH ORDINALITY u(item, i)
-     WHERE jsonb_typeof(u.item) <> 'object'
-        OR jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string'
-        OR jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
-        OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
-        OR coalesce(nullif(u.item ->> 'email', ''), nullif(u.item ->> 'username', '')) IS NULL
-     ORDER BY u.i LIMIT 1;
+    SELECT u.idx, u.problem INTO bad
+      FROM (SELECT u.i - 1 AS idx,
+                   CASE WHEN jsonb_typeof(u.item) <> 'object' THEN 'each user must be a JSON object'
+                        WHEN jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                        WHEN jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
+                          OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
+                            THEN 'email and username must be JSON strings or null'
+                        WHEN coalesce(nullif(u.item ->> 'email', ''), nullif(u.item ->> 'username', '')) IS NULL
+                            THEN 'has neither an email nor a username'
+                   END AS problem
+              FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) WITH ORDINALITY u(item, i)) u
+     WHERE u.problem IS NOT NULL
+     ORDER BY u.idx LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('invalid argument "users": %s (users[%s])', bad.problem, bad.idx);
     END IF;
 
-    -- Times are converted all at once; only if one of them is not a time is
-    -- the import converted again record by record, to say which.
-    LOOP
-        BEGIN
-            batch := ARRAY(
-            WITH users AS MATERIALIZED (
-                SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
-                       coalesce(nullif(u.item ->> 'email', ''), u.item ->> 'username') AS identity
-                  FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) u(item)
-                 ORDER BY u.item ->> 'guid'
-            ),
-            parsed AS MATERIALIZED (
-                SELECT r.i - 1 AS idx, r.rec,
-                       CASE WHEN jsonb_typeof(r.rec) <> 'object' THEN 'each record must be a JSON object'
-                            WHEN jsonb_typeof(r.rec -> 'content_guid') IS DISTINCT FROM 'string'
-                                THEN 'content_guid must be a JSON string'
-                            WHEN jsonb_typeof(coalesce(r.rec -> 'user_guid', 'null')) NOT IN ('string', 'null')
-                                THEN 'user_guid must be a JSON string or null'
-                            WHEN r.rec ? 'started' AND r.rec ? 'time'
-                                THEN 'a record has either "started" (a session) or "time" (a visit), not both'
-                            WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
-                                THEN 'a record needs "started" (a session) or "time" (a visit)'
-                            WHEN jsonb_typeof(coalesce(r.rec -> 'started', r.rec -> 'time')) <> 'string'
-                                THEN CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END || ' must be a JSON string'
-                            WHEN jsonb_typeof(coalesce(r.rec -> 'ended', 'null')) NOT IN ('string', 'null')
-                                THEN 'ended must be a JSON string or null'
-                            WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL
-                                THEN 'a visit has no "ended"'
-                       END AS shape_problem,
-                       r.rec ->> 'content_guid' AS content_guid,
-                       r.rec ->> 'user_guid' AS user_guid,
-                       CASE WHEN r.rec ? 'time' THEN 'visit' ELSE 'session' END AS kind,
-                       coalesce(r.rec ->> 'started', r.rec ->> 'time') AS started_text,
-                       r.rec ->> 'ended' AS ended_text
-                  FROM jsonb_array_elements(import_connect.usage) WITH ORDINALITY r(rec, i)
-            ),
-            timed AS MATERIALIZED (
-                SELECT p.*,
-                       CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.try_timestamptz(p.started_text)
-                            ELSE p.started_text::timestamptz END AS started,
-                       CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.try_timestamptz(p.ended_text)
-                            ELSE p.ended_text::timestamptz END AS ended
-                  FROM parsed p
-            ),
-            named AS (
-                SELECT t.idx, t.content_guid, t.user_guid, t.kind, t.started, t.ended, a.slug AS app, a.app_id,
-                       CASE WHEN t.user_guid IS NOT NULL THEN coalesce(u.identity, t.user_guid) END AS viewer,
-                       -- Posit records carry no visitor id: each anonymous
-                       -- record is a visitor of its own.
-                       CASE WHEN t.user_guid IS NULL
-                            THEN format('connect:%s:%s', t.content_guid, extract(epoch FROM t.started)) END AS anonymous_id,
-                       coalesce(
-                           t.shape_problem,
-                           CASE WHEN t.started IS NULL THEN
-                               CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END || ' is not a valid time' END,
-                           CASE WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended is not a valid time' END,
-                           CASE WHEN a.app_id IS NULL
-                               THEN 'content_guid is neither in "content" nor known from an earlier import' END
-                       ) AS shape_problem
-                  FROM timed t
-                  LEFT JOIN users u ON u.guid = t.user_guid
-                  LEFT JOIN audience_internal.connect_content k
-                    ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
-                  LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
-            )
-            SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
-                       n.viewer, n.anonymous_id,
-                       -- Then record_view's own checks: a record is refused
-                       -- for what an event would be refused for.
-                       CASE WHEN n.shape_problem IS NOT NULL
-                            THEN ROW('22023', n.shape_problem)::audience_internal.problem
-                            ELSE audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
-                                     n.anonymous_id, n.ended, n.kind, ws_id, n.app_id) END
-                   )::audience_internal.connect_import_row
-              FROM named n
-             ORDER BY n.idx);
-            EXIT;
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
-                    OR invalid_parameter_value THEN
-            IF careful THEN
-                RAISE;
-            END IF;
-            careful := true;
-        END;
-    END LOOP;
+    batch := ARRAY(
+    WITH users AS MATERIALIZED (
+        SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
+               coalesce(nullif(u.item ->> 'email', ''), u.item ->> 'username') AS identity
+          FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) u(item)
+         ORDER BY u.item ->> 'guid'
+    ),
+    parsed AS MATERIALIZED (
+        SELECT r.i - 1 AS idx, r.rec,
+               CASE WHEN jsonb_typeof(r.rec) <> 'object' THEN 'each record must be a JSON object'
+                    WHEN jsonb_typeof(r.rec -> 'content_guid') IS DISTINCT FROM 'string'
+                        THEN 'content_guid must be a JSON string'
+                    WHEN jsonb_typeof(coalesce(r.rec -> 'user_guid', 'null')) NOT IN ('string', 'null')
+                        THEN 'user_guid must be a JSON string or null'
+                    WHEN r.rec ? 'started' AND r.rec ? 'time'
+                        THEN 'a record has either "started" (a session) or "time" (a visit), not both'
+                    WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
+                        THEN 'a record needs "started" (a session) or "time" (a visit)'
+                    WHEN jsonb_typeof(coalesce(r.rec -> 'started', r.rec -> 'time')) <> 'string'
+                        THEN CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END || ' must be a JSON string'
+                    WHEN jsonb_typeof(coalesce(r.rec -> 'ended', 'null')) NOT IN ('string', 'null')
+                        THEN 'ended must be a JSON string or null'
+                    WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL
+                        THEN 'a visit has no "ended"'
+               END AS shape_problem,
+               r.rec ->> 'content_guid' AS content_guid,
+               r.rec ->> 'user_guid' AS user_guid,
+               CASE WHEN r.rec ? 'time' THEN 'visit' ELSE 'session' END AS kind,
+               coalesce(r.rec ->> 'started', r.rec ->> 'time') AS started_text,
+               r.rec ->> 'ended' AS ended_text
+          FROM jsonb_array_elements(import_connect.usage) WITH ORDINALITY r(rec, i)
+    ),
+    timed AS MATERIALIZED (
+        SELECT p.*,
+               CASE WHEN p.shape_problem IS NULL THEN audience_internal.as_time(p.started_text) END AS started,
+               CASE WHEN p.shape_problem IS NULL THEN audience_internal.as_time(p.ended_text) END AS ended
+          FROM parsed p
+    ),
+    named AS (
+        SELECT t.idx, t.content_guid, t.user_guid, t.kind, t.started, t.ended, a.slug AS app, a.app_id,
+               CASE WHEN t.user_guid IS NOT NULL THEN coalesce(u.identity, t.user_guid) END AS viewer,
+               -- Posit records carry no visitor id: each anonymous
+               -- record is a visitor of its own.
+               CASE WHEN t.user_guid IS NULL
+                    THEN format('connect:%s:%s', t.content_guid, extract(epoch FROM t.started)) END AS anonymous_id,
+               coalesce(
+                   t.shape_problem,
+                   CASE WHEN t.started IS NULL THEN
+                       CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END || ' is not a valid time' END,
+                   CASE WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended is not a valid time' END,
+                   CASE WHEN a.app_id IS NULL
+                       THEN 'content_guid is neither in "content" nor known from an earlier import' END
+               ) AS shape_problem
+          FROM timed t
+          LEFT JOIN users u ON u.guid = t.user_guid
+          LEFT JOIN audience_internal.connect_content k
+            ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
+          LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+    )
+    SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
+               n.viewer, n.anonymous_id,
+               -- Then record_view's own checks: a record is refused
+               -- for what an event would be refused for.
+               CASE WHEN n.shape_problem IS NOT NULL
+                    THEN ROW('22023', n.shape_problem)::audience_internal.problem
+                    ELSE audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
+                             n.anonymous_id, n.ended, n.kind, ws_id, n.app_id) END
+           )::audience_internal.connect_import_row
+      FROM named n
+     ORDER BY n.idx);
 
     SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
     IF FOUND THEN

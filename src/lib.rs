@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod error;
 mod privacy;
 mod relative_time;
+mod rfc3339;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -28,7 +29,12 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/checks.sql",
     name = "checks",
-    requires = ["schema", audience_internal::identity_hash, audience_internal::normalize_identity_nfc]
+    requires = [
+        "schema",
+        audience_internal::identity_hash,
+        audience_internal::normalize_identity_nfc,
+        audience_internal::rfc3339_time
+    ]
 );
 extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["schema"]);
 extension_sql_file!(
@@ -90,6 +96,7 @@ extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 mod audience_internal {
     use crate::error::{AudienceError, OrRaise};
     use crate::privacy::{identity, keys, pseudonym, requester, token};
+    use crate::rfc3339;
     use pgrx::prelude::*;
 
     /// A new 32-byte key from the operating system's random source.
@@ -125,6 +132,13 @@ mod audience_internal {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn identity_check(argument: &str, value: &str, anonymous: bool) -> Option<Vec<String>> {
         identity::problem(argument, value, anonymous).map(|e| vec![e.code().to_string(), e.to_string()])
+    }
+
+    /// A JSON time in RFC 3339 shape, or NULL for any other text, which
+    /// only PostgreSQL's parser may judge (audience_internal.as_time).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn rfc3339_time(text: &str) -> Option<TimestampWithTimeZone> {
+        rfc3339::parse(text).and_then(|micros| TimestampWithTimeZone::try_from(micros).ok())
     }
 
     #[pg_extern(immutable, strict, parallel_safe)]
