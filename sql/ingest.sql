@@ -46,6 +46,33 @@ AS $$
                 THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
 $$;
 
+-- How a write merges what it adds into a kept rollup row (ON CONFLICT ...
+-- DO UPDATE in record_view and in the bulk fold): the one statement of the
+-- merge rule for the rows that are more than counters. rebuild_rollups
+-- (sql/rollups.sql) computes the same from raw events without it, on
+-- purpose: a rebuild that shared this rule could not show it wrong.
+CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
+RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
+           least(kept.first_viewed_at, added.first_viewed_at),
+           greatest(kept.last_viewed_at, added.last_viewed_at),
+           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
+                                                 added.last_viewed_at, added.last_view_identifiable),
+           kept.views + added.views,
+           kept.counted_views + added.counted_views
+$$;
+
+CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
+RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
+           kept.sessions + added.sessions,
+           kept.visits + added.visits,
+           kept.session_micros + added.session_micros,
+           greatest(kept.last_viewed_at, added.last_viewed_at)
+$$;
+
 -- What the Rust normalisers (src/privacy/identity.rs) refuse in an identity
 -- or anonymous id, as a problem, or NULL: the rules stay in Rust, and asking
 -- raises nothing. (Written so that the planner inlines it: one call of the
@@ -186,13 +213,9 @@ BEGIN
             last_view_identifiable, views, counted_views)
     VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.viewed_at, is_identifiable, 1, counted::int)
     ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-       SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
-           last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
-           last_view_identifiable = audience_internal.latest_identifiable(
-               av.last_viewed_at, av.last_view_identifiable,
-               excluded.last_viewed_at, excluded.last_view_identifiable),
-           views = av.views + 1,
-           counted_views = av.counted_views + excluded.counted_views
+       SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
+           (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
+              FROM audience_internal.merged_app_viewer(av, excluded) m)
     RETURNING av.counted_views INTO n_counted;
 
     -- The viewer enters the all-time total with its first counted view,
@@ -229,10 +252,9 @@ BEGIN
             audience_internal.session_micros(record_view.kind, record_view.viewed_at, record_view.ended_at),
             record_view.viewed_at)
     ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-       SET sessions = d.sessions + excluded.sessions,
-           visits = d.visits + excluded.visits,
-           session_micros = d.session_micros + excluded.session_micros,
-           last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at);
+       SET (sessions, visits, session_micros, last_viewed_at) =
+           (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
+              FROM audience_internal.merged_app_day_viewer(d, excluded) m);
 
     RETURN ev_id;
 END
