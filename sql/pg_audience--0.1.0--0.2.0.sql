@@ -50,6 +50,13 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'identity_check_wrapper';
 
+CREATE FUNCTION audience_internal."rfc3339_time"(
+	"text" TEXT /* & str */
+) RETURNS timestamp with time zone /* Option < TimestampWithTimeZone > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rfc3339_time_wrapper';
+
 -- New tables and indexes (sql/schema.sql).
 -- Request tokens already used, by a digest of their id (claim jti), until
 -- they expire: a token is good for one transaction, so that one seen by
@@ -278,6 +285,24 @@ AS $$ SELECT audience_internal.invalid_argument(argument, 'expected one of ' || 
 CREATE FUNCTION audience_internal.not_a_time(argument text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ROW('22007', format('invalid argument "%s": not a valid time', argument))::audience_internal.problem $$;
+
+CREATE OR REPLACE FUNCTION audience_internal.try_timestamptz(value text)
+RETURNS timestamptz LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN value::timestamptz;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.try_timestamptz(text) IS
+    'The text as a timestamptz, or NULL when it is not a valid time.';
+
+CREATE FUNCTION audience_internal.as_time(value text)
+RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT coalesce(audience_internal.rfc3339_time(value), audience_internal.try_timestamptz(value)) $$;
+COMMENT ON FUNCTION audience_internal.as_time(text) IS
+    'A time given as JSON text, or NULL when it is not a valid time.';
 
 CREATE FUNCTION audience_internal.missing_workspace(workspace text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -996,6 +1021,28 @@ AS $$
                 THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
 $$;
 
+CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
+RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
+           least(kept.first_viewed_at, added.first_viewed_at),
+           greatest(kept.last_viewed_at, added.last_viewed_at),
+           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
+                                                 added.last_viewed_at, added.last_view_identifiable),
+           kept.views + added.views,
+           kept.counted_views + added.counted_views
+$$;
+
+CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
+RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
+           kept.sessions + added.sessions,
+           kept.visits + added.visits,
+           kept.session_micros + added.session_micros,
+           greatest(kept.last_viewed_at, added.last_viewed_at)
+$$;
+
 CREATE FUNCTION audience_internal.identity_problem(argument text, value text, anonymous boolean)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -1128,13 +1175,9 @@ BEGIN
             last_view_identifiable, views, counted_views)
     VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.viewed_at, is_identifiable, 1, counted::int)
     ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-       SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
-           last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
-           last_view_identifiable = audience_internal.latest_identifiable(
-               av.last_viewed_at, av.last_view_identifiable,
-               excluded.last_viewed_at, excluded.last_view_identifiable),
-           views = av.views + 1,
-           counted_views = av.counted_views + excluded.counted_views
+       SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
+           (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
+              FROM audience_internal.merged_app_viewer(av, excluded) m)
     RETURNING av.counted_views INTO n_counted;
 
     -- The viewer enters the all-time total with its first counted view,
@@ -1171,10 +1214,9 @@ BEGIN
             audience_internal.session_micros(record_view.kind, record_view.viewed_at, record_view.ended_at),
             record_view.viewed_at)
     ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-       SET sessions = d.sessions + excluded.sessions,
-           visits = d.visits + excluded.visits,
-           session_micros = d.session_micros + excluded.session_micros,
-           last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at);
+       SET (sessions, visits, session_micros, last_viewed_at) =
+           (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
+              FROM audience_internal.merged_app_day_viewer(d, excluded) m);
 
     RETURN ev_id;
 END
@@ -1406,13 +1448,9 @@ BEGIN
          WHERE (SELECT count(*) FROM events) >= 0
          ORDER BY b.workspace_id, b.app_id, b.viewer_id
         ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-           SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
-               last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
-               last_view_identifiable = audience_internal.latest_identifiable(
-                   av.last_viewed_at, av.last_view_identifiable,
-                   excluded.last_viewed_at, excluded.last_view_identifiable),
-               views = av.views + excluded.views,
-               counted_views = av.counted_views + excluded.counted_views
+           SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
+               (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
+                  FROM audience_internal.merged_app_viewer(av, excluded) m)
         RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
     ),
     -- A viewer enters the all-time total with its first counted view, that
@@ -1483,10 +1521,9 @@ BEGIN
          GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
          ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
         ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-           SET sessions = d.sessions + excluded.sessions,
-               visits = d.visits + excluded.visits,
-               session_micros = d.session_micros + excluded.session_micros,
-               last_viewed_at = greatest(d.last_viewed_at, excluded.last_viewed_at)
+           SET (sessions, visits, session_micros, last_viewed_at) =
+               (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
+                  FROM audience_internal.merged_app_day_viewer(d, excluded) m)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM app_day_viewers)
@@ -1516,7 +1553,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    careful boolean := false;
     n bigint;
     problems jsonb;
     first_problem jsonb;
@@ -1529,72 +1565,56 @@ BEGIN
             MESSAGE = 'invalid argument "events": must be a JSON array of objects';
     END IF;
 
-    -- Times are converted all at once; only if one of them is not a time is
-    -- the batch converted again event by event, to say which.
-    LOOP
-        BEGIN
-            WITH parsed AS MATERIALIZED (
-                SELECT e.i - 1 AS idx,
-                       CASE
-                         WHEN jsonb_typeof(e.ev) <> 'object'
-                           THEN audience_internal.invalid_argument('events', 'each event must be a JSON object')
-                         WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))
-                           THEN audience_internal.invalid_argument('events', format('unknown key "%s"',
-                                   (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))))
-                         ELSE (SELECT audience_internal.invalid_argument(f, 'must be a JSON string')
-                                 FROM unnest(event_keys) f
-                                WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
-                                LIMIT 1)
-                       END AS shape_problem,
-                       e.ev ->> 'workspace' AS workspace,
-                       e.ev ->> 'app' AS app,
-                       e.ev ->> 'viewer' AS viewer,
-                       CASE WHEN NOT e.ev ? 'viewed_at' THEN now()
-                            WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'viewed_at')
-                            ELSE (e.ev ->> 'viewed_at')::timestamptz END AS viewed_at,
-                       e.ev ->> 'anonymous_id' AS anonymous_id,
-                       CASE WHEN careful THEN audience_internal.try_timestamptz(e.ev ->> 'ended_at')
-                            ELSE (e.ev ->> 'ended_at')::timestamptz END AS ended_at,
-                       CASE WHEN e.ev ? 'kind' THEN e.ev ->> 'kind' ELSE 'session' END AS kind,
-                       e.ev
-                  FROM jsonb_array_elements(record_views.events) WITH ORDINALITY e(ev, i)
-            ),
-            checked AS MATERIALIZED (
-                SELECT p.*,
-                       coalesce(p.shape_problem,
-                                CASE WHEN careful AND p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
-                                       THEN audience_internal.not_a_time('viewed_at') END,
-                                CASE WHEN careful AND p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
-                                       THEN audience_internal.not_a_time('ended_at') END,
-                                audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
-                                    p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
-                  FROM parsed p
-                  LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
-                  LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
-            ),
-            stored AS (
-                INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
-                SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
-                  FROM checked c
-                 WHERE c.problem IS NULL
-                   AND (record_views.on_error = 'skip' OR NOT EXISTS (SELECT FROM checked x WHERE x.problem IS NOT NULL))
-                 ORDER BY c.idx
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM stored),
-                   coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', (c.problem).sqlstate,
-                                                                 'message', (c.problem).message) ORDER BY c.idx)
-                               FROM checked c WHERE c.problem IS NOT NULL), '[]')
-              INTO n, problems;
-            EXIT;
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
-                    OR invalid_parameter_value THEN
-            IF careful THEN
-                RAISE;
-            END IF;
-            careful := true;
-        END;
-    END LOOP;
+    WITH parsed AS MATERIALIZED (
+        SELECT e.i - 1 AS idx,
+               CASE
+                 WHEN jsonb_typeof(e.ev) <> 'object'
+                   THEN audience_internal.invalid_argument('events', 'each event must be a JSON object')
+                 WHEN EXISTS (SELECT FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))
+                   THEN audience_internal.invalid_argument('events', format('unknown key "%s"',
+                           (SELECT left(min(k), 63) FROM jsonb_object_keys(e.ev) k WHERE k <> ALL (event_keys))))
+                 ELSE (SELECT audience_internal.invalid_argument(f, 'must be a JSON string')
+                         FROM unnest(event_keys) f
+                        WHERE jsonb_typeof(e.ev -> f) NOT IN ('string', 'null')
+                        LIMIT 1)
+               END AS shape_problem,
+               e.ev ->> 'workspace' AS workspace,
+               e.ev ->> 'app' AS app,
+               e.ev ->> 'viewer' AS viewer,
+               CASE WHEN e.ev ? 'viewed_at' THEN audience_internal.as_time(e.ev ->> 'viewed_at') ELSE now() END AS viewed_at,
+               e.ev ->> 'anonymous_id' AS anonymous_id,
+               audience_internal.as_time(e.ev ->> 'ended_at') AS ended_at,
+               CASE WHEN e.ev ? 'kind' THEN e.ev ->> 'kind' ELSE 'session' END AS kind,
+               e.ev
+          FROM jsonb_array_elements(record_views.events) WITH ORDINALITY e(ev, i)
+    ),
+    checked AS MATERIALIZED (
+        SELECT p.*,
+               coalesce(p.shape_problem,
+                        CASE WHEN p.ev ->> 'viewed_at' IS NOT NULL AND p.viewed_at IS NULL
+                               THEN audience_internal.not_a_time('viewed_at') END,
+                        CASE WHEN p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
+                               THEN audience_internal.not_a_time('ended_at') END,
+                        audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
+                            p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
+          FROM parsed p
+          LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
+          LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
+    ),
+    stored AS (
+        INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+        SELECT c.workspace, c.app, c.viewer, c.anonymous_id, c.viewed_at, c.ended_at, c.kind
+          FROM checked c
+         WHERE c.problem IS NULL
+           AND (record_views.on_error = 'skip' OR NOT EXISTS (SELECT FROM checked x WHERE x.problem IS NOT NULL))
+         ORDER BY c.idx
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored),
+           coalesce((SELECT jsonb_agg(jsonb_build_object('index', c.idx, 'sqlstate', (c.problem).sqlstate,
+                                                         'message', (c.problem).message) ORDER BY c.idx)
+                       FROM checked c WHERE c.problem IS NOT NULL), '[]')
+      INTO n, problems;
 
     IF record_views.on_error = 'abort' AND jsonb_array_length(problems) > 0 THEN
         first_problem := problems -> 0;
@@ -2227,7 +2247,6 @@ AS $$
 DECLARE
     ws_id bigint := audience_internal.workspace_id(import_connect.workspace);
     ikey bytea := audience_internal.identity_key(ws_id);
-    careful boolean := false;
     bad record;
     item record;
     app_slug text;
@@ -2251,23 +2270,19 @@ BEGIN
     END IF;
     PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
 
-    SELECT c.i - 1 AS idx,
-           CASE WHEN jsonb_typeof(c.item) <> 'object' THEN 'each content item must be a JSON object'
-                WHEN jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
-                WHEN jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string' THEN 'name must be a JSON string'
-                WHEN jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
-                    THEN 'title must be a JSON string or null'
-                WHEN jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
-                    THEN 'access_type must be a JSON string or null'
-           END AS problem
-      INTO bad
-      FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)
-     WHERE jsonb_typeof(c.item) <> 'object'
-        OR jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string'
-        OR jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string'
-        OR jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
-        OR jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
-     ORDER BY c.i LIMIT 1;
+    SELECT c.idx, c.problem INTO bad
+      FROM (SELECT c.i - 1 AS idx,
+                   CASE WHEN jsonb_typeof(c.item) <> 'object' THEN 'each content item must be a JSON object'
+                        WHEN jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                        WHEN jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string' THEN 'name must be a JSON string'
+                        WHEN jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
+                            THEN 'title must be a JSON string or null'
+                        WHEN jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
+                            THEN 'access_type must be a JSON string or null'
+                   END AS problem
+              FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)) c
+     WHERE c.problem IS NOT NULL
+     ORDER BY c.idx LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('invalid argument "content": %s (content[%s])', bad.problem, bad.idx);
@@ -2294,114 +2309,94 @@ BEGIN
         VALUES (ws_id, item.guid, a_id);
     END LOOP;
 
-    SELECT u.i - 1 AS idx,
-           CASE WHEN jsonb_typeof(u.item) <> 'object' THEN 'each user must be a JSON object'
-                WHEN jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
-                WHEN jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
-                  OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
-                    THEN 'email and username must be JSON strings or null'
-                ELSE 'has neither an email nor a username'
-           END AS problem
-      INTO bad
-      FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) WITH ORDINALITY u(item, i)
-     WHERE jsonb_typeof(u.item) <> 'object'
-        OR jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string'
-        OR jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
-        OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
-        OR coalesce(nullif(u.item ->> 'email', ''), nullif(u.item ->> 'username', '')) IS NULL
-     ORDER BY u.i LIMIT 1;
+    SELECT u.idx, u.problem INTO bad
+      FROM (SELECT u.i - 1 AS idx,
+                   CASE WHEN jsonb_typeof(u.item) <> 'object' THEN 'each user must be a JSON object'
+                        WHEN jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                        WHEN jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
+                          OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
+                            THEN 'email and username must be JSON strings or null'
+                        WHEN coalesce(nullif(u.item ->> 'email', ''), nullif(u.item ->> 'username', '')) IS NULL
+                            THEN 'has neither an email nor a username'
+                   END AS problem
+              FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) WITH ORDINALITY u(item, i)) u
+     WHERE u.problem IS NOT NULL
+     ORDER BY u.idx LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('invalid argument "users": %s (users[%s])', bad.problem, bad.idx);
     END IF;
 
-    -- Times are converted all at once; only if one of them is not a time is
-    -- the import converted again record by record, to say which.
-    LOOP
-        BEGIN
-            batch := ARRAY(
-            WITH users AS MATERIALIZED (
-                SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
-                       coalesce(nullif(u.item ->> 'email', ''), u.item ->> 'username') AS identity
-                  FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) u(item)
-                 ORDER BY u.item ->> 'guid'
-            ),
-            parsed AS MATERIALIZED (
-                SELECT r.i - 1 AS idx, r.rec,
-                       CASE WHEN jsonb_typeof(r.rec) <> 'object' THEN 'each record must be a JSON object'
-                            WHEN jsonb_typeof(r.rec -> 'content_guid') IS DISTINCT FROM 'string'
-                                THEN 'content_guid must be a JSON string'
-                            WHEN jsonb_typeof(coalesce(r.rec -> 'user_guid', 'null')) NOT IN ('string', 'null')
-                                THEN 'user_guid must be a JSON string or null'
-                            WHEN r.rec ? 'started' AND r.rec ? 'time'
-                                THEN 'a record has either "started" (a session) or "time" (a visit), not both'
-                            WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
-                                THEN 'a record needs "started" (a session) or "time" (a visit)'
-                            WHEN jsonb_typeof(coalesce(r.rec -> 'started', r.rec -> 'time')) <> 'string'
-                                THEN CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END || ' must be a JSON string'
-                            WHEN jsonb_typeof(coalesce(r.rec -> 'ended', 'null')) NOT IN ('string', 'null')
-                                THEN 'ended must be a JSON string or null'
-                            WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL
-                                THEN 'a visit has no "ended"'
-                       END AS shape_problem,
-                       r.rec ->> 'content_guid' AS content_guid,
-                       r.rec ->> 'user_guid' AS user_guid,
-                       CASE WHEN r.rec ? 'time' THEN 'visit' ELSE 'session' END AS kind,
-                       coalesce(r.rec ->> 'started', r.rec ->> 'time') AS started_text,
-                       r.rec ->> 'ended' AS ended_text
-                  FROM jsonb_array_elements(import_connect.usage) WITH ORDINALITY r(rec, i)
-            ),
-            timed AS MATERIALIZED (
-                SELECT p.*,
-                       CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.try_timestamptz(p.started_text)
-                            ELSE p.started_text::timestamptz END AS started,
-                       CASE WHEN p.shape_problem IS NOT NULL THEN NULL
-                            WHEN careful THEN audience_internal.try_timestamptz(p.ended_text)
-                            ELSE p.ended_text::timestamptz END AS ended
-                  FROM parsed p
-            ),
-            named AS (
-                SELECT t.idx, t.content_guid, t.user_guid, t.kind, t.started, t.ended, a.slug AS app, a.app_id,
-                       CASE WHEN t.user_guid IS NOT NULL THEN coalesce(u.identity, t.user_guid) END AS viewer,
-                       -- Posit records carry no visitor id: each anonymous
-                       -- record is a visitor of its own.
-                       CASE WHEN t.user_guid IS NULL
-                            THEN format('connect:%s:%s', t.content_guid, extract(epoch FROM t.started)) END AS anonymous_id,
-                       coalesce(
-                           t.shape_problem,
-                           CASE WHEN t.started IS NULL THEN
-                               CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END || ' is not a valid time' END,
-                           CASE WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended is not a valid time' END,
-                           CASE WHEN a.app_id IS NULL
-                               THEN 'content_guid is neither in "content" nor known from an earlier import' END
-                       ) AS shape_problem
-                  FROM timed t
-                  LEFT JOIN users u ON u.guid = t.user_guid
-                  LEFT JOIN audience_internal.connect_content k
-                    ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
-                  LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
-            )
-            SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
-                       n.viewer, n.anonymous_id,
-                       -- Then record_view's own checks: a record is refused
-                       -- for what an event would be refused for.
-                       CASE WHEN n.shape_problem IS NOT NULL
-                            THEN ROW('22023', n.shape_problem)::audience_internal.problem
-                            ELSE audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
-                                     n.anonymous_id, n.ended, n.kind, ws_id, n.app_id) END
-                   )::audience_internal.connect_import_row
-              FROM named n
-             ORDER BY n.idx);
-            EXIT;
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_time_zone_displacement_value
-                    OR invalid_parameter_value THEN
-            IF careful THEN
-                RAISE;
-            END IF;
-            careful := true;
-        END;
-    END LOOP;
+    batch := ARRAY(
+    WITH users AS MATERIALIZED (
+        SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
+               coalesce(nullif(u.item ->> 'email', ''), u.item ->> 'username') AS identity
+          FROM jsonb_array_elements(coalesce(import_connect.users, '[]')) u(item)
+         ORDER BY u.item ->> 'guid'
+    ),
+    parsed AS MATERIALIZED (
+        SELECT r.i - 1 AS idx, r.rec,
+               CASE WHEN jsonb_typeof(r.rec) <> 'object' THEN 'each record must be a JSON object'
+                    WHEN jsonb_typeof(r.rec -> 'content_guid') IS DISTINCT FROM 'string'
+                        THEN 'content_guid must be a JSON string'
+                    WHEN jsonb_typeof(coalesce(r.rec -> 'user_guid', 'null')) NOT IN ('string', 'null')
+                        THEN 'user_guid must be a JSON string or null'
+                    WHEN r.rec ? 'started' AND r.rec ? 'time'
+                        THEN 'a record has either "started" (a session) or "time" (a visit), not both'
+                    WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
+                        THEN 'a record needs "started" (a session) or "time" (a visit)'
+                    WHEN jsonb_typeof(coalesce(r.rec -> 'started', r.rec -> 'time')) <> 'string'
+                        THEN CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END || ' must be a JSON string'
+                    WHEN jsonb_typeof(coalesce(r.rec -> 'ended', 'null')) NOT IN ('string', 'null')
+                        THEN 'ended must be a JSON string or null'
+                    WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL
+                        THEN 'a visit has no "ended"'
+               END AS shape_problem,
+               r.rec ->> 'content_guid' AS content_guid,
+               r.rec ->> 'user_guid' AS user_guid,
+               CASE WHEN r.rec ? 'time' THEN 'visit' ELSE 'session' END AS kind,
+               coalesce(r.rec ->> 'started', r.rec ->> 'time') AS started_text,
+               r.rec ->> 'ended' AS ended_text
+          FROM jsonb_array_elements(import_connect.usage) WITH ORDINALITY r(rec, i)
+    ),
+    timed AS MATERIALIZED (
+        SELECT p.*,
+               CASE WHEN p.shape_problem IS NULL THEN audience_internal.as_time(p.started_text) END AS started,
+               CASE WHEN p.shape_problem IS NULL THEN audience_internal.as_time(p.ended_text) END AS ended
+          FROM parsed p
+    ),
+    named AS (
+        SELECT t.idx, t.content_guid, t.user_guid, t.kind, t.started, t.ended, a.slug AS app, a.app_id,
+               CASE WHEN t.user_guid IS NOT NULL THEN coalesce(u.identity, t.user_guid) END AS viewer,
+               -- Posit records carry no visitor id: each anonymous
+               -- record is a visitor of its own.
+               CASE WHEN t.user_guid IS NULL
+                    THEN format('connect:%s:%s', t.content_guid, extract(epoch FROM t.started)) END AS anonymous_id,
+               coalesce(
+                   t.shape_problem,
+                   CASE WHEN t.started IS NULL THEN
+                       CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END || ' is not a valid time' END,
+                   CASE WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended is not a valid time' END,
+                   CASE WHEN a.app_id IS NULL
+                       THEN 'content_guid is neither in "content" nor known from an earlier import' END
+               ) AS shape_problem
+          FROM timed t
+          LEFT JOIN users u ON u.guid = t.user_guid
+          LEFT JOIN audience_internal.connect_content k
+            ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
+          LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+    )
+    SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
+               n.viewer, n.anonymous_id,
+               -- Then record_view's own checks: a record is refused
+               -- for what an event would be refused for.
+               CASE WHEN n.shape_problem IS NOT NULL
+                    THEN ROW('22023', n.shape_problem)::audience_internal.problem
+                    ELSE audience_internal.view_problem(import_connect.workspace, n.app, n.viewer, n.started,
+                             n.anonymous_id, n.ended, n.kind, ws_id, n.app_id) END
+           )::audience_internal.connect_import_row
+      FROM named n
+     ORDER BY n.idx);
 
     SELECT b.idx, b.problem INTO bad FROM unnest(batch) b WHERE b.problem IS NOT NULL ORDER BY b.idx LIMIT 1;
     IF FOUND THEN
@@ -2629,7 +2624,9 @@ DROP FUNCTION audience_internal.no_such_workspace(text);
 DROP FUNCTION audience_internal.no_such_app(text, text);
 -- The usage views (sql/usage.sql).
 -- Views for BI tools over the last 30 days, answering for whoever queries
--- them, as in sql/analytics.sql.
+-- them, as in sql/analytics.sql. Where a function answers for an app or
+-- (app NULL) for a whole workspace, its view has both: the grouping sets
+-- list each visible app and each workspace that has one.
 
 CREATE VIEW audience.app_sessions WITH (security_barrier) AS
     SELECT a.workspace, a.app, s.viewer, s.viewer_ref, s.pseudonymous, s.started_at, s.ended_at, s.duration, s.kind
@@ -2654,24 +2651,18 @@ COMMENT ON VIEW audience.top_viewers IS
     'For each app the current requester sees: its 10 most active viewers of the last 30 days, labelled, with views, sessions, session time and last view.';
 
 CREATE VIEW audience.usage_over_time WITH (security_barrier) AS
-    SELECT a.workspace, a.app, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
-      FROM audience.visible_apps() a,
-           LATERAL audience.usage_over_time(a.workspace, a.app) u
-    UNION ALL
-    SELECT w.workspace, NULL, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
-      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
-           LATERAL audience.usage_over_time(w.workspace) u;
+    SELECT s.workspace, s.app, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM (SELECT v.workspace, v.app FROM audience.visible_apps() v
+             GROUP BY GROUPING SETS ((v.workspace, v.app), (v.workspace))) s,
+           LATERAL audience.usage_over_time(s.workspace, s.app) u;
 COMMENT ON VIEW audience.usage_over_time IS
     'Usage per day over the last 30 days, for each app the current requester sees and (app NULL) for each of their workspaces as a whole: views, sessions, visits, distinct viewers, session time; days without views included.';
 
 CREATE VIEW audience.viewer_trend WITH (security_barrier) AS
-    SELECT a.workspace, a.app, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
-      FROM audience.visible_apps() a,
-           LATERAL audience.viewer_trend(a.workspace, a.app) t
-    UNION ALL
-    SELECT w.workspace, NULL, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
-      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
-           LATERAL audience.viewer_trend(w.workspace) t;
+    SELECT s.workspace, s.app, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
+      FROM (SELECT v.workspace, v.app FROM audience.visible_apps() v
+             GROUP BY GROUPING SETS ((v.workspace, v.app), (v.workspace))) s,
+           LATERAL audience.viewer_trend(s.workspace, s.app) t;
 COMMENT ON VIEW audience.viewer_trend IS
     'Month-over-month change of distinct viewers over the last 12 months, for each app the current requester sees and (app NULL) for each of their workspaces as a whole.';
 

@@ -464,7 +464,9 @@ COMMENT ON FUNCTION audience.app_access(text, text) IS
     'Who may open which app of a workspace (one app, or every app the requester may see): member identity, member kind (NULL for a person who holds only a grant), status (active or invited) and via (admin, developer, member for a viewer member on a public app, grant, invitation for one not yet accepted). Admins and developers see every row; a viewer member only their own.';
 
 -- Views for BI tools over the last 30 days, answering for whoever queries
--- them, as in sql/analytics.sql.
+-- them, as in sql/analytics.sql. Where a function answers for an app or
+-- (app NULL) for a whole workspace, its view has both: the grouping sets
+-- list each visible app and each workspace that has one.
 
 CREATE VIEW audience.app_sessions WITH (security_barrier) AS
     SELECT a.workspace, a.app, s.viewer, s.viewer_ref, s.pseudonymous, s.started_at, s.ended_at, s.duration, s.kind
@@ -489,24 +491,18 @@ COMMENT ON VIEW audience.top_viewers IS
     'For each app the current requester sees: its 10 most active viewers of the last 30 days, labelled, with views, sessions, session time and last view.';
 
 CREATE VIEW audience.usage_over_time WITH (security_barrier) AS
-    SELECT a.workspace, a.app, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
-      FROM audience.visible_apps() a,
-           LATERAL audience.usage_over_time(a.workspace, a.app) u
-    UNION ALL
-    SELECT w.workspace, NULL, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
-      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
-           LATERAL audience.usage_over_time(w.workspace) u;
+    SELECT s.workspace, s.app, u.period, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
+      FROM (SELECT v.workspace, v.app FROM audience.visible_apps() v
+             GROUP BY GROUPING SETS ((v.workspace, v.app), (v.workspace))) s,
+           LATERAL audience.usage_over_time(s.workspace, s.app) u;
 COMMENT ON VIEW audience.usage_over_time IS
     'Usage per day over the last 30 days, for each app the current requester sees and (app NULL) for each of their workspaces as a whole: views, sessions, visits, distinct viewers, session time; days without views included.';
 
 CREATE VIEW audience.viewer_trend WITH (security_barrier) AS
-    SELECT a.workspace, a.app, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
-      FROM audience.visible_apps() a,
-           LATERAL audience.viewer_trend(a.workspace, a.app) t
-    UNION ALL
-    SELECT w.workspace, NULL, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
-      FROM (SELECT DISTINCT v.workspace FROM audience.visible_apps() v) w,
-           LATERAL audience.viewer_trend(w.workspace) t;
+    SELECT s.workspace, s.app, t.month, t.unique_viewers, t.previous, t.change, t.change_pct, t.complete
+      FROM (SELECT v.workspace, v.app FROM audience.visible_apps() v
+             GROUP BY GROUPING SETS ((v.workspace, v.app), (v.workspace))) s,
+           LATERAL audience.viewer_trend(s.workspace, s.app) t;
 COMMENT ON VIEW audience.viewer_trend IS
     'Month-over-month change of distinct viewers over the last 12 months, for each app the current requester sees and (app NULL) for each of their workspaces as a whole.';
 
