@@ -4,9 +4,12 @@
 // table may be selected) and then prepared queries, logged in over TCP with
 // a password as an admin of acme, a viewer member of acme and a login that
 // is nobody's. Run by scripts/test against tests/clients/fixture.sql:
-//   java -cp /usr/share/java/postgresql.jar MetabaseSync.java HOST PORT DATABASE
+//   java -cp /usr/share/java/postgresql.jar MetabaseSync.java HOST PORT DATABASE FACTS
+// where FACTS is tests/clients/fixture_facts.properties.
 // Exits 1 listing every failed check.
 
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.DatabaseMetaData;
 import java.sql.DriverManager;
@@ -20,14 +23,19 @@ import java.util.Set;
 import java.util.TreeSet;
 
 public class MetabaseSync {
-    static final Set<String> VIEWS = new TreeSet<>(List.of(
-        "all_monthly_viewers", "app_access", "app_monthly_viewers", "app_sessions", "app_total_viewers",
-        "apps", "recent_viewers", "top_apps", "top_viewers", "usage_over_time", "viewer_trend",
-        "workspace_monthly_viewers"));
     // The table types Metabase's sync asks the driver for.
     static final String[] SYNCED_TYPES = {"TABLE", "PARTITIONED TABLE", "VIEW", "FOREIGN TABLE", "MATERIALIZED VIEW"};
-    static final List<String> NEVER_SHOWN = List.of("olga.outsider@elsewhere.example", "gina@globex.example", "globex");
-    static final List<String> ADMIN_ONLY = List.of("pat.payroll@acme.example", "payroll");
+    // What fixture.sql holds, as fixture_facts.properties states it for every client test.
+    static final Properties FACTS = new Properties();
+    static Set<String> VIEWS;
+    static List<String> NEVER_SHOWN;
+    static List<String> ADMIN_ONLY;
+
+    static List<String> facts(String key) {
+        List<String> values = new ArrayList<>();
+        for (String v : FACTS.getProperty(key).split(",")) if (!v.isBlank()) values.add(v.strip());
+        return values;
+    }
 
     static final List<String> failures = new ArrayList<>();
 
@@ -37,11 +45,18 @@ public class MetabaseSync {
 
     public static void main(String[] args) throws Exception {
         String url = "jdbc:postgresql://" + args[0] + ":" + args[1] + "/" + args[2];
-        sync("clients_admin", "clients-admin-pw", url, Set.of("sales", "payroll"), NEVER_SHOWN);
+        try (var in = Files.newBufferedReader(Path.of(args[3]))) {
+            FACTS.load(in);
+        }
+        VIEWS = new TreeSet<>(facts("views"));
+        NEVER_SHOWN = facts("never_shown");
+        ADMIN_ONLY = facts("admin_only");
         List<String> hidden = new ArrayList<>(NEVER_SHOWN);
         hidden.addAll(ADMIN_ONLY);
-        sync("clients_viewer", "clients-viewer-pw", url, Set.of("sales"), hidden);
-        sync("clients_outsider", "clients-outsider-pw", url, Set.of(), hidden);
+        for (String login : List.of("admin", "viewer", "outsider")) {
+            sync(FACTS.getProperty(login), FACTS.getProperty(login + ".password"), url,
+                 new TreeSet<>(facts(login + ".apps")), login.equals("admin") ? NEVER_SHOWN : hidden);
+        }
         if (!failures.isEmpty()) {
             System.err.println(failures.size() + " checks failed:");
             failures.forEach(f -> System.err.println("  " + f));

@@ -5,18 +5,10 @@ reaches it."""
 import pytest
 from sqlalchemy import create_engine
 
-from fixture_facts import ADMIN_ONLY, DB, HOST, NEVER_SHOWN, PORT  # noqa: F401 (the tests import them from here)
+from fixture_facts import (  # noqa: F401 (the tests import them from here)
+    ADMIN, ADMIN_ONLY, DB, HOST, NEVER_SHOWN, OUTSIDER, PORT, VIEWER, VIEWS)
 
-# The three logins of fixture.sql and what each may see of acme.
-ADMIN, VIEWER, OUTSIDER = "clients_admin", "clients_viewer", "clients_outsider"
 ROLES = [ADMIN, VIEWER, OUTSIDER]
-
-# The BI views of schema audience, all a reader should find there.
-VIEWS = {
-    "all_monthly_viewers", "app_access", "app_monthly_viewers", "app_sessions", "app_total_viewers",
-    "apps", "recent_viewers", "top_apps", "top_viewers", "usage_over_time", "viewer_trend",
-    "workspace_monthly_viewers",
-}
 
 
 def engine_for(role):
