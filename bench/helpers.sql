@@ -91,3 +91,23 @@ BEGIN
     RETURN elapsed;
 END
 $$;
+
+-- The bytes of WAL one COPY from a server-side file into `target` writes,
+-- undone afterwards (its WAL stays written; the data set stays as built).
+CREATE OR REPLACE FUNCTION public.bench_copy_wal_bytes(target text, file text)
+RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE
+    before pg_lsn;
+    bytes numeric;
+BEGIN
+    BEGIN
+        before := pg_current_wal_insert_lsn();
+        EXECUTE format('COPY %s (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM %L', target, file);
+        bytes := pg_wal_lsn_diff(pg_current_wal_insert_lsn(), before);
+        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
+    EXCEPTION WHEN raise_exception THEN
+        NULL;
+    END;
+    RETURN bytes;
+END
+$$;
