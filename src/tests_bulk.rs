@@ -420,4 +420,48 @@ mod tests {
         assert_eq!(one::<i64>("SELECT recorded FROM audience.record_views('[]')"), 0);
         // A batch that is no array, or an unknown on_error: tests/bad_input/cases.tsv.
     }
+
+    /// A time in a batch means what PostgreSQL's own parser makes of it,
+    /// whichever reads it: the RFC 3339 shape read in Rust and every other
+    /// text handed to PostgreSQL agree with a plain cast, in any session
+    /// time zone, and what is no time is NULL (reported as not_a_time).
+    #[pg_test]
+    fn batch_times_read_as_postgresql_reads_them() {
+        let texts = [
+            "2026-11-30T12:00:00Z",
+            "2026-11-30 12:00:00Z",
+            "2026-11-30T12:00:00.5+05:30",
+            "2026-11-30T12:00:00.123456-09:00",
+            "2026-11-30T12:00:00+14:00",
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.999999Z",
+            "9999-12-31T23:59:59Z",
+            "2026-11-30T12:00:00",
+            "2026-11-30 12:00",
+            "2026-11-30",
+            "2026-11-30T12:00:00+0530",
+            "2026-11-30T12:00:00 Europe/Berlin",
+            "2026-11-30T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2026-11-30T12:00:00.1234567Z",
+            "Mon, 30 Nov 2026 12:00:00 GMT",
+            "epoch",
+            "infinity",
+        ];
+        for zone in ["UTC", "America/New_York", "Asia/Kolkata"] {
+            run(&format!("SET LOCAL TimeZone = '{zone}'"));
+            for text in texts {
+                let same: bool = one(&format!(
+                    "SELECT audience_internal.as_time('{text}') IS NOT DISTINCT FROM '{text}'::timestamptz"
+                ));
+                assert!(same, "{text:?} in {zone}");
+            }
+        }
+        for not_a_time in ["", "nope", "2026-02-30T12:00:00Z", "2026-13-01T00:00:00Z", "2026-11-30T12:00:00+25:00"] {
+            let is_null: bool = one(&format!("SELECT audience_internal.as_time('{not_a_time}') IS NULL"));
+            assert!(is_null, "{not_a_time:?}");
+        }
+        let null_is_null: bool = one("SELECT audience_internal.as_time(NULL) IS NULL");
+        assert!(null_is_null);
+    }
 }
