@@ -59,6 +59,17 @@ AS $$ SELECT coalesce(audience_internal.rfc3339_time(value), audience_internal.t
 COMMENT ON FUNCTION audience_internal.as_time(text) IS
     'A time given as JSON text, or NULL when it is not a valid time.';
 
+-- Why a key of a JSON object in an import is not the string it should be
+-- (NULL when it is; `nullable`: a JSON null or no key is fine too).
+CREATE FUNCTION audience_internal.not_a_json_string(item jsonb, key text, nullable boolean DEFAULT false)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(item -> key) IS NOT DISTINCT FROM 'string' THEN NULL
+                WHEN nullable AND jsonb_typeof(coalesce(item -> key, 'null')) = 'null' THEN NULL
+                ELSE format('%s must be a JSON string%s', key, CASE WHEN nullable THEN ' or null' ELSE '' END)
+           END
+$$;
+
 -- Names are cut to 63 characters: an error is no place to echo a long input.
 CREATE FUNCTION audience_internal.missing_workspace(workspace text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE

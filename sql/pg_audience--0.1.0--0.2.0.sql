@@ -304,6 +304,15 @@ AS $$ SELECT coalesce(audience_internal.rfc3339_time(value), audience_internal.t
 COMMENT ON FUNCTION audience_internal.as_time(text) IS
     'A time given as JSON text, or NULL when it is not a valid time.';
 
+CREATE FUNCTION audience_internal.not_a_json_string(item jsonb, key text, nullable boolean DEFAULT false)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN jsonb_typeof(item -> key) IS NOT DISTINCT FROM 'string' THEN NULL
+                WHEN nullable AND jsonb_typeof(coalesce(item -> key, 'null')) = 'null' THEN NULL
+                ELSE format('%s must be a JSON string%s', key, CASE WHEN nullable THEN ' or null' ELSE '' END)
+           END
+$$;
+
 CREATE FUNCTION audience_internal.missing_workspace(workspace text)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT ROW('42704', format('workspace "%s" does not exist', left(workspace, 63)))::audience_internal.problem $$;
@@ -2273,12 +2282,10 @@ BEGIN
     SELECT c.idx, c.problem INTO bad
       FROM (SELECT c.i - 1 AS idx,
                    CASE WHEN jsonb_typeof(c.item) <> 'object' THEN 'each content item must be a JSON object'
-                        WHEN jsonb_typeof(c.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
-                        WHEN jsonb_typeof(c.item -> 'name') IS DISTINCT FROM 'string' THEN 'name must be a JSON string'
-                        WHEN jsonb_typeof(coalesce(c.item -> 'title', 'null')) NOT IN ('string', 'null')
-                            THEN 'title must be a JSON string or null'
-                        WHEN jsonb_typeof(coalesce(c.item -> 'access_type', 'null')) NOT IN ('string', 'null')
-                            THEN 'access_type must be a JSON string or null'
+                        ELSE coalesce(audience_internal.not_a_json_string(c.item, 'guid'),
+                                      audience_internal.not_a_json_string(c.item, 'name'),
+                                      audience_internal.not_a_json_string(c.item, 'title', nullable => true),
+                                      audience_internal.not_a_json_string(c.item, 'access_type', nullable => true))
                    END AS problem
               FROM jsonb_array_elements(coalesce(import_connect.content, '[]')) WITH ORDINALITY c(item, i)) c
      WHERE c.problem IS NOT NULL
@@ -2312,7 +2319,8 @@ BEGIN
     SELECT u.idx, u.problem INTO bad
       FROM (SELECT u.i - 1 AS idx,
                    CASE WHEN jsonb_typeof(u.item) <> 'object' THEN 'each user must be a JSON object'
-                        WHEN jsonb_typeof(u.item -> 'guid') IS DISTINCT FROM 'string' THEN 'guid must be a JSON string'
+                        WHEN audience_internal.not_a_json_string(u.item, 'guid') IS NOT NULL
+                            THEN audience_internal.not_a_json_string(u.item, 'guid')
                         WHEN jsonb_typeof(coalesce(u.item -> 'email', 'null')) NOT IN ('string', 'null')
                           OR jsonb_typeof(coalesce(u.item -> 'username', 'null')) NOT IN ('string', 'null')
                             THEN 'email and username must be JSON strings or null'
@@ -2337,20 +2345,16 @@ BEGIN
     parsed AS MATERIALIZED (
         SELECT r.i - 1 AS idx, r.rec,
                CASE WHEN jsonb_typeof(r.rec) <> 'object' THEN 'each record must be a JSON object'
-                    WHEN jsonb_typeof(r.rec -> 'content_guid') IS DISTINCT FROM 'string'
-                        THEN 'content_guid must be a JSON string'
-                    WHEN jsonb_typeof(coalesce(r.rec -> 'user_guid', 'null')) NOT IN ('string', 'null')
-                        THEN 'user_guid must be a JSON string or null'
-                    WHEN r.rec ? 'started' AND r.rec ? 'time'
-                        THEN 'a record has either "started" (a session) or "time" (a visit), not both'
-                    WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
-                        THEN 'a record needs "started" (a session) or "time" (a visit)'
-                    WHEN jsonb_typeof(coalesce(r.rec -> 'started', r.rec -> 'time')) <> 'string'
-                        THEN CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END || ' must be a JSON string'
-                    WHEN jsonb_typeof(coalesce(r.rec -> 'ended', 'null')) NOT IN ('string', 'null')
-                        THEN 'ended must be a JSON string or null'
-                    WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL
-                        THEN 'a visit has no "ended"'
+                    ELSE coalesce(
+                        audience_internal.not_a_json_string(r.rec, 'content_guid'),
+                        audience_internal.not_a_json_string(r.rec, 'user_guid', nullable => true),
+                        CASE WHEN r.rec ? 'started' AND r.rec ? 'time'
+                                 THEN 'a record has either "started" (a session) or "time" (a visit), not both'
+                             WHEN NOT (r.rec ? 'started' OR r.rec ? 'time')
+                                 THEN 'a record needs "started" (a session) or "time" (a visit)' END,
+                        audience_internal.not_a_json_string(r.rec, CASE WHEN r.rec ? 'time' THEN 'time' ELSE 'started' END),
+                        audience_internal.not_a_json_string(r.rec, 'ended', nullable => true),
+                        CASE WHEN r.rec ? 'time' AND r.rec ->> 'ended' IS NOT NULL THEN 'a visit has no "ended"' END)
                END AS shape_problem,
                r.rec ->> 'content_guid' AS content_guid,
                r.rec ->> 'user_guid' AS user_guid,
@@ -2374,9 +2378,9 @@ BEGIN
                     THEN format('connect:%s:%s', t.content_guid, extract(epoch FROM t.started)) END AS anonymous_id,
                coalesce(
                    t.shape_problem,
-                   CASE WHEN t.started IS NULL THEN
-                       CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END || ' is not a valid time' END,
-                   CASE WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended is not a valid time' END,
+                   CASE WHEN t.started IS NULL THEN CASE WHEN t.kind = 'visit' THEN 'time' ELSE 'started' END
+                        WHEN t.ended_text IS NOT NULL AND t.ended IS NULL THEN 'ended'
+                   END || ' is not a valid time',
                    CASE WHEN a.app_id IS NULL
                        THEN 'content_guid is neither in "content" nor known from an earlier import' END
                ) AS shape_problem
