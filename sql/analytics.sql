@@ -1,6 +1,6 @@
 -- The read path (docs/spec.md §3, Streamlit-style analytics), answered for the
--- requester (sql/requester.sql). Every answer comes from the rollups; none
--- scans raw events.
+-- requester (sql/requester.sql). Every answer comes from the rollups and the
+-- few events not folded into them yet (sql/fold.sql); none scans raw events.
 --
 -- Each answer is a SECURITY INVOKER function in schema audience that hands a
 -- ticket naming its caller (src/privacy/requester.rs) to a SECURITY DEFINER
@@ -54,12 +54,21 @@ COMMENT ON TYPE audience.monthly_viewers_row IS
 -- the last `months` months, months without views included. `apps` NULL means
 -- the whole workspace, from its own rollup; otherwise distinct viewers are
 -- counted over the apps' monthly viewer sets (a viewer member sees only the
--- apps the privacy rules allow, so their totals are over those apps).
+-- apps the privacy rules allow, so their totals are over those apps). The
+-- events not folded yet add their views, and their viewers not yet in the
+-- month's set.
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
+    WITH pending AS MATERIALIZED (
+        SELECT p.app_id, p.viewer_id, date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone)::date AS month
+          FROM audience_internal.pending_folds p
+          JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
+         WHERE p.workspace_id = monthly_viewers.workspace_id
+           AND (monthly_viewers.apps IS NULL OR p.app_id = ANY (monthly_viewers.apps))
+    )
+    SELECT r.month, coalesce(c.unique_viewers, 0) + n.viewers, coalesce(c.views, 0) + n.views, r.complete
       FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
       LEFT JOIN LATERAL (
           SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
@@ -74,6 +83,18 @@ AS $$
                    WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month)::bigint
            WHERE cardinality(monthly_viewers.apps) <> 1
       ) c ON true
+     CROSS JOIN LATERAL (
+          SELECT count(*) AS views,
+                 count(DISTINCT p.viewer_id) FILTER (WHERE NOT CASE
+                     WHEN monthly_viewers.apps IS NULL THEN EXISTS (
+                         SELECT FROM audience_internal.workspace_month_viewers x
+                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.month = r.month AND x.viewer_id = p.viewer_id)
+                     ELSE EXISTS (
+                         SELECT FROM audience_internal.app_month_viewers x
+                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = ANY (monthly_viewers.apps)
+                            AND x.month = r.month AND x.viewer_id = p.viewer_id) END) AS viewers
+            FROM pending p WHERE p.month = r.month
+     ) n
      ORDER BY r.month
 $$;
 
@@ -133,8 +154,17 @@ DECLARE
     ws record;
 BEGIN
     ws := audience_internal.read_scope(ticket, workspace, app, true);
+    -- The rollup's count, and the viewers of events not folded yet who have
+    -- no counted view in it.
     RETURN coalesce((SELECT t.viewers FROM audience_internal.app_totals t
-                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0);
+                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0)
+         + (SELECT count(DISTINCT p.viewer_id)
+              FROM audience_internal.pending_folds p
+              JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
+             WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1] AND p.viewed_at >= w.counting_start
+               AND NOT EXISTS (SELECT FROM audience_internal.app_viewers av
+                                WHERE av.workspace_id = p.workspace_id AND av.app_id = p.app_id
+                                  AND av.viewer_id = p.viewer_id AND av.counted_views > 0));
 END
 $$;
 
@@ -158,6 +188,19 @@ CREATE TYPE audience.all_monthly_viewers_row AS (
     complete boolean);
 COMMENT ON TYPE audience.all_monthly_viewers_row IS
     'One month of a workspace (app NULL) or of an app, as all_monthly_viewers answers.';
+
+-- The first month (in the workspace's time zone) with a view of any of
+-- these apps, folded or not; NULL when they have none.
+CREATE FUNCTION audience_internal.first_month(workspace_id bigint, apps bigint[])
+RETURNS date LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT least((SELECT min(am.month) FROM audience_internal.app_months am
+                   WHERE am.workspace_id = first_month.workspace_id AND am.app_id = ANY (first_month.apps)),
+                 (SELECT min(date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone))::date
+                    FROM audience_internal.pending_folds p
+                    JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
+                   WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)))
+$$;
 
 -- Every month with data, for a BI tool's chart: for each workspace the
 -- requester sees, the workspace as a whole (over the apps the requester
@@ -187,12 +230,9 @@ BEGIN
         FOR a IN
             SELECT NULL::text AS app,
                    CASE WHEN ws.whole THEN NULL ELSE ws.app_ids END AS app_ids,
-                   (SELECT min(am.month) FROM audience_internal.app_months am
-                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = ANY (ws.app_ids)) AS first_month
+                   audience_internal.first_month(ws.workspace_id, ws.app_ids) AS first_month
             UNION ALL
-            SELECT x.app, ARRAY[x.app_id],
-                   (SELECT min(am.month) FROM audience_internal.app_months am
-                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = x.app_id)
+            SELECT x.app, ARRAY[x.app_id], audience_internal.first_month(ws.workspace_id, ARRAY[x.app_id])
               FROM unnest(ws.app_ids, ws.apps) x(app_id, app)
         LOOP
             CONTINUE WHEN a.first_month IS NULL;
@@ -239,16 +279,46 @@ DECLARE
 BEGIN
     ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
+    -- The most recent viewers of the rollup, and every viewer of an event
+    -- not folded yet, merged as the fold would merge them: no other viewer
+    -- can be among the most recent.
     RETURN QUERY
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, av.last_viewed_at,
-           audience.relative_time(av.last_viewed_at, now()), av.views
-      FROM (SELECT * FROM audience_internal.app_viewers a
-             WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
-             ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
-             LIMIT recent_viewers_for.max_viewers) av
-     CROSS JOIN LATERAL audience_internal.labelled(av.workspace_id, av.viewer_id, NULL, av.last_viewed_at,
-                                                   av.last_view_identifiable) l
-     ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
+    WITH pending AS MATERIALIZED (
+        SELECT p.viewer_id, max(p.viewed_at) AS last_viewed_at,
+               (array_agg(p.identifiable ORDER BY p.viewed_at DESC, p.identifiable DESC))[1] AS last_view_identifiable,
+               count(*) AS views
+          FROM audience_internal.pending_folds p
+         WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1]
+         GROUP BY p.viewer_id
+    ),
+    merged AS (
+        SELECT coalesce(a.viewer_id, p.viewer_id) AS viewer_id,
+               greatest(a.last_viewed_at, p.last_viewed_at) AS last_viewed_at,
+               CASE WHEN a.viewer_id IS NULL THEN p.last_view_identifiable
+                    WHEN p.viewer_id IS NULL THEN a.last_view_identifiable
+                    ELSE audience_internal.latest_identifiable(a.last_viewed_at, a.last_view_identifiable,
+                                                               p.last_viewed_at, p.last_view_identifiable) END
+                   AS last_view_identifiable,
+               coalesce(a.views, 0) + coalesce(p.views, 0) AS views
+          FROM ((SELECT x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
+                   FROM audience_internal.app_viewers x
+                  WHERE x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1]
+                  ORDER BY x.last_viewed_at DESC, x.viewer_id DESC
+                  LIMIT recent_viewers_for.max_viewers)
+                UNION
+                SELECT x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
+                  FROM pending q
+                  JOIN audience_internal.app_viewers x
+                    ON x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1] AND x.viewer_id = q.viewer_id) a
+          FULL JOIN pending p ON p.viewer_id = a.viewer_id
+    )
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, m.last_viewed_at,
+           audience.relative_time(m.last_viewed_at, now()), m.views
+      FROM (SELECT * FROM merged ORDER BY merged.last_viewed_at DESC, merged.viewer_id DESC
+             LIMIT recent_viewers_for.max_viewers) m
+     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, m.viewer_id, NULL, m.last_viewed_at,
+                                                   m.last_view_identifiable) l
+     ORDER BY m.last_viewed_at DESC, m.viewer_id DESC;
 END
 $$;
 

@@ -1,23 +1,21 @@
 -- The bulk write path (docs/spec.md §4, ingest): many events in one call
--- (audience.record_views) and COPY (audience_ingest.view_imports). Both end in one
--- set-wise fold, the statement trigger on audience_ingest.view_imports, which stores
--- the events and brings every rollup up to date in the same statement, with
--- the rules of audience.record_view (sql/ingest.sql):
+-- (audience.record_views) and COPY (audience_ingest.view_imports). Both end in
+-- the statement trigger on audience_ingest.view_imports, which stores the
+-- events set-wise with the rules of audience.record_view (sql/ingest.sql):
 -- - the same checks, in the same order, with the same SQLSTATEs and messages
 --   (audience_internal.view_problem, in sql/ingest.sql), plus the position
 --   of the bad row;
 -- - identities and anonymous ids normalised and hashed by the same Rust
 --   helpers; the plaintext identity kept only for identifiable views;
--- - visibility at viewed_at, counting start, months in the workspace's zone.
+-- - visibility at viewed_at;
+-- and then folds them into the rollups (sql/fold.sql) before the statement
+-- ends.
 --
--- The fold aggregates per key within the batch first, so that each rollup row
--- is written once per batch, and writes the tables in the order record_view
--- writes them (viewers, events, app_viewers, app_totals, app month sets and
--- counts, workspace month sets and counts, app day rows), each in primary-key order: every
--- ingest transaction takes its row locks in one global order, so concurrent
--- batches and single events wait for each other but never deadlock. Before
--- any of them it locks the batch's workspace rows, in workspace_id order,
--- and reads their settings under those locks (the lock order at the top of
+-- It writes the tables in the order every writer takes its row locks
+-- (viewers, events, pending events, then the fold's rollups), each in
+-- primary-key order, so concurrent batches and single events wait for each
+-- other but never deadlock. Before any of them it locks the batch's
+-- workspace rows, in workspace_id order (the lock order at the top of
 -- sql/ingest.sql).
 
 -- The COPY target has a schema of its own, usable by the ingest role alone,
@@ -70,7 +68,6 @@ DECLARE
     bad record;
     n_rows bigint;
     n_events bigint;
-    n_months bigint;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The first bad row, by position, fails the statement: nothing is stored.
@@ -107,7 +104,7 @@ BEGIN
     -- the lock order described at the top of this file.
     EXECUTE $fold$
     WITH targets AS MATERIALIZED (
-        SELECT d.workspace, d.app, w.workspace_id, w.time_zone, w.counting_start, k.identity_key,
+        SELECT d.workspace, d.app, w.workspace_id, k.identity_key,
                a.app_id, a.visibility, a.visibility_since
           FROM (SELECT DISTINCT r.workspace, r.app FROM new_rows r) d
           JOIN audience_internal.workspaces w ON w.slug = d.workspace
@@ -122,10 +119,7 @@ BEGIN
                h.identity IS NOT NULL
                  AND CASE WHEN i.viewed_at < t.visibility_since
                           THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
-                          ELSE t.visibility END = 'private' AS identifiable,
-               (i.viewed_at >= t.counting_start)::int AS counted,
-               date_trunc('month', i.viewed_at AT TIME ZONE t.time_zone)::date AS month,
-               (i.viewed_at AT TIME ZONE t.time_zone)::date AS day
+                          ELSE t.visibility END = 'private' AS identifiable
           FROM new_rows i
           JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
          CROSS JOIN LATERAL (
@@ -184,112 +178,16 @@ BEGIN
          -- In the order of the largest index: neighbouring entries go in
          -- together, at a fraction of the cost of scattered ones.
          ORDER BY e.workspace_id, e.app_id, e.viewed_at
-        RETURNING 1
+        RETURNING workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable
     ),
-    batch_app_viewers AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
-               max(e.viewed_at) AS last_viewed_at, bool_and(e.identity IS NOT NULL) AS authenticated,
-               count(*) AS views, sum(e.counted) AS counted_views
-          FROM evv e
-         GROUP BY e.workspace_id, e.app_id, e.viewer_id
-    ),
-    app_viewers AS (
-        INSERT INTO audience_internal.app_viewers AS av
-               (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
-                last_view_identifiable, views, counted_views)
-        SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
-               -- The batch's last view of this viewer is identifiable as any
-               -- of its views is: authenticated, and the app private then.
-               b.authenticated
-                 AND CASE WHEN b.last_viewed_at < t.visibility_since
-                          THEN audience_internal.visibility_at(b.workspace_id, b.app_id, b.last_viewed_at)
-                          ELSE t.visibility END = 'private',
-               b.views, b.counted_views
-          FROM batch_app_viewers b
-          JOIN targets t ON t.workspace_id = b.workspace_id AND t.app_id = b.app_id
-         WHERE (SELECT count(*) FROM events) >= 0
-         ORDER BY b.workspace_id, b.app_id, b.viewer_id
-        ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-           SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
-               (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
-                  FROM audience_internal.merged_app_viewer(av, excluded) m)
-        RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
-    ),
-    -- A viewer enters the all-time total with its first counted view, that
-    -- is when all its counted views so far are in this batch: its count
-    -- after the batch equals the batch's.
-    app_totals AS (
-        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
-        SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
-          FROM batch_app_viewers b
-          JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
-         WHERE b.counted_views > 0
-         GROUP BY b.workspace_id, b.app_id
-         ORDER BY b.workspace_id, b.app_id
-        ON CONFLICT (workspace_id, app_id) DO UPDATE
-           SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
-        RETURNING 1
-    ),
-    app_month_viewers AS (
-        INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
-        SELECT DISTINCT e.workspace_id, e.app_id, e.month, e.viewer_id
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_totals) >= 0
-         ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
-        ON CONFLICT DO NOTHING
-        RETURNING workspace_id, app_id, month
-    ),
-    app_months AS (
-        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
-        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
-          FROM (SELECT e.workspace_id, e.app_id, e.month, false AS added FROM evv e
-                UNION ALL
-                SELECT x.workspace_id, x.app_id, x.month, true FROM app_month_viewers x) c
-         GROUP BY c.workspace_id, c.app_id, c.month
-         ORDER BY c.workspace_id, c.app_id, c.month
-        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
-        RETURNING 1
-    ),
-    workspace_month_viewers AS (
-        INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
-        SELECT DISTINCT e.workspace_id, e.month, e.viewer_id
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_months) >= 0
-         ORDER BY e.workspace_id, e.month, e.viewer_id
-        ON CONFLICT DO NOTHING
-        RETURNING workspace_id, month
-    ),
-    workspace_months AS (
-        INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
-        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
-          FROM (SELECT e.workspace_id, e.month, false AS added FROM evv e
-                UNION ALL
-                SELECT x.workspace_id, x.month, true FROM workspace_month_viewers x) c
-         GROUP BY c.workspace_id, c.month
-         ORDER BY c.workspace_id, c.month
-        ON CONFLICT (workspace_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
-        RETURNING 1
-    ),
-    app_day_viewers AS (
-        INSERT INTO audience_internal.app_day_viewers AS d
-               (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
-               count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-          FROM evv e
-         WHERE (SELECT count(*) FROM workspace_months) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
-         ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
-        ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-           SET (sessions, visits, session_micros, last_viewed_at) =
-               (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
-                  FROM audience_internal.merged_app_day_viewer(d, excluded) m)
+    pending AS (
+        INSERT INTO audience_internal.pending_folds
+               (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+        SELECT * FROM events
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM app_day_viewers)
-    $fold$ INTO n_events, n_months;
+    SELECT count(*) FROM pending
+    $fold$ INTO n_events;
 
     -- Only an app or workspace deleted since the checks above can make a
     -- row miss its parent; the whole statement is then refused, to retry.
@@ -297,6 +195,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
+
+    -- Into the rollups before the statement ends, with whatever else of
+    -- these workspaces is pending: an import is measured and answered with
+    -- its fold done.
+    PERFORM audience_internal.fold_pending(ARRAY(SELECT DISTINCT w.workspace_id
+                                                   FROM (SELECT DISTINCT r.workspace FROM new_rows r) d
+                                                   JOIN audience_internal.workspaces w ON w.slug = d.workspace));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows

@@ -50,6 +50,9 @@ BEGIN
                FOR UPDATE;
         END IF;
         IF v_id IS NOT NULL THEN
+            -- The person's pending events first go where the counters below
+            -- are read from.
+            PERFORM audience_internal.fold_pending(ARRAY[ws.workspace_id]);
             -- What the person adds to each counter, read before their rows go
             -- (no other writer of this workspace runs while it is locked), so
             -- that every other answer stays what the remaining events say.

@@ -1,25 +1,27 @@
--- The write path (docs/spec.md §4, ingest): each event is stored and every rollup
--- brought up to date in the same transaction.
+-- The write path (docs/spec.md §4, ingest): each event is stored, with a
+-- pending row that the next fold of its workspace (sql/fold.sql) merges into
+-- the rollups; reads add the pending events to the rollups, so every answer
+-- counts every committed event.
 --
 -- Every writer of events and rollups takes its locks in one order, so that
 -- writers of one workspace wait for each other but never deadlock, and no
 -- rollup is written under a workspace setting that changes before it
 -- commits:
 -- 1. The workspace row, before any other row of the workspace. Ingest
---    (record_view, end_session, the bulk fold in sql/bulk_ingest.sql) takes
---    it FOR KEY SHARE and reads the time zone and counting start under that
---    lock; other ingest, and import_connect's FOR NO KEY UPDATE, do not
---    conflict with it. configure_workspace (with rebuild_rollups) and
---    forget_viewer take it FOR UPDATE: they wait for the ingest of that
---    workspace in progress, ingest waits for them, and they take turns with
---    each other. A writer of several workspaces locks them in workspace_id
---    order.
+--    (record_view, end_session, the bulk paths in sql/bulk_ingest.sql) and
+--    the fold take it FOR KEY SHARE, and the fold reads the time zone and
+--    counting start under that lock; other ingest, and import_connect's FOR
+--    NO KEY UPDATE, do not conflict with it. configure_workspace (with
+--    rebuild_rollups), forget_viewer and delete_workspace take it FOR
+--    UPDATE: they wait for the ingest and folds of that workspace in
+--    progress, these wait for them, and they take turns with each other. A
+--    writer of several workspaces locks them in workspace_id order.
 -- 2. Then rows, table by table in this order: viewers, view_events,
---    app_viewers, app_totals, app_month_viewers, app_months,
+--    pending_folds, app_viewers, app_totals, app_month_viewers, app_months,
 --    workspace_month_viewers, workspace_months, app_day_viewers; within a
 --    table, in primary-key order.
 -- App rows are only ever locked FOR KEY SHARE (the foreign keys, the bulk
--- fold), which set_app_visibility's update does not conflict with.
+-- path), which set_app_visibility's update does not conflict with.
 --
 -- SECURITY DEFINER because the platform's web tier holds no privilege on the
 -- tables; search_path is pinned so that no object of the caller's can stand
@@ -44,33 +46,6 @@ RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
                 THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
-$$;
-
--- How a write merges what it adds into a kept rollup row (ON CONFLICT ...
--- DO UPDATE in record_view and in the bulk fold): the one statement of the
--- merge rule for the rows that are more than counters. rebuild_rollups
--- (sql/rollups.sql) computes the same from raw events without it, on
--- purpose: a rebuild that shared this rule could not show it wrong.
-CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
-RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
-           least(kept.first_viewed_at, added.first_viewed_at),
-           greatest(kept.last_viewed_at, added.last_viewed_at),
-           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
-                                                 added.last_viewed_at, added.last_view_identifiable),
-           kept.views + added.views,
-           kept.counted_views + added.counted_views
-$$;
-
-CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
-RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
-           kept.sessions + added.sessions,
-           kept.visits + added.visits,
-           kept.session_micros + added.session_micros,
-           greatest(kept.last_viewed_at, added.last_viewed_at)
 $$;
 
 -- What the Rust normalisers (src/privacy/identity.rs) refuse in an identity
@@ -139,8 +114,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws_id bigint;
-    tz text;
-    counting_from timestamptz;
     ikey bytea;
     a_id bigint;
     a_visibility text;
@@ -150,19 +123,15 @@ DECLARE
     v_id bigint;
     v_has_identity boolean;
     is_identifiable boolean;
-    counted boolean;
-    view_month date;
     ev_id bigint;
-    n_counted bigint;
-    first_in_month boolean;
     problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The workspace first (the lock order at the top of this file): a new
     -- time zone or counting start is either read here, once committed, or
     -- waits for this event's transaction.
-    SELECT w.workspace_id, w.time_zone, w.counting_start, k.identity_key
-      INTO ws_id, tz, counting_from, ikey
+    SELECT w.workspace_id, k.identity_key
+      INTO ws_id, ikey
       FROM audience_internal.workspaces w
       JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
      WHERE w.slug = record_view.workspace
@@ -207,54 +176,14 @@ BEGIN
     VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable)
     RETURNING event_id INTO ev_id;
 
-    counted := record_view.viewed_at >= counting_from;
-    INSERT INTO audience_internal.app_viewers AS av
-           (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
-            last_view_identifiable, views, counted_views)
-    VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.viewed_at, is_identifiable, 1, counted::int)
-    ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-       SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
-           (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
-              FROM audience_internal.merged_app_viewer(av, excluded) m)
-    RETURNING av.counted_views INTO n_counted;
-
-    -- The viewer enters the all-time total with its first counted view,
-    -- whatever order the views arrive in.
-    IF counted THEN
-        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
-        VALUES (ws_id, a_id, (n_counted = 1)::int, 1)
-        ON CONFLICT (workspace_id, app_id) DO UPDATE
-           SET viewers = t.viewers + excluded.viewers, views = t.views + 1;
+    -- Into the rollups with the next fold of its workspace (sql/fold.sql);
+    -- until then reads find it here.
+    INSERT INTO audience_internal.pending_folds
+           (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+    VALUES (ws_id, ev_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable);
+    IF ev_id % audience_internal.fold_every() = 0 THEN
+        PERFORM audience_internal.fold_pending(ARRAY[ws_id]);
     END IF;
-
-    view_month := date_trunc('month', record_view.viewed_at AT TIME ZONE tz)::date;
-
-    INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
-    VALUES (ws_id, a_id, view_month, v_id) ON CONFLICT DO NOTHING;
-    first_in_month := FOUND;
-    INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
-    VALUES (ws_id, a_id, view_month, first_in_month::int, 1)
-    ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
-
-    INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
-    VALUES (ws_id, view_month, v_id) ON CONFLICT DO NOTHING;
-    first_in_month := FOUND;
-    INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
-    VALUES (ws_id, view_month, first_in_month::int, 1)
-    ON CONFLICT (workspace_id, month) DO UPDATE
-       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
-
-    INSERT INTO audience_internal.app_day_viewers AS d
-           (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-    VALUES (ws_id, a_id, (record_view.viewed_at AT TIME ZONE tz)::date, v_id, is_identifiable,
-            (record_view.kind = 'session')::int, (record_view.kind = 'visit')::int,
-            audience_internal.session_micros(record_view.kind, record_view.viewed_at, record_view.ended_at),
-            record_view.viewed_at)
-    ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-       SET (sessions, visits, session_micros, last_viewed_at) =
-           (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
-              FROM audience_internal.merged_app_day_viewer(d, excluded) m);
 
     RETURN ev_id;
 END
@@ -265,7 +194,10 @@ COMMENT ON FUNCTION audience.record_view(text, text, text, timestamptz, text, ti
 -- Gives a stored view its end, keeping the day rollup's session time equal
 -- to what the events say. The caller holds a lock on the workspace row (the
 -- lock order at the top of this file); the event row is locked next, then
--- its rollup row.
+-- its pending row, then its rollup row. An event not folded yet takes its
+-- end to the fold in its pending row; a fold in progress has deleted that
+-- row, so the update waits for it and then finds the event folded, in the
+-- day row it wrote.
 CREATE FUNCTION audience_internal.set_view_end(workspace_id bigint, event_id bigint, ended_at timestamptz)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
@@ -277,6 +209,11 @@ BEGIN
        FOR UPDATE;
     UPDATE audience_internal.view_events e SET ended_at = set_view_end.ended_at
      WHERE e.workspace_id = ev.workspace_id AND e.event_id = ev.event_id;
+    UPDATE audience_internal.pending_folds p SET ended_at = set_view_end.ended_at
+     WHERE p.workspace_id = ev.workspace_id AND p.event_id = ev.event_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
     UPDATE audience_internal.app_day_viewers d
        SET session_micros = d.session_micros
                             - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at)

@@ -31,9 +31,8 @@ $$;
 
 -- Which of two views of a viewer is shown is the later one; whether it was
 -- identifiable decides the label. For views at the same instant, either one
--- being identifiable counts. Every write path merges its rollup rows with
--- this (audience_internal.merged_app_viewer), and rebuild_rollups computes
--- the same from raw events.
+-- being identifiable counts. The fold (sql/fold.sql) merges its rollup rows
+-- with this, and rebuild_rollups computes the same from raw events.
 CREATE FUNCTION audience_internal.latest_identifiable(
     kept_at timestamptz, kept boolean, new_at timestamptz, new boolean)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE

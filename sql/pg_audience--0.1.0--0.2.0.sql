@@ -135,6 +135,28 @@ CREATE INDEX connect_records_viewer ON audience_internal.connect_records (worksp
 COMMENT ON TABLE audience_internal.connect_records IS
     'Posit Connect instrumentation records already imported (content, hashed user, start, kind), and the end seen so far.';
 
+-- Events stored but not yet folded into the rollups (sql/fold.sql): a copy
+-- of what the fold needs, kept until a fold moves them into the rollups in
+-- one transaction. Ingest writes only this one row beside the event, and no
+-- rollup row, so that concurrent writers of a workspace do not queue on its
+-- counters; every read adds what is here to what the rollups hold, so that
+-- answers stay exact at the snapshot of the read (a fold's commit takes rows
+-- out of here and puts them into the rollups at once). end_session keeps
+-- ended_at equal to the event's.
+CREATE TABLE audience_internal.pending_folds (
+    workspace_id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    viewer_id bigint NOT NULL,
+    viewed_at timestamptz NOT NULL,
+    ended_at timestamptz,
+    kind text NOT NULL,
+    identifiable boolean NOT NULL,
+    PRIMARY KEY (workspace_id, event_id)
+);
+COMMENT ON TABLE audience_internal.pending_folds IS
+    'Events stored but not yet folded into the rollups; reads add them to what the rollups hold.';
+
 ALTER TABLE audience_internal.connect_records
     ALTER COLUMN user_ref SET STATISTICS 0,
     ALTER COLUMN viewer_hash SET STATISTICS 0;
@@ -477,6 +499,8 @@ DECLARE
     t text;
 BEGIN
     SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    -- The rebuild counts every stored event, the pending ones too.
+    DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws.workspace_id;
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
         EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws.workspace_id;
     END LOOP;
@@ -546,6 +570,8 @@ BEGIN
     ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
                   WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
                   ORDER BY w.workspace_id FOR UPDATE);
+    -- What the fold keeps is checked with every pending event folded.
+    PERFORM audience_internal.fold_pending(ids);
     BEGIN
         FOREACH id IN ARRAY ids LOOP
             FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
@@ -1030,28 +1056,6 @@ AS $$
                 THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
 $$;
 
-CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
-RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
-           least(kept.first_viewed_at, added.first_viewed_at),
-           greatest(kept.last_viewed_at, added.last_viewed_at),
-           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
-                                                 added.last_viewed_at, added.last_view_identifiable),
-           kept.views + added.views,
-           kept.counted_views + added.counted_views
-$$;
-
-CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
-RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
-           kept.sessions + added.sessions,
-           kept.visits + added.visits,
-           kept.session_micros + added.session_micros,
-           greatest(kept.last_viewed_at, added.last_viewed_at)
-$$;
-
 CREATE FUNCTION audience_internal.identity_problem(argument text, value text, anonymous boolean)
 RETURNS audience_internal.problem LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -1110,8 +1114,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws_id bigint;
-    tz text;
-    counting_from timestamptz;
     ikey bytea;
     a_id bigint;
     a_visibility text;
@@ -1121,19 +1123,15 @@ DECLARE
     v_id bigint;
     v_has_identity boolean;
     is_identifiable boolean;
-    counted boolean;
-    view_month date;
     ev_id bigint;
-    n_counted bigint;
-    first_in_month boolean;
     problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The workspace first (the lock order at the top of this file): a new
     -- time zone or counting start is either read here, once committed, or
     -- waits for this event's transaction.
-    SELECT w.workspace_id, w.time_zone, w.counting_start, k.identity_key
-      INTO ws_id, tz, counting_from, ikey
+    SELECT w.workspace_id, k.identity_key
+      INTO ws_id, ikey
       FROM audience_internal.workspaces w
       JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
      WHERE w.slug = record_view.workspace
@@ -1178,54 +1176,14 @@ BEGIN
     VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable)
     RETURNING event_id INTO ev_id;
 
-    counted := record_view.viewed_at >= counting_from;
-    INSERT INTO audience_internal.app_viewers AS av
-           (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
-            last_view_identifiable, views, counted_views)
-    VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.viewed_at, is_identifiable, 1, counted::int)
-    ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-       SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
-           (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
-              FROM audience_internal.merged_app_viewer(av, excluded) m)
-    RETURNING av.counted_views INTO n_counted;
-
-    -- The viewer enters the all-time total with its first counted view,
-    -- whatever order the views arrive in.
-    IF counted THEN
-        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
-        VALUES (ws_id, a_id, (n_counted = 1)::int, 1)
-        ON CONFLICT (workspace_id, app_id) DO UPDATE
-           SET viewers = t.viewers + excluded.viewers, views = t.views + 1;
+    -- Into the rollups with the next fold of its workspace (sql/fold.sql);
+    -- until then reads find it here.
+    INSERT INTO audience_internal.pending_folds
+           (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+    VALUES (ws_id, ev_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable);
+    IF ev_id % audience_internal.fold_every() = 0 THEN
+        PERFORM audience_internal.fold_pending(ARRAY[ws_id]);
     END IF;
-
-    view_month := date_trunc('month', record_view.viewed_at AT TIME ZONE tz)::date;
-
-    INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
-    VALUES (ws_id, a_id, view_month, v_id) ON CONFLICT DO NOTHING;
-    first_in_month := FOUND;
-    INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
-    VALUES (ws_id, a_id, view_month, first_in_month::int, 1)
-    ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
-
-    INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
-    VALUES (ws_id, view_month, v_id) ON CONFLICT DO NOTHING;
-    first_in_month := FOUND;
-    INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
-    VALUES (ws_id, view_month, first_in_month::int, 1)
-    ON CONFLICT (workspace_id, month) DO UPDATE
-       SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + 1;
-
-    INSERT INTO audience_internal.app_day_viewers AS d
-           (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-    VALUES (ws_id, a_id, (record_view.viewed_at AT TIME ZONE tz)::date, v_id, is_identifiable,
-            (record_view.kind = 'session')::int, (record_view.kind = 'visit')::int,
-            audience_internal.session_micros(record_view.kind, record_view.viewed_at, record_view.ended_at),
-            record_view.viewed_at)
-    ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-       SET (sessions, visits, session_micros, last_viewed_at) =
-           (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
-              FROM audience_internal.merged_app_day_viewer(d, excluded) m);
 
     RETURN ev_id;
 END
@@ -1244,6 +1202,11 @@ BEGIN
        FOR UPDATE;
     UPDATE audience_internal.view_events e SET ended_at = set_view_end.ended_at
      WHERE e.workspace_id = ev.workspace_id AND e.event_id = ev.event_id;
+    UPDATE audience_internal.pending_folds p SET ended_at = set_view_end.ended_at
+     WHERE p.workspace_id = ev.workspace_id AND p.event_id = ev.event_id;
+    IF FOUND THEN
+        RETURN;
+    END IF;
     UPDATE audience_internal.app_day_viewers d
        SET session_micros = d.session_micros
                             - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at)
@@ -1304,138 +1267,80 @@ $$;
 COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
     'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only, and only for the events this database login recorded (the operator: any).';
 
--- sql/bulk_ingest.sql
-CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
-RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+-- sql/fold.sql
+CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
+RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
+           least(kept.first_viewed_at, added.first_viewed_at),
+           greatest(kept.last_viewed_at, added.last_viewed_at),
+           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
+                                                 added.last_viewed_at, added.last_view_identifiable),
+           kept.views + added.views,
+           kept.counted_views + added.counted_views
+$$;
+
+CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
+RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
+           kept.sessions + added.sessions,
+           kept.visits + added.visits,
+           kept.session_micros + added.session_micros,
+           greatest(kept.last_viewed_at, added.last_viewed_at)
+$$;
+
+CREATE FUNCTION audience_internal.fold_every()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 64 $$;
+
+CREATE FUNCTION audience_internal.fold_pending(workspace_ids bigint[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET session_replication_role = replica
 SET work_mem = '256MB'
 SET enable_nestloop = on
 SET enable_mergejoin = on
 AS $$
 DECLARE
-    bad record;
-    n_rows bigint;
-    n_events bigint;
-    n_months bigint;
+    n_pending bigint;
+    n_folded bigint;
 BEGIN
-    PERFORM audience_internal.require_read_committed();
-    -- The first bad row, by position, fails the statement: nothing is stored.
-    SELECT i.pos, p.problem INTO bad
-      FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
-      LEFT JOIN audience_internal.workspaces w ON w.slug = i.workspace
-      LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = i.app
-      CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
-                              i.anonymous_id, i.ended_at, i.kind, w.workspace_id, a.app_id)) p(problem)
-     WHERE p.problem IS NOT NULL
-     ORDER BY i.pos
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
-            MESSAGE = audience_internal.problem_message(bad.problem, format('row %s of this import', bad.pos));
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ANY (fold_pending.workspace_ids)
+     ORDER BY w.workspace_id FOR KEY SHARE;
+    SELECT count(*) INTO n_pending FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY (fold_pending.workspace_ids);
+    IF n_pending = 0 THEN
+        RETURN 0;
     END IF;
-
-    SELECT count(*) INTO n_rows FROM new_rows;
-    IF n_rows = 0 THEN
-        RETURN NULL;
-    END IF;
-    -- The new rows have no statistics, so the planner guesses a few hundred
-    -- of them whatever their number: for a big batch it would join by nested
-    -- loops (quadratic) or by sorting, where hashing is what scales. (The
-    -- settings end with this function.)
-    IF n_rows > 1000 THEN
+    -- Hashing scales where the planner, guessing from stale statistics,
+    -- would pick nested loops over a large batch.
+    IF n_pending > 1000 THEN
         PERFORM set_config('enable_nestloop', 'off', true);
         PERFORM set_config('enable_mergejoin', 'off', true);
     END IF;
 
-    -- One statement, planned for this batch. Each data-modifying step starts
-    -- only once the previous one has finished (its result is counted in a
-    -- one-time filter, or fully read by a sort or an aggregate), which keeps
-    -- the lock order described at the top of this file.
+    -- One statement: each data-modifying step starts only once the previous
+    -- one has finished (its result is counted in a one-time filter, or fully
+    -- read by a sort or an aggregate), which keeps the lock order.
     EXECUTE $fold$
-    WITH targets AS MATERIALIZED (
-        SELECT d.workspace, d.app, w.workspace_id, w.time_zone, w.counting_start, k.identity_key,
-               a.app_id, a.visibility, a.visibility_since
-          FROM (SELECT DISTINCT r.workspace, r.app FROM new_rows r) d
-          JOIN audience_internal.workspaces w ON w.slug = d.workspace
-          JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
-          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = d.app
-         -- Rows are locked in this order.
-         ORDER BY w.workspace_id, a.app_id
-           FOR KEY SHARE OF w, a
-    ),
-    ev AS MATERIALIZED (
-        SELECT t.workspace_id, t.app_id, i.viewed_at, i.ended_at, i.kind, h.identity, h.viewer_hash,
-               h.identity IS NOT NULL
-                 AND CASE WHEN i.viewed_at < t.visibility_since
-                          THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
-                          ELSE t.visibility END = 'private' AS identifiable,
-               (i.viewed_at >= t.counting_start)::int AS counted,
-               date_trunc('month', i.viewed_at AT TIME ZONE t.time_zone)::date AS month,
-               (i.viewed_at AT TIME ZONE t.time_zone)::date AS day
-          FROM new_rows i
-          JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
-         CROSS JOIN LATERAL (
-              SELECT n.identity,
-                     coalesce(audience_internal.identity_hash(t.identity_key, n.identity),
-                              audience_internal.anonymous_hash(t.identity_key,
-                                  audience_internal.normalize_anonymous_id('anonymous_id', i.anonymous_id))) AS viewer_hash
-                FROM (SELECT audience_internal.normalize_identity('viewer', i.viewer) AS identity OFFSET 0) n
-         ) h
-    ),
-    batch_viewers AS MATERIALIZED (
-        SELECT ev.workspace_id, ev.viewer_hash, bool_and(ev.identity IS NULL) AS anonymous,
-               max(ev.identity) FILTER (WHERE ev.identifiable) AS identity
-          FROM ev GROUP BY ev.workspace_id, ev.viewer_hash
-    ),
-    -- Looked up one by one through the unique index: a batch meets a small
-    -- part of a big viewers table. A viewer deleted meanwhile (forget_viewer)
-    -- is not returned, and is added again below as a new viewer.
-    viewer_ids AS MATERIALIZED (
-        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity, k.viewer_id,
-               -- Seen on a private app now, but stored without identity so far.
-               b.identity IS NOT NULL AND k.viewer_id IS NOT NULL AND NOT k.has_identity AS gains_identity
-          FROM batch_viewers b
-          LEFT JOIN LATERAL (
-              SELECT v.viewer_id, v.identity IS NOT NULL AS has_identity
-                FROM audience_internal.viewers v
-               WHERE v.workspace_id = b.workspace_id AND v.viewer_hash = b.viewer_hash
-                 FOR KEY SHARE
-          ) k ON true
-    ),
-    added_viewers AS (
-        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
-        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity
-          FROM viewer_ids b
-         WHERE b.viewer_id IS NULL OR b.gains_identity
-         ORDER BY b.workspace_id, b.viewer_hash
-        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
-           SET identity = coalesce(v.identity, excluded.identity)
-        RETURNING v.workspace_id, v.viewer_hash, v.viewer_id
-    ),
-    ids AS MATERIALIZED (
-        SELECT b.workspace_id, b.viewer_hash, b.viewer_id FROM viewer_ids b
-         WHERE b.viewer_id IS NOT NULL AND NOT b.gains_identity
-        UNION ALL
-        SELECT * FROM added_viewers
+    WITH moved AS (
+        DELETE FROM audience_internal.pending_folds p
+         WHERE p.workspace_id = ANY ($1)
+        RETURNING p.*
     ),
     evv AS MATERIALIZED (
-        SELECT ev.*, ids.viewer_id
-          FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
-    ),
-    events AS (
-        INSERT INTO audience_internal.view_events
-               (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
-        SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
-          FROM evv e
-         -- In the order of the largest index: neighbouring entries go in
-         -- together, at a fraction of the cost of scattered ones.
-         ORDER BY e.workspace_id, e.app_id, e.viewed_at
-        RETURNING 1
+        SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
+               (m.viewed_at >= w.counting_start)::int AS counted,
+               date_trunc('month', m.viewed_at AT TIME ZONE w.time_zone)::date AS month,
+               (m.viewed_at AT TIME ZONE w.time_zone)::date AS day
+          FROM moved m
+          JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
     ),
     batch_app_viewers AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
-               max(e.viewed_at) AS last_viewed_at, bool_and(e.identity IS NOT NULL) AS authenticated,
+               max(e.viewed_at) AS last_viewed_at,
+               -- Of views at the same instant, either one identifiable counts
+               -- (audience_internal.latest_identifiable).
+               (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1] AS last_view_identifiable,
                count(*) AS views, sum(e.counted) AS counted_views
           FROM evv e
          GROUP BY e.workspace_id, e.app_id, e.viewer_id
@@ -1445,16 +1350,8 @@ BEGIN
                (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
                 last_view_identifiable, views, counted_views)
         SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
-               -- The batch's last view of this viewer is identifiable as any
-               -- of its views is: authenticated, and the app private then.
-               b.authenticated
-                 AND CASE WHEN b.last_viewed_at < t.visibility_since
-                          THEN audience_internal.visibility_at(b.workspace_id, b.app_id, b.last_viewed_at)
-                          ELSE t.visibility END = 'private',
-               b.views, b.counted_views
+               b.last_view_identifiable, b.views, b.counted_views
           FROM batch_app_viewers b
-          JOIN targets t ON t.workspace_id = b.workspace_id AND t.app_id = b.app_id
-         WHERE (SELECT count(*) FROM events) >= 0
          ORDER BY b.workspace_id, b.app_id, b.viewer_id
         ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
            SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
@@ -1535,8 +1432,147 @@ BEGIN
                   FROM audience_internal.merged_app_day_viewer(d, excluded) m)
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM app_day_viewers)
-    $fold$ INTO n_events, n_months;
+    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
+    $fold$ INTO n_folded USING fold_pending.workspace_ids;
+    RETURN n_folded;
+END
+$$;
+COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
+    'Merges the pending events of these workspaces into every rollup, set-wise, and returns how many it folded.';
+
+-- sql/bulk_ingest.sql
+CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
+RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    bad record;
+    n_rows bigint;
+    n_events bigint;
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    -- The first bad row, by position, fails the statement: nothing is stored.
+    SELECT i.pos, p.problem INTO bad
+      FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
+      LEFT JOIN audience_internal.workspaces w ON w.slug = i.workspace
+      LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = i.app
+      CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
+                              i.anonymous_id, i.ended_at, i.kind, w.workspace_id, a.app_id)) p(problem)
+     WHERE p.problem IS NOT NULL
+     ORDER BY i.pos
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
+            MESSAGE = audience_internal.problem_message(bad.problem, format('row %s of this import', bad.pos));
+    END IF;
+
+    SELECT count(*) INTO n_rows FROM new_rows;
+    IF n_rows = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The new rows have no statistics, so the planner guesses a few hundred
+    -- of them whatever their number: for a big batch it would join by nested
+    -- loops (quadratic) or by sorting, where hashing is what scales. (The
+    -- settings end with this function.)
+    IF n_rows > 1000 THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+
+    -- One statement, planned for this batch. Each data-modifying step starts
+    -- only once the previous one has finished (its result is counted in a
+    -- one-time filter, or fully read by a sort or an aggregate), which keeps
+    -- the lock order described at the top of this file.
+    EXECUTE $fold$
+    WITH targets AS MATERIALIZED (
+        SELECT d.workspace, d.app, w.workspace_id, k.identity_key,
+               a.app_id, a.visibility, a.visibility_since
+          FROM (SELECT DISTINCT r.workspace, r.app FROM new_rows r) d
+          JOIN audience_internal.workspaces w ON w.slug = d.workspace
+          JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = d.app
+         -- Rows are locked in this order.
+         ORDER BY w.workspace_id, a.app_id
+           FOR KEY SHARE OF w, a
+    ),
+    ev AS MATERIALIZED (
+        SELECT t.workspace_id, t.app_id, i.viewed_at, i.ended_at, i.kind, h.identity, h.viewer_hash,
+               h.identity IS NOT NULL
+                 AND CASE WHEN i.viewed_at < t.visibility_since
+                          THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
+                          ELSE t.visibility END = 'private' AS identifiable
+          FROM new_rows i
+          JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
+         CROSS JOIN LATERAL (
+              SELECT n.identity,
+                     coalesce(audience_internal.identity_hash(t.identity_key, n.identity),
+                              audience_internal.anonymous_hash(t.identity_key,
+                                  audience_internal.normalize_anonymous_id('anonymous_id', i.anonymous_id))) AS viewer_hash
+                FROM (SELECT audience_internal.normalize_identity('viewer', i.viewer) AS identity OFFSET 0) n
+         ) h
+    ),
+    batch_viewers AS MATERIALIZED (
+        SELECT ev.workspace_id, ev.viewer_hash, bool_and(ev.identity IS NULL) AS anonymous,
+               max(ev.identity) FILTER (WHERE ev.identifiable) AS identity
+          FROM ev GROUP BY ev.workspace_id, ev.viewer_hash
+    ),
+    -- Looked up one by one through the unique index: a batch meets a small
+    -- part of a big viewers table. A viewer deleted meanwhile (forget_viewer)
+    -- is not returned, and is added again below as a new viewer.
+    viewer_ids AS MATERIALIZED (
+        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity, k.viewer_id,
+               -- Seen on a private app now, but stored without identity so far.
+               b.identity IS NOT NULL AND k.viewer_id IS NOT NULL AND NOT k.has_identity AS gains_identity
+          FROM batch_viewers b
+          LEFT JOIN LATERAL (
+              SELECT v.viewer_id, v.identity IS NOT NULL AS has_identity
+                FROM audience_internal.viewers v
+               WHERE v.workspace_id = b.workspace_id AND v.viewer_hash = b.viewer_hash
+                 FOR KEY SHARE
+          ) k ON true
+    ),
+    added_viewers AS (
+        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
+        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity
+          FROM viewer_ids b
+         WHERE b.viewer_id IS NULL OR b.gains_identity
+         ORDER BY b.workspace_id, b.viewer_hash
+        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
+           SET identity = coalesce(v.identity, excluded.identity)
+        RETURNING v.workspace_id, v.viewer_hash, v.viewer_id
+    ),
+    ids AS MATERIALIZED (
+        SELECT b.workspace_id, b.viewer_hash, b.viewer_id FROM viewer_ids b
+         WHERE b.viewer_id IS NOT NULL AND NOT b.gains_identity
+        UNION ALL
+        SELECT * FROM added_viewers
+    ),
+    evv AS MATERIALIZED (
+        SELECT ev.*, ids.viewer_id
+          FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
+    ),
+    events AS (
+        INSERT INTO audience_internal.view_events
+               (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+        SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
+          FROM evv e
+         -- In the order of the largest index: neighbouring entries go in
+         -- together, at a fraction of the cost of scattered ones.
+         ORDER BY e.workspace_id, e.app_id, e.viewed_at
+        RETURNING workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable
+    ),
+    pending AS (
+        INSERT INTO audience_internal.pending_folds
+               (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+        SELECT * FROM events
+        RETURNING 1
+    )
+    SELECT count(*) FROM pending
+    $fold$ INTO n_events;
 
     -- Only an app or workspace deleted since the checks above can make a
     -- row miss its parent; the whole statement is then refused, to retry.
@@ -1544,6 +1580,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
+
+    -- Into the rollups before the statement ends, with whatever else of
+    -- these workspaces is pending: an import is measured and answered with
+    -- its fold done.
+    PERFORM audience_internal.fold_pending(ARRAY(SELECT DISTINCT w.workspace_id
+                                                   FROM (SELECT DISTINCT r.workspace FROM new_rows r) d
+                                                   JOIN audience_internal.workspaces w ON w.slug = d.workspace));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows
@@ -1655,7 +1698,14 @@ CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigi
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT r.month, coalesce(c.unique_viewers, 0), coalesce(c.views, 0), r.complete
+    WITH pending AS MATERIALIZED (
+        SELECT p.app_id, p.viewer_id, date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone)::date AS month
+          FROM audience_internal.pending_folds p
+          JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
+         WHERE p.workspace_id = monthly_viewers.workspace_id
+           AND (monthly_viewers.apps IS NULL OR p.app_id = ANY (monthly_viewers.apps))
+    )
+    SELECT r.month, coalesce(c.unique_viewers, 0) + n.viewers, coalesce(c.views, 0) + n.views, r.complete
       FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
       LEFT JOIN LATERAL (
           SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
@@ -1670,6 +1720,18 @@ AS $$
                    WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month)::bigint
            WHERE cardinality(monthly_viewers.apps) <> 1
       ) c ON true
+     CROSS JOIN LATERAL (
+          SELECT count(*) AS views,
+                 count(DISTINCT p.viewer_id) FILTER (WHERE NOT CASE
+                     WHEN monthly_viewers.apps IS NULL THEN EXISTS (
+                         SELECT FROM audience_internal.workspace_month_viewers x
+                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.month = r.month AND x.viewer_id = p.viewer_id)
+                     ELSE EXISTS (
+                         SELECT FROM audience_internal.app_month_viewers x
+                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = ANY (monthly_viewers.apps)
+                            AND x.month = r.month AND x.viewer_id = p.viewer_id) END) AS viewers
+            FROM pending p WHERE p.month = r.month
+     ) n
      ORDER BY r.month
 $$;
 
@@ -1733,8 +1795,17 @@ DECLARE
     ws record;
 BEGIN
     ws := audience_internal.read_scope(ticket, workspace, app, true);
+    -- The rollup's count, and the viewers of events not folded yet who have
+    -- no counted view in it.
     RETURN coalesce((SELECT t.viewers FROM audience_internal.app_totals t
-                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0);
+                      WHERE t.workspace_id = ws.workspace_id AND t.app_id = ws.app_ids[1]), 0)
+         + (SELECT count(DISTINCT p.viewer_id)
+              FROM audience_internal.pending_folds p
+              JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
+             WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1] AND p.viewed_at >= w.counting_start
+               AND NOT EXISTS (SELECT FROM audience_internal.app_viewers av
+                                WHERE av.workspace_id = p.workspace_id AND av.app_id = p.app_id
+                                  AND av.viewer_id = p.viewer_id AND av.counted_views > 0));
 END
 $$;
 
@@ -1747,6 +1818,17 @@ BEGIN ATOMIC
 END;
 COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
+
+CREATE FUNCTION audience_internal.first_month(workspace_id bigint, apps bigint[])
+RETURNS date LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT least((SELECT min(am.month) FROM audience_internal.app_months am
+                   WHERE am.workspace_id = first_month.workspace_id AND am.app_id = ANY (first_month.apps)),
+                 (SELECT min(date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone))::date
+                    FROM audience_internal.pending_folds p
+                    JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
+                   WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)))
+$$;
 
 CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
 RETURNS SETOF audience.all_monthly_viewers_row
@@ -1772,12 +1854,9 @@ BEGIN
         FOR a IN
             SELECT NULL::text AS app,
                    CASE WHEN ws.whole THEN NULL ELSE ws.app_ids END AS app_ids,
-                   (SELECT min(am.month) FROM audience_internal.app_months am
-                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = ANY (ws.app_ids)) AS first_month
+                   audience_internal.first_month(ws.workspace_id, ws.app_ids) AS first_month
             UNION ALL
-            SELECT x.app, ARRAY[x.app_id],
-                   (SELECT min(am.month) FROM audience_internal.app_months am
-                     WHERE am.workspace_id = ws.workspace_id AND am.app_id = x.app_id)
+            SELECT x.app, ARRAY[x.app_id], audience_internal.first_month(ws.workspace_id, ARRAY[x.app_id])
               FROM unnest(ws.app_ids, ws.apps) x(app_id, app)
         LOOP
             CONTINUE WHEN a.first_month IS NULL;
@@ -1815,16 +1894,46 @@ DECLARE
 BEGIN
     ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
+    -- The most recent viewers of the rollup, and every viewer of an event
+    -- not folded yet, merged as the fold would merge them: no other viewer
+    -- can be among the most recent.
     RETURN QUERY
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, av.last_viewed_at,
-           audience.relative_time(av.last_viewed_at, now()), av.views
-      FROM (SELECT * FROM audience_internal.app_viewers a
-             WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
-             ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
-             LIMIT recent_viewers_for.max_viewers) av
-     CROSS JOIN LATERAL audience_internal.labelled(av.workspace_id, av.viewer_id, NULL, av.last_viewed_at,
-                                                   av.last_view_identifiable) l
-     ORDER BY av.last_viewed_at DESC, av.viewer_id DESC;
+    WITH pending AS MATERIALIZED (
+        SELECT p.viewer_id, max(p.viewed_at) AS last_viewed_at,
+               (array_agg(p.identifiable ORDER BY p.viewed_at DESC, p.identifiable DESC))[1] AS last_view_identifiable,
+               count(*) AS views
+          FROM audience_internal.pending_folds p
+         WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1]
+         GROUP BY p.viewer_id
+    ),
+    merged AS (
+        SELECT coalesce(a.viewer_id, p.viewer_id) AS viewer_id,
+               greatest(a.last_viewed_at, p.last_viewed_at) AS last_viewed_at,
+               CASE WHEN a.viewer_id IS NULL THEN p.last_view_identifiable
+                    WHEN p.viewer_id IS NULL THEN a.last_view_identifiable
+                    ELSE audience_internal.latest_identifiable(a.last_viewed_at, a.last_view_identifiable,
+                                                               p.last_viewed_at, p.last_view_identifiable) END
+                   AS last_view_identifiable,
+               coalesce(a.views, 0) + coalesce(p.views, 0) AS views
+          FROM ((SELECT x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
+                   FROM audience_internal.app_viewers x
+                  WHERE x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1]
+                  ORDER BY x.last_viewed_at DESC, x.viewer_id DESC
+                  LIMIT recent_viewers_for.max_viewers)
+                UNION
+                SELECT x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
+                  FROM pending q
+                  JOIN audience_internal.app_viewers x
+                    ON x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1] AND x.viewer_id = q.viewer_id) a
+          FULL JOIN pending p ON p.viewer_id = a.viewer_id
+    )
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, m.last_viewed_at,
+           audience.relative_time(m.last_viewed_at, now()), m.views
+      FROM (SELECT * FROM merged ORDER BY merged.last_viewed_at DESC, merged.viewer_id DESC
+             LIMIT recent_viewers_for.max_viewers) m
+     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, m.viewer_id, NULL, m.last_viewed_at,
+                                                   m.last_view_identifiable) l
+     ORDER BY m.last_viewed_at DESC, m.viewer_id DESC;
 END
 $$;
 
@@ -1945,6 +2054,16 @@ AS $$
                 FROM audience_internal.view_events x
                WHERE usage_facts.apps IS NOT NULL AND x.workspace_id = usage_facts.workspace_id AND x.app_id = ANY (usage_facts.apps)
                  AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
+    ),
+    -- Events of the whole days not folded into the day rollup yet (those of
+    -- the other days are among the raw events above).
+    pending_views AS MATERIALIZED (
+        SELECT p.app_id, p.viewer_id, p.identifiable, p.kind, p.viewed_at, p.ended_at
+          FROM bounds b
+          JOIN audience_internal.pending_folds p ON p.workspace_id = usage_facts.workspace_id
+         WHERE (usage_facts.apps IS NULL OR p.app_id = ANY (usage_facts.apps))
+           AND (p.viewed_at AT TIME ZONE b.tz)::date >= b.first_day AND (p.viewed_at AT TIME ZONE b.tz)::date < b.end_day
+           AND (p.viewed_at AT TIME ZONE b.tz)::date IS DISTINCT FROM b.mixed_day
     )
     SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
            d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
@@ -1953,7 +2072,7 @@ AS $$
     SELECT e.app_id, (e.viewed_at AT TIME ZONE b.tz)::date, e.viewer_id, e.identifiable,
            (e.kind = 'session')::int, (e.kind = 'visit')::int,
            audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
-      FROM bounds b, raw_views e
+      FROM bounds b, (SELECT * FROM raw_views UNION ALL SELECT * FROM pending_views) e
 $$;
 
 CREATE FUNCTION audience_internal.app_sessions_for(
@@ -2530,6 +2649,9 @@ BEGIN
                FOR UPDATE;
         END IF;
         IF v_id IS NOT NULL THEN
+            -- The person's pending events first go where the counters below
+            -- are read from.
+            PERFORM audience_internal.fold_pending(ARRAY[ws.workspace_id]);
             -- What the person adds to each counter, read before their rows go
             -- (no other writer of this workspace runs while it is locked), so
             -- that every other answer stays what the remaining events say.
@@ -2797,6 +2919,10 @@ ALTER TABLE audience_internal.connect_content ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.connect_content FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.connect_content FOR SELECT
     USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.pending_folds ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.pending_folds FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.pending_folds FOR SELECT
+    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
 ALTER TABLE audience_internal.spent_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.spent_tokens FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.spent_tokens FOR SELECT USING (false);
@@ -2899,6 +3025,7 @@ GRANT SELECT ON
 TO audience_reader, audience_manager;
 
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_day_viewers', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.pending_folds', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.spent_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_content', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_records', '');

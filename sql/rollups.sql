@@ -1,5 +1,5 @@
--- The rollups' one rebuild from raw events (the tables: sql/schema.sql; how
--- each writer keeps them current: sql/ingest.sql, sql/bulk_ingest.sql).
+-- The rollups' one rebuild from raw events (the tables: sql/schema.sql; the
+-- fold that keeps them current: sql/fold.sql).
 
 -- The rollup tables, in the writers' lock order: each must always equal what
 -- rebuild_rollups computes from the raw events.
@@ -24,6 +24,8 @@ DECLARE
     t text;
 BEGIN
     SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    -- The rebuild counts every stored event, the pending ones too.
+    DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws.workspace_id;
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
         EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws.workspace_id;
     END LOOP;
@@ -101,6 +103,8 @@ BEGIN
     ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
                   WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
                   ORDER BY w.workspace_id FOR UPDATE);
+    -- What the fold keeps is checked with every pending event folded.
+    PERFORM audience_internal.fold_pending(ids);
     BEGIN
         FOREACH id IN ARRAY ids LOOP
             FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP

@@ -164,8 +164,30 @@ CREATE INDEX view_events_app_time ON audience_internal.view_events (workspace_id
 CREATE INDEX view_events_viewer ON audience_internal.view_events (workspace_id, viewer_id);
 COMMENT ON TABLE audience_internal.view_events IS 'One opening of one app by one viewer: the raw events.';
 
--- Rollups, kept current in the transaction of each event so that no answer
--- scans raw events.
+-- Events stored but not yet folded into the rollups (sql/fold.sql): a copy
+-- of what the fold needs, kept until a fold moves them into the rollups in
+-- one transaction. Ingest writes only this one row beside the event, and no
+-- rollup row, so that concurrent writers of a workspace do not queue on its
+-- counters; every read adds what is here to what the rollups hold, so that
+-- answers stay exact at the snapshot of the read (a fold's commit takes rows
+-- out of here and puts them into the rollups at once). end_session keeps
+-- ended_at equal to the event's.
+CREATE TABLE audience_internal.pending_folds (
+    workspace_id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    viewer_id bigint NOT NULL,
+    viewed_at timestamptz NOT NULL,
+    ended_at timestamptz,
+    kind text NOT NULL,
+    identifiable boolean NOT NULL,
+    PRIMARY KEY (workspace_id, event_id)
+);
+COMMENT ON TABLE audience_internal.pending_folds IS
+    'Events stored but not yet folded into the rollups; reads add them to what the rollups hold.';
+
+-- Rollups, kept current by the fold (sql/fold.sql) so that no answer scans
+-- raw events.
 
 CREATE TABLE audience_internal.app_viewers (
     workspace_id bigint NOT NULL,

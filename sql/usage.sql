@@ -5,9 +5,10 @@
 -- whether viewership grows, who may open which app.
 --
 -- A window is `since` (inclusive) to `until` (exclusive). Its whole days (in
--- the workspace's time zone) are read from the day rollup app_day_viewers;
--- its partial first and last days, and the day the workspace's
--- identification start falls in, from the raw events. Labels are decided view
+-- the workspace's time zone) are read from the day rollup app_day_viewers
+-- and the events not folded into it yet; its partial first and last days,
+-- and the day the workspace's identification start falls in, from the raw
+-- events. Labels are decided view
 -- by view (sql/labels.sql): a person's identified and pseudonymous views are
 -- never merged into one row.
 
@@ -98,6 +99,16 @@ AS $$
                 FROM audience_internal.view_events x
                WHERE usage_facts.apps IS NOT NULL AND x.workspace_id = usage_facts.workspace_id AND x.app_id = ANY (usage_facts.apps)
                  AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
+    ),
+    -- Events of the whole days not folded into the day rollup yet (those of
+    -- the other days are among the raw events above).
+    pending_views AS MATERIALIZED (
+        SELECT p.app_id, p.viewer_id, p.identifiable, p.kind, p.viewed_at, p.ended_at
+          FROM bounds b
+          JOIN audience_internal.pending_folds p ON p.workspace_id = usage_facts.workspace_id
+         WHERE (usage_facts.apps IS NULL OR p.app_id = ANY (usage_facts.apps))
+           AND (p.viewed_at AT TIME ZONE b.tz)::date >= b.first_day AND (p.viewed_at AT TIME ZONE b.tz)::date < b.end_day
+           AND (p.viewed_at AT TIME ZONE b.tz)::date IS DISTINCT FROM b.mixed_day
     )
     SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
            d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
@@ -106,7 +117,7 @@ AS $$
     SELECT e.app_id, (e.viewed_at AT TIME ZONE b.tz)::date, e.viewer_id, e.identifiable,
            (e.kind = 'session')::int, (e.kind = 'visit')::int,
            audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
-      FROM bounds b, raw_views e
+      FROM bounds b, (SELECT * FROM raw_views UNION ALL SELECT * FROM pending_views) e
 $$;
 
 CREATE TYPE audience.app_sessions_row AS (

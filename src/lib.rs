@@ -59,7 +59,8 @@ extension_sql_file!(
         audience_internal::identity_check
     ]
 );
-extension_sql_file!("../sql/bulk_ingest.sql", name = "bulk_ingest", requires = ["ingest"]);
+extension_sql_file!("../sql/fold.sql", name = "fold", requires = ["ingest"]);
+extension_sql_file!("../sql/bulk_ingest.sql", name = "bulk_ingest", requires = ["fold"]);
 extension_sql_file!(
     "../sql/requester.sql",
     name = "requester",

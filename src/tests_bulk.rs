@@ -155,10 +155,13 @@ mod tests {
         assert_answers_equal_plain_sql();
     }
 
-    /// Everything a batch stores, by content rather than by generated id.
+    /// Everything a batch stores, by content rather than by generated id,
+    /// with every pending event folded (single events wait for a fold; the
+    /// rollups compared are those after it).
     fn snapshot(into: &str) {
         run(&format!(
-            "CREATE TEMP TABLE {into}_viewers AS
+            "SELECT audience_internal.fold_pending(ARRAY(SELECT workspace_id FROM audience_internal.workspaces));
+             CREATE TEMP TABLE {into}_viewers AS
                  SELECT w.slug, v.viewer_hash, v.anonymous, v.identity FROM audience_internal.viewers v JOIN audience_internal.workspaces w USING (workspace_id);
              CREATE TEMP TABLE {into}_events AS
                  SELECT a.slug, v.viewer_hash, e.viewed_at, e.ended_at, e.kind, e.identifiable
