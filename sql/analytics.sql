@@ -1,6 +1,6 @@
 -- The read path (docs/spec.md §3, Streamlit-style analytics), answered for the
 -- requester (sql/requester.sql). Every answer comes from the rollups and the
--- few events not folded into them yet (sql/fold.sql); none scans raw events.
+-- few events not folded into them yet (sql/rollups.sql); none scans raw events.
 --
 -- Each answer is a SECURITY INVOKER function in schema audience that hands a
 -- ticket naming its caller (src/privacy/requester.rs) to a SECURITY DEFINER
@@ -37,7 +37,7 @@ CREATE FUNCTION audience_internal.recent_months(workspace_id bigint, months inte
 RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT m::date, m < cur
-      FROM (SELECT date_trunc('month', now() AT TIME ZONE w.time_zone) AS cur
+      FROM (SELECT audience_internal.month_of(now(), w.time_zone)::timestamp AS cur
               FROM audience_internal.workspaces w WHERE w.workspace_id = recent_months.workspace_id) c,
            generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
 $$;
@@ -62,7 +62,7 @@ RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     WITH pending AS MATERIALIZED (
-        SELECT p.app_id, p.viewer_id, date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone)::date AS month
+        SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
           FROM audience_internal.pending_folds p
           JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
          WHERE p.workspace_id = monthly_viewers.workspace_id
@@ -196,7 +196,7 @@ RETURNS date LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT least((SELECT min(am.month) FROM audience_internal.app_months am
                    WHERE am.workspace_id = first_month.workspace_id AND am.app_id = ANY (first_month.apps)),
-                 (SELECT min(date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone))::date
+                 (SELECT min(audience_internal.month_of(p.viewed_at, w.time_zone))
                     FROM audience_internal.pending_folds p
                     JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
                    WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)))
@@ -219,7 +219,7 @@ BEGIN
     PERFORM audience_internal.enter(ticket);
     FOR ws IN
         SELECT r.workspace_id, r.workspace, w.time_zone,
-               date_trunc('month', now() AT TIME ZONE w.time_zone)::date AS current_month,
+               audience_internal.month_of(now(), w.time_zone) AS current_month,
                bool_and(r.access = 'all') AS whole,
                array_agg(r.app_id ORDER BY r.app) AS app_ids, array_agg(r.app ORDER BY r.app) AS apps
           FROM audience_internal.requester_apps() r

@@ -8,7 +8,7 @@
 -- - identities and anonymous ids normalised and hashed by the same Rust
 --   helpers; the plaintext identity kept only for identifiable views;
 -- - visibility at viewed_at;
--- and then folds them into the rollups (sql/fold.sql) before the statement
+-- and then folds them into the rollups (sql/rollups.sql) before the statement
 -- ends.
 --
 -- It writes the tables in the order every writer takes its row locks

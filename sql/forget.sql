@@ -64,7 +64,7 @@ BEGIN
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
             SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n)::audience_internal.app_months), '{}')
               INTO gone_app_months
-              FROM (SELECT e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE tz)::date AS month, count(*) AS n
+              FROM (SELECT e.app_id, audience_internal.month_of(e.viewed_at, tz) AS month, count(*) AS n
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) e;

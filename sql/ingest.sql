@@ -1,5 +1,5 @@
 -- The write path (docs/spec.md §4, ingest): each event is stored, with a
--- pending row that the next fold of its workspace (sql/fold.sql) merges into
+-- pending row that the next fold of its workspace (sql/rollups.sql) merges into
 -- the rollups; reads add the pending events to the rollups, so every answer
 -- counts every committed event.
 --
@@ -37,15 +37,6 @@ AS $$
      WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id AND c.changed_at <= visibility_at.at
      ORDER BY c.changed_at DESC
      LIMIT 1
-$$;
-
--- The time a view adds to its app's session time: an ended session's
--- duration, in microseconds; nothing for a visit or a session still open.
-CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
-RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
-                THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
 $$;
 
 -- What the Rust normalisers (src/privacy/identity.rs) refuse in an identity
@@ -176,7 +167,7 @@ BEGIN
     VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable)
     RETURNING event_id INTO ev_id;
 
-    -- Into the rollups with the next fold of its workspace (sql/fold.sql);
+    -- Into the rollups with the next fold of its workspace (sql/rollups.sql);
     -- until then reads find it here.
     INSERT INTO audience_internal.pending_folds
            (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
@@ -221,7 +212,7 @@ BEGIN
       FROM audience_internal.workspaces w
      WHERE w.workspace_id = ev.workspace_id
        AND d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id
-       AND d.day = (ev.viewed_at AT TIME ZONE w.time_zone)::date
+       AND d.day = audience_internal.day_of(ev.viewed_at, w.time_zone)
        AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
 END
 $$;

@@ -29,17 +29,6 @@ AS $$
     SELECT CASE WHEN identified THEN identity ELSE audience_internal.viewer_pseudonym(pseudonym_key, viewer_hash, scope) END
 $$;
 
--- Which of two views of a viewer is shown is the later one; whether it was
--- identifiable decides the label. For views at the same instant, either one
--- being identifiable counts. The fold (sql/fold.sql) merges its rollup rows
--- with this, and rebuild_rollups computes the same from raw events.
-CREATE FUNCTION audience_internal.latest_identifiable(
-    kept_at timestamptz, kept boolean, new_at timestamptz, new boolean)
-RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT CASE WHEN new_at > kept_at THEN new WHEN new_at = kept_at THEN kept OR new ELSE kept END
-$$;
-
 -- What a pseudonym is scoped to beyond its workspace, by the workspace's
 -- settings: the month of the view shown, and/or the requester.
 CREATE FUNCTION audience_internal.pseudonym_scope(workspace_id bigint, viewed_at timestamptz)
@@ -47,7 +36,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT concat_ws('|',
              CASE WHEN w.pseudonym_rotation = 'monthly'
-                  THEN 'month:' || to_char(pseudonym_scope.viewed_at AT TIME ZONE w.time_zone, 'YYYY-MM') END,
+                  THEN 'month:' || to_char(audience_internal.month_of(pseudonym_scope.viewed_at, w.time_zone), 'YYYY-MM') END,
              CASE WHEN w.pseudonym_scope = 'requester'
                   THEN 'requester:' || coalesce(
                            (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
@@ -80,7 +69,7 @@ RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT i.identified,
            CASE WHEN (label_key.workspace).pseudonym_rotation = 'monthly' AND NOT i.identified
-                THEN date_trunc('month', label_key.at AT TIME ZONE (label_key.workspace).time_zone)
+                THEN audience_internal.month_of(label_key.at, (label_key.workspace).time_zone)::timestamp
                      AT TIME ZONE (label_key.workspace).time_zone END
       FROM (SELECT audience_internal.is_identified(label_key.at, (label_key.workspace).identification_start,
                                                    label_key.is_member, label_key.identifiable) AS identified) i

@@ -135,7 +135,7 @@ CREATE INDEX connect_records_viewer ON audience_internal.connect_records (worksp
 COMMENT ON TABLE audience_internal.connect_records IS
     'Posit Connect instrumentation records already imported (content, hashed user, start, kind), and the end seen so far.';
 
--- Events stored but not yet folded into the rollups (sql/fold.sql): a copy
+-- Events stored but not yet folded into the rollups (sql/rollups.sql): a copy
 -- of what the fold needs, kept until a fold moves them into the rollups in
 -- one transaction. Ingest writes only this one row beside the event, and no
 -- rollup row, so that concurrent writers of a workspace do not queue on its
@@ -484,6 +484,14 @@ AS $$
 $$;
 
 -- sql/rollups.sql
+CREATE FUNCTION audience_internal.month_of(at timestamptz, time_zone text)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT date_trunc('month', month_of.at AT TIME ZONE month_of.time_zone)::date $$;
+
+CREATE FUNCTION audience_internal.day_of(at timestamptz, time_zone text)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT (day_of.at AT TIME ZONE day_of.time_zone)::date $$;
+
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -495,62 +503,17 @@ CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint
 RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    ws audience_internal.workspaces;
+    ws_id bigint;
     t text;
 BEGIN
-    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
-    -- The rebuild counts every stored event, the pending ones too.
-    DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws.workspace_id;
+    SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w
+     WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws_id;
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
-        EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws.workspace_id;
+        EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws_id;
     END LOOP;
-
-    INSERT INTO audience_internal.app_viewers
-    SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
-           (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1],
-           count(*), count(*) FILTER (WHERE e.viewed_at >= ws.counting_start)
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, e.app_id, e.viewer_id;
-
-    INSERT INTO audience_internal.app_totals
-    SELECT av.workspace_id, av.app_id, count(*) FILTER (WHERE av.counted_views > 0), sum(av.counted_views)
-      FROM audience_internal.app_viewers av
-     WHERE av.workspace_id = ws.workspace_id
-     GROUP BY av.workspace_id, av.app_id
-    HAVING sum(av.counted_views) > 0;
-
-    INSERT INTO audience_internal.app_month_viewers
-    SELECT DISTINCT e.workspace_id, e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.app_months
-    SELECT e.workspace_id, e.app_id, m.month, count(DISTINCT e.viewer_id), count(*)
-      FROM audience_internal.view_events e,
-           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, e.app_id, m.month;
-
-    INSERT INTO audience_internal.workspace_month_viewers
-    SELECT DISTINCT e.workspace_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.workspace_months
-    SELECT e.workspace_id, m.month, count(DISTINCT e.viewer_id), count(*)
-      FROM audience_internal.view_events e,
-           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, m.month;
-
-    INSERT INTO audience_internal.app_day_viewers
-    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id, e.identifiable,
-           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY 1, 2, 3, 4, 5;
+    PERFORM audience_internal.fold(ARRAY[ws_id],
+        'SELECT e.* FROM audience_internal.view_events e WHERE e.workspace_id = ANY ($1)', true);
 END
 $$;
 
@@ -836,7 +799,7 @@ RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT concat_ws('|',
              CASE WHEN w.pseudonym_rotation = 'monthly'
-                  THEN 'month:' || to_char(pseudonym_scope.viewed_at AT TIME ZONE w.time_zone, 'YYYY-MM') END,
+                  THEN 'month:' || to_char(audience_internal.month_of(pseudonym_scope.viewed_at, w.time_zone), 'YYYY-MM') END,
              CASE WHEN w.pseudonym_scope = 'requester'
                   THEN 'requester:' || coalesce(
                            (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
@@ -863,7 +826,7 @@ RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT i.identified,
            CASE WHEN (label_key.workspace).pseudonym_rotation = 'monthly' AND NOT i.identified
-                THEN date_trunc('month', label_key.at AT TIME ZONE (label_key.workspace).time_zone)
+                THEN audience_internal.month_of(label_key.at, (label_key.workspace).time_zone)::timestamp
                      AT TIME ZONE (label_key.workspace).time_zone END
       FROM (SELECT audience_internal.is_identified(label_key.at, (label_key.workspace).identification_start,
                                                    label_key.is_member, label_key.identifiable) AS identified) i
@@ -1176,7 +1139,7 @@ BEGIN
     VALUES (ws_id, a_id, v_id, record_view.viewed_at, record_view.ended_at, record_view.kind, is_identifiable)
     RETURNING event_id INTO ev_id;
 
-    -- Into the rollups with the next fold of its workspace (sql/fold.sql);
+    -- Into the rollups with the next fold of its workspace (sql/rollups.sql);
     -- until then reads find it here.
     INSERT INTO audience_internal.pending_folds
            (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
@@ -1214,7 +1177,7 @@ BEGIN
       FROM audience_internal.workspaces w
      WHERE w.workspace_id = ev.workspace_id
        AND d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id
-       AND d.day = (ev.viewed_at AT TIME ZONE w.time_zone)::date
+       AND d.day = audience_internal.day_of(ev.viewed_at, w.time_zone)
        AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
 END
 $$;
@@ -1267,7 +1230,7 @@ $$;
 COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
     'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only, and only for the events this database login recorded (the operator: any).';
 
--- sql/fold.sql
+-- sql/rollups.sql: the fold
 CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
 RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -1290,11 +1253,7 @@ AS $$
            greatest(kept.last_viewed_at, added.last_viewed_at)
 $$;
 
-CREATE FUNCTION audience_internal.fold_every()
-RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT 64 $$;
-
-CREATE FUNCTION audience_internal.fold_pending(workspace_ids bigint[])
+CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET session_replication_role = replica
 SET work_mem = '256MB'
@@ -1302,44 +1261,27 @@ SET enable_nestloop = on
 SET enable_mergejoin = on
 AS $$
 DECLARE
-    n_pending bigint;
     n_folded bigint;
 BEGIN
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ANY (fold_pending.workspace_ids)
-     ORDER BY w.workspace_id FOR KEY SHARE;
-    SELECT count(*) INTO n_pending FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY (fold_pending.workspace_ids);
-    IF n_pending = 0 THEN
-        RETURN 0;
-    END IF;
-    -- Hashing scales where the planner, guessing from stale statistics,
-    -- would pick nested loops over a large batch.
-    IF n_pending > 1000 THEN
+    IF fold.many THEN
         PERFORM set_config('enable_nestloop', 'off', true);
         PERFORM set_config('enable_mergejoin', 'off', true);
     END IF;
-
-    -- One statement: each data-modifying step starts only once the previous
-    -- one has finished (its result is counted in a one-time filter, or fully
-    -- read by a sort or an aggregate), which keeps the lock order.
-    EXECUTE $fold$
-    WITH moved AS (
-        DELETE FROM audience_internal.pending_folds p
-         WHERE p.workspace_id = ANY ($1)
-        RETURNING p.*
-    ),
+    EXECUTE format($fold$
+    WITH added AS (%s),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
                (m.viewed_at >= w.counting_start)::int AS counted,
-               date_trunc('month', m.viewed_at AT TIME ZONE w.time_zone)::date AS month,
-               (m.viewed_at AT TIME ZONE w.time_zone)::date AS day
-          FROM moved m
+               audience_internal.month_of(m.viewed_at, w.time_zone) AS month,
+               audience_internal.day_of(m.viewed_at, w.time_zone) AS day
+          FROM added m
           JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
     ),
     batch_app_viewers AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
                max(e.viewed_at) AS last_viewed_at,
-               -- Of views at the same instant, either one identifiable counts
-               -- (audience_internal.latest_identifiable).
+               -- latest_identifiable over a set: the latest view's, and of
+               -- views at the same instant, either one identifiable counts.
                (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1] AS last_view_identifiable,
                count(*) AS views, sum(e.counted) AS counted_views
           FROM evv e
@@ -1433,8 +1375,30 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
-    $fold$ INTO n_folded USING fold_pending.workspace_ids;
+    $fold$, fold.events) INTO n_folded USING fold.workspace_ids;
     RETURN n_folded;
+END
+$$;
+
+CREATE FUNCTION audience_internal.fold_every()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 64 $$;
+
+CREATE FUNCTION audience_internal.fold_pending(workspace_ids bigint[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    n_pending bigint;
+BEGIN
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ANY (fold_pending.workspace_ids)
+     ORDER BY w.workspace_id FOR KEY SHARE;
+    SELECT count(*) INTO n_pending FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY (fold_pending.workspace_ids);
+    IF n_pending = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN audience_internal.fold(fold_pending.workspace_ids,
+        'DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY ($1) RETURNING p.*',
+        n_pending > 1000);
 END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
@@ -1688,7 +1652,7 @@ CREATE OR REPLACE FUNCTION audience_internal.recent_months(workspace_id bigint, 
 RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT m::date, m < cur
-      FROM (SELECT date_trunc('month', now() AT TIME ZONE w.time_zone) AS cur
+      FROM (SELECT audience_internal.month_of(now(), w.time_zone)::timestamp AS cur
               FROM audience_internal.workspaces w WHERE w.workspace_id = recent_months.workspace_id) c,
            generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
 $$;
@@ -1699,7 +1663,7 @@ RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     WITH pending AS MATERIALIZED (
-        SELECT p.app_id, p.viewer_id, date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone)::date AS month
+        SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
           FROM audience_internal.pending_folds p
           JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
          WHERE p.workspace_id = monthly_viewers.workspace_id
@@ -1824,7 +1788,7 @@ RETURNS date LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT least((SELECT min(am.month) FROM audience_internal.app_months am
                    WHERE am.workspace_id = first_month.workspace_id AND am.app_id = ANY (first_month.apps)),
-                 (SELECT min(date_trunc('month', p.viewed_at AT TIME ZONE w.time_zone))::date
+                 (SELECT min(audience_internal.month_of(p.viewed_at, w.time_zone))
                     FROM audience_internal.pending_folds p
                     JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
                    WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)))
@@ -1843,7 +1807,7 @@ BEGIN
     PERFORM audience_internal.enter(ticket);
     FOR ws IN
         SELECT r.workspace_id, r.workspace, w.time_zone,
-               date_trunc('month', now() AT TIME ZONE w.time_zone)::date AS current_month,
+               audience_internal.month_of(now(), w.time_zone) AS current_month,
                bool_and(r.access = 'all') AS whole,
                array_agg(r.app_id ORDER BY r.app) AS app_ids, array_agg(r.app ORDER BY r.app) AS apps
           FROM audience_internal.requester_apps() r
@@ -2008,11 +1972,11 @@ AS $$
         SELECT w.time_zone AS tz,
                -- The whole days of the window are first_day <= day < end_day.
                CASE WHEN (usage_facts.since AT TIME ZONE w.time_zone)::time = '00:00'
-                    THEN (usage_facts.since AT TIME ZONE w.time_zone)::date
-                    ELSE (usage_facts.since AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
-               (usage_facts.until AT TIME ZONE w.time_zone)::date AS end_day,
+                    THEN audience_internal.day_of(usage_facts.since, w.time_zone)
+                    ELSE audience_internal.day_of(usage_facts.since, w.time_zone) + 1 END AS first_day,
+               audience_internal.day_of(usage_facts.until, w.time_zone) AS end_day,
                CASE WHEN isfinite(w.identification_start)
-                    THEN (w.identification_start AT TIME ZONE w.time_zone)::date END AS mixed_day
+                    THEN audience_internal.day_of(w.identification_start, w.time_zone) END AS mixed_day
           FROM audience_internal.workspaces w
          WHERE w.workspace_id = usage_facts.workspace_id
     ),
@@ -2062,14 +2026,14 @@ AS $$
           FROM bounds b
           JOIN audience_internal.pending_folds p ON p.workspace_id = usage_facts.workspace_id
          WHERE (usage_facts.apps IS NULL OR p.app_id = ANY (usage_facts.apps))
-           AND (p.viewed_at AT TIME ZONE b.tz)::date >= b.first_day AND (p.viewed_at AT TIME ZONE b.tz)::date < b.end_day
-           AND (p.viewed_at AT TIME ZONE b.tz)::date IS DISTINCT FROM b.mixed_day
+           AND audience_internal.day_of(p.viewed_at, b.tz) >= b.first_day AND audience_internal.day_of(p.viewed_at, b.tz) < b.end_day
+           AND audience_internal.day_of(p.viewed_at, b.tz) IS DISTINCT FROM b.mixed_day
     )
     SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
            d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
       FROM bounds b, whole_days d
     UNION ALL
-    SELECT e.app_id, (e.viewed_at AT TIME ZONE b.tz)::date, e.viewer_id, e.identifiable,
+    SELECT e.app_id, audience_internal.day_of(e.viewed_at, b.tz), e.viewer_id, e.identifiable,
            (e.kind = 'session')::int, (e.kind = 'visit')::int,
            audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
       FROM bounds b, (SELECT * FROM raw_views UNION ALL SELECT * FROM pending_views) e
@@ -2663,7 +2627,7 @@ BEGIN
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
             SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n)::audience_internal.app_months), '{}')
               INTO gone_app_months
-              FROM (SELECT e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE tz)::date AS month, count(*) AS n
+              FROM (SELECT e.app_id, audience_internal.month_of(e.viewed_at, tz) AS month, count(*) AS n
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) e;

@@ -1,8 +1,78 @@
--- The rollups' one rebuild from raw events (the tables: sql/schema.sql; the
--- fold that keeps them current: sql/fold.sql).
+-- The rollups' rules, stated once: the buckets an event is counted in, which
+-- view of a viewer is the latest, what a session adds, and how a set of
+-- events is merged into every rollup (the fold). The tables are in
+-- sql/schema.sql.
+--
+-- Every write reaches the rollups through one fold statement: the events a
+-- writer stores wait in pending_folds until a fold of their workspace moves
+-- them in (record_view every fold_every() events, the bulk paths of
+-- sql/bulk_ingest.sql, and through them import_connect, at the end of each
+-- statement; forget_viewer and rollups_vs_rebuild before they read the
+-- rollups), and rebuild_rollups folds all of a workspace's raw events into
+-- empty rollups with the same statement. Reads add what is still pending to
+-- what the rollups hold (sql/analytics.sql, sql/usage.sql), so when a fold
+-- runs changes no answer. Two rules are stated elsewhere, each as the
+-- inverse of one here: end_session's change of a folded session's time
+-- (sql/ingest.sql) and forget_viewer's subtraction of a person
+-- (sql/forget.sql).
+
+-- The calendar month and the day of an instant in a workspace's time zone:
+-- the buckets of every monthly and daily rollup and of every read of them.
+CREATE FUNCTION audience_internal.month_of(at timestamptz, time_zone text)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT date_trunc('month', month_of.at AT TIME ZONE month_of.time_zone)::date $$;
+
+CREATE FUNCTION audience_internal.day_of(at timestamptz, time_zone text)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT (day_of.at AT TIME ZONE day_of.time_zone)::date $$;
+
+-- The time a view adds to its app's session time: an ended session's
+-- duration, in microseconds; nothing for a visit or a session still open.
+CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
+RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
+                THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
+$$;
+
+-- Which of two views of a viewer is shown is the later one; whether it was
+-- identifiable decides the label. For views at the same instant, either one
+-- being identifiable counts. Reads decide a label with it, the fold merges
+-- a kept rollup row with it, and the fold's set-wise form below is the same
+-- rule over many views at once.
+CREATE FUNCTION audience_internal.latest_identifiable(
+    kept_at timestamptz, kept boolean, new_at timestamptz, new boolean)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN new_at > kept_at THEN new WHEN new_at = kept_at THEN kept OR new ELSE kept END
+$$;
+
+-- How the fold merges what it adds into a kept rollup row (ON CONFLICT ...
+-- DO UPDATE), for the rows that are more than counters.
+CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
+RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
+           least(kept.first_viewed_at, added.first_viewed_at),
+           greatest(kept.last_viewed_at, added.last_viewed_at),
+           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
+                                                 added.last_viewed_at, added.last_view_identifiable),
+           kept.views + added.views,
+           kept.counted_views + added.counted_views
+$$;
+
+CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
+RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
+           kept.sessions + added.sessions,
+           kept.visits + added.visits,
+           kept.session_micros + added.session_micros,
+           greatest(kept.last_viewed_at, added.last_viewed_at)
+$$;
 
 -- The rollup tables, in the writers' lock order: each must always equal what
--- rebuild_rollups computes from the raw events.
+-- rebuild_rollups computes from the raw events (rollups_vs_rebuild).
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
@@ -10,72 +80,200 @@ AS $$
                  'workspace_month_viewers', 'workspace_months', 'app_day_viewers']
 $$;
 
+-- The one statement that merges a set of events into every rollup, with the
+-- query of the events (`events`, over $1, the workspace ids) spliced in: a
+-- fold of pending events (fold_pending) or all of a workspace's raw events
+-- (rebuild_rollups). Each data-modifying step starts only once the previous
+-- one has finished (its result is counted in a one-time filter, or fully read
+-- by a sort or an aggregate), which keeps the lock order of sql/ingest.sql.
+-- session_replication_role = replica: the rollup rows' foreign keys are not
+-- checked row by row (the callers' locks keep every parent); only a definer
+-- function of the extension can call this. work_mem and the join settings:
+-- for batches of a million events; hashing scales where the planner, guessing
+-- from stale statistics, would pick nested loops over a large batch (`many`).
+CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    n_folded bigint;
+BEGIN
+    IF fold.many THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+    EXECUTE format($fold$
+    WITH added AS (%s),
+    evv AS MATERIALIZED (
+        SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
+               (m.viewed_at >= w.counting_start)::int AS counted,
+               audience_internal.month_of(m.viewed_at, w.time_zone) AS month,
+               audience_internal.day_of(m.viewed_at, w.time_zone) AS day
+          FROM added m
+          JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+    ),
+    batch_app_viewers AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
+               max(e.viewed_at) AS last_viewed_at,
+               -- latest_identifiable over a set: the latest view's, and of
+               -- views at the same instant, either one identifiable counts.
+               (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1] AS last_view_identifiable,
+               count(*) AS views, sum(e.counted) AS counted_views
+          FROM evv e
+         GROUP BY e.workspace_id, e.app_id, e.viewer_id
+    ),
+    app_viewers AS (
+        INSERT INTO audience_internal.app_viewers AS av
+               (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
+                last_view_identifiable, views, counted_views)
+        SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
+               b.last_view_identifiable, b.views, b.counted_views
+          FROM batch_app_viewers b
+         ORDER BY b.workspace_id, b.app_id, b.viewer_id
+        ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
+           SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
+               (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
+                  FROM audience_internal.merged_app_viewer(av, excluded) m)
+        RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
+    ),
+    -- A viewer enters the all-time total with its first counted view, that
+    -- is when all its counted views so far are in this batch: its count
+    -- after the batch equals the batch's.
+    app_totals AS (
+        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+        SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
+          FROM batch_app_viewers b
+          JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
+         WHERE b.counted_views > 0
+         GROUP BY b.workspace_id, b.app_id
+         ORDER BY b.workspace_id, b.app_id
+        ON CONFLICT (workspace_id, app_id) DO UPDATE
+           SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
+        RETURNING 1
+    ),
+    app_month_viewers AS (
+        INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
+        SELECT DISTINCT e.workspace_id, e.app_id, e.month, e.viewer_id
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_totals) >= 0
+         ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
+        ON CONFLICT DO NOTHING
+        RETURNING workspace_id, app_id, month
+    ),
+    app_months AS (
+        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
+        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
+          FROM (SELECT e.workspace_id, e.app_id, e.month, false AS added FROM evv e
+                UNION ALL
+                SELECT x.workspace_id, x.app_id, x.month, true FROM app_month_viewers x) c
+         GROUP BY c.workspace_id, c.app_id, c.month
+         ORDER BY c.workspace_id, c.app_id, c.month
+        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+        RETURNING 1
+    ),
+    workspace_month_viewers AS (
+        INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
+        SELECT DISTINCT e.workspace_id, e.month, e.viewer_id
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_months) >= 0
+         ORDER BY e.workspace_id, e.month, e.viewer_id
+        ON CONFLICT DO NOTHING
+        RETURNING workspace_id, month
+    ),
+    workspace_months AS (
+        INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
+        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
+          FROM (SELECT e.workspace_id, e.month, false AS added FROM evv e
+                UNION ALL
+                SELECT x.workspace_id, x.month, true FROM workspace_month_viewers x) c
+         GROUP BY c.workspace_id, c.month
+         ORDER BY c.workspace_id, c.month
+        ON CONFLICT (workspace_id, month) DO UPDATE
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+        RETURNING 1
+    ),
+    app_day_viewers AS (
+        INSERT INTO audience_internal.app_day_viewers AS d
+               (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
+               count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
+          FROM evv e
+         WHERE (SELECT count(*) FROM workspace_months) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+         ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+        ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
+           SET (sessions, visits, session_micros, last_viewed_at) =
+               (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
+                  FROM audience_internal.merged_app_day_viewer(d, excluded) m)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
+    $fold$, fold.events) INTO n_folded USING fold.workspace_ids;
+    RETURN n_folded;
+END
+$$;
+
+-- How many single events record_view stores before it folds its
+-- workspace's pending events: a fold's fixed cost shared by this many
+-- events, and at most about this many events for a read to add.
+CREATE FUNCTION audience_internal.fold_every()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 64 $$;
+
+-- Folds the pending events of these workspaces and returns how many. Lock
+-- order (the top of sql/ingest.sql): the workspace rows, FOR KEY SHARE (so
+-- no forget_viewer, delete_workspace or rebuild of them runs meanwhile: the
+-- viewers and apps the events name stay), then the pending rows (deleted,
+-- so that a concurrent end_session waits for this fold and then finds the
+-- event folded), then the rollups in the writers' order. A pending row of a
+-- transaction still in progress is not seen and waits for the next fold.
+CREATE FUNCTION audience_internal.fold_pending(workspace_ids bigint[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    n_pending bigint;
+BEGIN
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ANY (fold_pending.workspace_ids)
+     ORDER BY w.workspace_id FOR KEY SHARE;
+    SELECT count(*) INTO n_pending FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY (fold_pending.workspace_ids);
+    IF n_pending = 0 THEN
+        RETURN 0;
+    END IF;
+    RETURN audience_internal.fold(fold_pending.workspace_ids,
+        'DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY ($1) RETURNING p.*',
+        n_pending > 1000);
+END
+$$;
+COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
+    'Merges the pending events of these workspaces into every rollup, set-wise, and returns how many it folded.';
+
 -- Recomputes every rollup of a workspace from its raw events: after a change
--- of time zone or counting start, and to check that the rollups kept during
--- ingest are exact. The workspace row is locked first, FOR UPDATE, and the
+-- of time zone or counting start, and to check that the rollups kept by the
+-- folds are exact. The workspace row is locked first, FOR UPDATE, and the
 -- rollups are emptied in the lock order of every writer (the top of
 -- sql/ingest.sql): no ingest of the workspace is in progress while they are
--- rebuilt, and ingest that waited for the lock finds the rebuilt rows.
+-- rebuilt, and ingest that waited for the lock finds the rebuilt rows. The
+-- rebuild counts every stored event, the pending ones too, in one fold.
 CREATE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
 RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-    ws audience_internal.workspaces;
+    ws_id bigint;
     t text;
 BEGIN
-    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
-    -- The rebuild counts every stored event, the pending ones too.
-    DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws.workspace_id;
+    SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w
+     WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws_id;
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
-        EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws.workspace_id;
+        EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws_id;
     END LOOP;
-
-    INSERT INTO audience_internal.app_viewers
-    SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at), max(e.viewed_at),
-           (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1],
-           count(*), count(*) FILTER (WHERE e.viewed_at >= ws.counting_start)
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, e.app_id, e.viewer_id;
-
-    INSERT INTO audience_internal.app_totals
-    SELECT av.workspace_id, av.app_id, count(*) FILTER (WHERE av.counted_views > 0), sum(av.counted_views)
-      FROM audience_internal.app_viewers av
-     WHERE av.workspace_id = ws.workspace_id
-     GROUP BY av.workspace_id, av.app_id
-    HAVING sum(av.counted_views) > 0;
-
-    INSERT INTO audience_internal.app_month_viewers
-    SELECT DISTINCT e.workspace_id, e.app_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.app_months
-    SELECT e.workspace_id, e.app_id, m.month, count(DISTINCT e.viewer_id), count(*)
-      FROM audience_internal.view_events e,
-           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, e.app_id, m.month;
-
-    INSERT INTO audience_internal.workspace_month_viewers
-    SELECT DISTINCT e.workspace_id, date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id;
-
-    INSERT INTO audience_internal.workspace_months
-    SELECT e.workspace_id, m.month, count(DISTINCT e.viewer_id), count(*)
-      FROM audience_internal.view_events e,
-           LATERAL (SELECT date_trunc('month', e.viewed_at AT TIME ZONE ws.time_zone)::date AS month) m
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY e.workspace_id, m.month;
-
-    INSERT INTO audience_internal.app_day_viewers
-    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE ws.time_zone)::date, e.viewer_id, e.identifiable,
-           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-      FROM audience_internal.view_events e
-     WHERE e.workspace_id = ws.workspace_id
-     GROUP BY 1, 2, 3, 4, 5;
+    PERFORM audience_internal.fold(ARRAY[ws_id],
+        'SELECT e.* FROM audience_internal.view_events e WHERE e.workspace_id = ANY ($1)', true);
 END
 $$;
 
@@ -83,6 +281,11 @@ $$;
 -- workspaces and each rollup table that differs from a rebuild from the raw
 -- events, the number of rows only the kept rollup has, the number only the
 -- rebuild has, and up to two of each (sample). No row when all is exact.
+-- What it compares is the rollups as many folds, end_session and
+-- forget_viewer left them with one fold of every event there is: the merges
+-- (ON CONFLICT, the inverses of sql/ingest.sql and sql/forget.sql) and the
+-- pending bookkeeping against none of them. That each answer counts what
+-- plain SQL over the raw events counts is the exactness tests' to show.
 -- The rebuild is undone; while the check runs, ingest into these workspaces
 -- waits (their rows are locked as rebuild_rollups locks them, before the
 -- copies, so that no write commits between the copies and the rebuild).

@@ -164,7 +164,7 @@ CREATE INDEX view_events_app_time ON audience_internal.view_events (workspace_id
 CREATE INDEX view_events_viewer ON audience_internal.view_events (workspace_id, viewer_id);
 COMMENT ON TABLE audience_internal.view_events IS 'One opening of one app by one viewer: the raw events.';
 
--- Events stored but not yet folded into the rollups (sql/fold.sql): a copy
+-- Events stored but not yet folded into the rollups (sql/rollups.sql): a copy
 -- of what the fold needs, kept until a fold moves them into the rollups in
 -- one transaction. Ingest writes only this one row beside the event, and no
 -- rollup row, so that concurrent writers of a workspace do not queue on its
@@ -186,7 +186,7 @@ CREATE TABLE audience_internal.pending_folds (
 COMMENT ON TABLE audience_internal.pending_folds IS
     'Events stored but not yet folded into the rollups; reads add them to what the rollups hold.';
 
--- Rollups, kept current by the fold (sql/fold.sql) so that no answer scans
+-- Rollups, kept current by the fold (sql/rollups.sql) so that no answer scans
 -- raw events.
 
 CREATE TABLE audience_internal.app_viewers (

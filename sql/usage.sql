@@ -53,11 +53,11 @@ AS $$
         SELECT w.time_zone AS tz,
                -- The whole days of the window are first_day <= day < end_day.
                CASE WHEN (usage_facts.since AT TIME ZONE w.time_zone)::time = '00:00'
-                    THEN (usage_facts.since AT TIME ZONE w.time_zone)::date
-                    ELSE (usage_facts.since AT TIME ZONE w.time_zone)::date + 1 END AS first_day,
-               (usage_facts.until AT TIME ZONE w.time_zone)::date AS end_day,
+                    THEN audience_internal.day_of(usage_facts.since, w.time_zone)
+                    ELSE audience_internal.day_of(usage_facts.since, w.time_zone) + 1 END AS first_day,
+               audience_internal.day_of(usage_facts.until, w.time_zone) AS end_day,
                CASE WHEN isfinite(w.identification_start)
-                    THEN (w.identification_start AT TIME ZONE w.time_zone)::date END AS mixed_day
+                    THEN audience_internal.day_of(w.identification_start, w.time_zone) END AS mixed_day
           FROM audience_internal.workspaces w
          WHERE w.workspace_id = usage_facts.workspace_id
     ),
@@ -107,14 +107,14 @@ AS $$
           FROM bounds b
           JOIN audience_internal.pending_folds p ON p.workspace_id = usage_facts.workspace_id
          WHERE (usage_facts.apps IS NULL OR p.app_id = ANY (usage_facts.apps))
-           AND (p.viewed_at AT TIME ZONE b.tz)::date >= b.first_day AND (p.viewed_at AT TIME ZONE b.tz)::date < b.end_day
-           AND (p.viewed_at AT TIME ZONE b.tz)::date IS DISTINCT FROM b.mixed_day
+           AND audience_internal.day_of(p.viewed_at, b.tz) >= b.first_day AND audience_internal.day_of(p.viewed_at, b.tz) < b.end_day
+           AND audience_internal.day_of(p.viewed_at, b.tz) IS DISTINCT FROM b.mixed_day
     )
     SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
            d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
       FROM bounds b, whole_days d
     UNION ALL
-    SELECT e.app_id, (e.viewed_at AT TIME ZONE b.tz)::date, e.viewer_id, e.identifiable,
+    SELECT e.app_id, audience_internal.day_of(e.viewed_at, b.tz), e.viewer_id, e.identifiable,
            (e.kind = 'session')::int, (e.kind = 'visit')::int,
            audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
       FROM bounds b, (SELECT * FROM raw_views UNION ALL SELECT * FROM pending_views) e

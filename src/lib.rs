@@ -24,7 +24,7 @@ extension_sql_file!("../sql/roles.sql", name = "roles", requires = ["bootstrap"]
 extension_sql_file!(
     "../sql/labels.sql",
     name = "labels",
-    requires = ["requester", audience_internal::viewer_pseudonym, audience_internal::viewer_ref]
+    requires = ["requester", "rollups", audience_internal::viewer_pseudonym, audience_internal::viewer_ref]
 );
 extension_sql_file!(
     "../sql/checks.sql",
@@ -59,8 +59,7 @@ extension_sql_file!(
         audience_internal::identity_check
     ]
 );
-extension_sql_file!("../sql/fold.sql", name = "fold", requires = ["ingest"]);
-extension_sql_file!("../sql/bulk_ingest.sql", name = "bulk_ingest", requires = ["fold"]);
+extension_sql_file!("../sql/bulk_ingest.sql", name = "bulk_ingest", requires = ["ingest"]);
 extension_sql_file!(
     "../sql/requester.sql",
     name = "requester",
