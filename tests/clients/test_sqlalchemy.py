@@ -94,7 +94,9 @@ def test_core_reflection_and_select_as_superset_builds_them():
             .where(monthly.c.workspace == "acme", monthly.c.app == "sales")
             .order_by(monthly.c.month)).all()
     assert len(rows) == 12
-    assert rows[-1].unique_viewers >= 3
+    # The fixture's views end yesterday: on the first of a month the current
+    # month has none yet, so the busiest month is the one to look at.
+    assert max(r.unique_viewers for r in rows) >= 3
 
 
 def test_functions_take_bound_parameters():
