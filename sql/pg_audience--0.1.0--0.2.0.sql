@@ -1858,6 +1858,22 @@ DECLARE
 BEGIN
     ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
+    -- With no event of the app waiting for a fold, the rollup alone: merging
+    -- an empty delta costs the read about as much again (docs/write-path.md).
+    IF NOT EXISTS (SELECT FROM audience_internal.pending_folds p
+                    WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1]) THEN
+        RETURN QUERY
+        SELECT l.viewer, l.viewer_ref, l.pseudonymous, x.last_viewed_at,
+               audience.relative_time(x.last_viewed_at, now()), x.views
+          FROM (SELECT * FROM audience_internal.app_viewers a
+                 WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
+                 ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
+                 LIMIT recent_viewers_for.max_viewers) x
+         CROSS JOIN LATERAL audience_internal.labelled(x.workspace_id, x.viewer_id, NULL, x.last_viewed_at,
+                                                       x.last_view_identifiable) l
+         ORDER BY x.last_viewed_at DESC, x.viewer_id DESC;
+        RETURN;
+    END IF;
     -- The most recent viewers of the rollup, and every viewer of an event
     -- not folded yet, merged as the fold would merge them: no other viewer
     -- can be among the most recent.
