@@ -8,12 +8,12 @@
 -- - identities and anonymous ids normalised and hashed by the same Rust
 --   helpers; the plaintext identity kept only for identifiable views;
 -- - visibility at viewed_at;
--- and then folds them into the rollups (sql/rollups.sql) before the statement
--- ends.
+-- and folds them into the rollups (sql/rollups.sql) in the statement that
+-- stores them.
 --
 -- It writes the tables in the order every writer takes its row locks
--- (viewers, events, pending events, then the fold's rollups), each in
--- primary-key order, so concurrent batches and single events wait for each
+-- (viewers, events, then the rollups, with the fold's steps in the same
+-- statement), each in primary-key order, so concurrent batches and single events wait for each
 -- other but never deadlock. Before any of them it locks the batch's
 -- workspace rows, in workspace_id order (the lock order at the top of
 -- sql/ingest.sql).
@@ -166,28 +166,23 @@ BEGIN
         UNION ALL
         SELECT * FROM added_viewers
     ),
-    evv AS MATERIALIZED (
+    identified AS MATERIALIZED (
         SELECT ev.*, ids.viewer_id
           FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
     ),
-    events AS (
+    -- The events, and then the fold's steps over them (sql/rollups.sql):
+    -- they reach the rollups in the statement that stores them.
+    added AS (
         INSERT INTO audience_internal.view_events
                (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
         SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
-          FROM evv e
+          FROM identified e
          -- In the order of the largest index: neighbouring entries go in
          -- together, at a fraction of the cost of scattered ones.
          ORDER BY e.workspace_id, e.app_id, e.viewed_at
         RETURNING workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable
     ),
-    pending AS (
-        INSERT INTO audience_internal.pending_folds
-               (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
-        SELECT * FROM events
-        RETURNING 1
-    )
-    SELECT count(*) FROM pending
-    $fold$ INTO n_events;
+    $fold$ || audience_internal.fold_steps() INTO n_events;
 
     -- Only an app or workspace deleted since the checks above can make a
     -- row miss its parent; the whole statement is then refused, to retry.
@@ -195,13 +190,6 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
-
-    -- Into the rollups before the statement ends, with whatever else of
-    -- these workspaces is pending: an import is measured and answered with
-    -- its fold done.
-    PERFORM audience_internal.fold_pending(ARRAY(SELECT DISTINCT w.workspace_id
-                                                   FROM (SELECT DISTINCT r.workspace FROM new_rows r) d
-                                                   JOIN audience_internal.workspaces w ON w.slug = d.workspace));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows

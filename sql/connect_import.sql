@@ -212,8 +212,7 @@ BEGIN
     SELECT count(*) FROM stored INTO n_new;
 
     -- Sessions imported while open that this page shows ended. Only once the
-    -- new records are stored (the fold runs at the end of the statement
-    -- above), so that events and their day rows are locked in the order
+    -- new records are stored and folded (by the statement above), so that events and their day rows are locked in the order
     -- every writer takes them (the top of sql/ingest.sql), event by event.
     WITH ended AS (
         UPDATE audience_internal.connect_records c SET ended = k.ended

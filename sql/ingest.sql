@@ -1,6 +1,7 @@
--- The write path (docs/spec.md §4, ingest): each event is stored, with a
--- pending row that the next fold of its workspace (sql/rollups.sql) merges into
--- the rollups; reads add the pending events to the rollups, so every answer
+-- The write path (docs/spec.md §4, ingest): a single event is stored, with a
+-- pending row that a later fold of its workspace (sql/rollups.sql) merges
+-- into the rollups (the bulk paths of sql/bulk_ingest.sql fold in the
+-- statement that stores their events); reads add the pending events to the rollups, so every answer
 -- counts every committed event.
 --
 -- Every writer of events and rollups takes its locks in one order, so that

@@ -137,9 +137,10 @@ COMMENT ON TABLE audience_internal.connect_records IS
 
 -- Events stored but not yet folded into the rollups (sql/rollups.sql): a copy
 -- of what the fold needs, kept until a fold moves them into the rollups in
--- one transaction. Ingest writes only this one row beside the event, and no
--- rollup row, so that concurrent writers of a workspace do not queue on its
--- counters; every read adds what is here to what the rollups hold, so that
+-- one transaction. A single event (record_view) writes only this one row
+-- beside the event, and no rollup row, so that concurrent writers of a
+-- workspace do not queue on its counters (the bulk paths fold their own
+-- events in the statement that stores them); every read adds what is here to what the rollups hold, so that
 -- answers stay exact at the snapshot of the read (a fold's commit takes rows
 -- out of here and puts them into the rollups at once). end_session keeps
 -- ended_at equal to the event's.
@@ -1253,29 +1254,26 @@ AS $$
            greatest(kept.last_viewed_at, added.last_viewed_at)
 $$;
 
-CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
-RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET session_replication_role = replica
-SET work_mem = '256MB'
-SET enable_nestloop = on
-SET enable_mergejoin = on
-AS $$
-DECLARE
-    n_folded bigint;
-BEGIN
-    IF fold.many THEN
-        PERFORM set_config('enable_nestloop', 'off', true);
-        PERFORM set_config('enable_mergejoin', 'off', true);
-    END IF;
-    EXECUTE format($fold$
-    WITH added AS (%s),
+CREATE FUNCTION audience_internal.fold_steps()
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT $steps$
+    -- The workspace settings as locked (every caller holds the lock
+    -- already): a locking read returns the latest committed version, where
+    -- the statement's snapshot may predate a configure_workspace that the
+    -- caller's lock waited for.
+    settings AS MATERIALIZED (
+        SELECT w.workspace_id, w.time_zone, w.counting_start
+          FROM audience_internal.workspaces w
+         WHERE w.workspace_id IN (SELECT a.workspace_id FROM added a)
+           FOR KEY SHARE
+    ),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
                (m.viewed_at >= w.counting_start)::int AS counted,
                audience_internal.month_of(m.viewed_at, w.time_zone) AS month,
                audience_internal.day_of(m.viewed_at, w.time_zone) AS day
           FROM added m
-          JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+          JOIN settings w ON w.workspace_id = m.workspace_id
     ),
     batch_app_viewers AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
@@ -1375,7 +1373,24 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
-    $fold$, fold.events) INTO n_folded USING fold.workspace_ids;
+$steps$ $$;
+
+CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    n_folded bigint;
+BEGIN
+    IF fold.many THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+    EXECUTE 'WITH added AS (' || fold.events || '),' || audience_internal.fold_steps()
+       INTO n_folded USING fold.workspace_ids;
     RETURN n_folded;
 END
 $$;
@@ -1515,28 +1530,23 @@ BEGIN
         UNION ALL
         SELECT * FROM added_viewers
     ),
-    evv AS MATERIALIZED (
+    identified AS MATERIALIZED (
         SELECT ev.*, ids.viewer_id
           FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
     ),
-    events AS (
+    -- The events, and then the fold's steps over them (sql/rollups.sql):
+    -- they reach the rollups in the statement that stores them.
+    added AS (
         INSERT INTO audience_internal.view_events
                (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
         SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
-          FROM evv e
+          FROM identified e
          -- In the order of the largest index: neighbouring entries go in
          -- together, at a fraction of the cost of scattered ones.
          ORDER BY e.workspace_id, e.app_id, e.viewed_at
         RETURNING workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable
     ),
-    pending AS (
-        INSERT INTO audience_internal.pending_folds
-               (workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
-        SELECT * FROM events
-        RETURNING 1
-    )
-    SELECT count(*) FROM pending
-    $fold$ INTO n_events;
+    $fold$ || audience_internal.fold_steps() INTO n_events;
 
     -- Only an app or workspace deleted since the checks above can make a
     -- row miss its parent; the whole statement is then refused, to retry.
@@ -1544,13 +1554,6 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
-
-    -- Into the rollups before the statement ends, with whatever else of
-    -- these workspaces is pending: an import is measured and answered with
-    -- its fold done.
-    PERFORM audience_internal.fold_pending(ARRAY(SELECT DISTINCT w.workspace_id
-                                                   FROM (SELECT DISTINCT r.workspace FROM new_rows r) d
-                                                   JOIN audience_internal.workspaces w ON w.slug = d.workspace));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows
@@ -1660,8 +1663,11 @@ $$;
 DROP FUNCTION audience_internal.monthly_viewers;
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS SETOF audience.monthly_viewers_row
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH pending AS MATERIALIZED (
         SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
           FROM audience_internal.pending_folds p
@@ -1696,7 +1702,8 @@ AS $$
                             AND x.month = r.month AND x.viewer_id = p.viewer_id) END) AS viewers
             FROM pending p WHERE p.month = r.month
      ) n
-     ORDER BY r.month
+     ORDER BY r.month;
+END
 $$;
 
 DROP FUNCTION audience_internal.workspace_monthly_viewers_for;
@@ -2539,8 +2546,7 @@ BEGIN
     SELECT count(*) FROM stored INTO n_new;
 
     -- Sessions imported while open that this page shows ended. Only once the
-    -- new records are stored (the fold runs at the end of the statement
-    -- above), so that events and their day rows are locked in the order
+    -- new records are stored and folded (by the statement above), so that events and their day rows are locked in the order
     -- every writer takes them (the top of sql/ingest.sql), event by event.
     WITH ended AS (
         UPDATE audience_internal.connect_records c SET ended = k.ended

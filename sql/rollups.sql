@@ -3,18 +3,18 @@
 -- events is merged into every rollup (the fold). The tables are in
 -- sql/schema.sql.
 --
--- Every write reaches the rollups through one fold statement: the events a
--- writer stores wait in pending_folds until a fold of their workspace moves
--- them in (record_view every fold_every() events, the bulk paths of
--- sql/bulk_ingest.sql, and through them import_connect, at the end of each
--- statement; forget_viewer and rollups_vs_rebuild before they read the
--- rollups), and rebuild_rollups folds all of a workspace's raw events into
--- empty rollups with the same statement. Reads add what is still pending to
--- what the rollups hold (sql/analytics.sql, sql/usage.sql), so when a fold
--- runs changes no answer. Two rules are stated elsewhere, each as the
--- inverse of one here: end_session's change of a folded session's time
--- (sql/ingest.sql) and forget_viewer's subtraction of a person
--- (sql/forget.sql).
+-- Every write reaches the rollups through the same fold steps
+-- (fold_steps): the bulk paths of sql/bulk_ingest.sql (and through them
+-- import_connect) run them over the events they store, in the same
+-- statement; a single event waits in pending_folds until a fold of its
+-- workspace moves it in (record_view folds every fold_every() events, and
+-- forget_viewer and rollups_vs_rebuild fold before they read the rollups);
+-- and rebuild_rollups runs them over all of a workspace's raw events, into
+-- empty rollups. Reads add what is still pending to what the rollups hold
+-- (sql/analytics.sql, sql/usage.sql), so when a fold runs changes no
+-- answer. Two rules are stated elsewhere, each as the inverse of one here:
+-- end_session's change of a folded session's time (sql/ingest.sql) and
+-- forget_viewer's subtraction of a person (sql/forget.sql).
 
 -- The calendar month and the day of an instant in a workspace's time zone:
 -- the buckets of every monthly and daily rollup and of every read of them.
@@ -80,40 +80,39 @@ AS $$
                  'workspace_month_viewers', 'workspace_months', 'app_day_viewers']
 $$;
 
--- The one statement that merges a set of events into every rollup, with the
--- query of the events (`events`, over $1, the workspace ids) spliced in: a
--- fold of pending events (fold_pending) or all of a workspace's raw events
--- (rebuild_rollups). Each data-modifying step starts only once the previous
--- one has finished (its result is counted in a one-time filter, or fully read
--- by a sort or an aggregate), which keeps the lock order of sql/ingest.sql.
--- session_replication_role = replica: the rollup rows' foreign keys are not
--- checked row by row (the callers' locks keep every parent); only a definer
--- function of the extension can call this. work_mem and the join settings:
--- for batches of a million events; hashing scales where the planner, guessing
--- from stale statistics, would pick nested loops over a large batch (`many`).
-CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
-RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET session_replication_role = replica
-SET work_mem = '256MB'
-SET enable_nestloop = on
-SET enable_mergejoin = on
-AS $$
-DECLARE
-    n_folded bigint;
-BEGIN
-    IF fold.many THEN
-        PERFORM set_config('enable_nestloop', 'off', true);
-        PERFORM set_config('enable_mergejoin', 'off', true);
-    END IF;
-    EXECUTE format($fold$
-    WITH added AS (%s),
+-- The fold's steps: the rest of one statement that merges a set of events
+-- into every rollup and returns how many events it merged, after a CTE
+-- `added` that the statement starts with (workspace_id, app_id, viewer_id,
+-- viewed_at, ended_at, kind, identifiable of each event). fold() puts
+-- before them a query of pending or raw events; the bulk path the INSERT
+-- that stores its events, so that they reach the rollups in the statement
+-- that stores them. Each data-modifying step starts only once the previous
+-- one has finished (its result is counted in a one-time filter, or fully
+-- read by a sort or an aggregate), which keeps the lock order of
+-- sql/ingest.sql. Run with session_replication_role = replica (by fold() and
+-- the bulk trigger: the rollup rows' foreign keys are not checked row by
+-- row; the callers' locks keep every parent), and the work_mem and join
+-- settings those set for big batches.
+CREATE FUNCTION audience_internal.fold_steps()
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT $steps$
+    -- The workspace settings as locked (every caller holds the lock
+    -- already): a locking read returns the latest committed version, where
+    -- the statement's snapshot may predate a configure_workspace that the
+    -- caller's lock waited for.
+    settings AS MATERIALIZED (
+        SELECT w.workspace_id, w.time_zone, w.counting_start
+          FROM audience_internal.workspaces w
+         WHERE w.workspace_id IN (SELECT a.workspace_id FROM added a)
+           FOR KEY SHARE
+    ),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
                (m.viewed_at >= w.counting_start)::int AS counted,
                audience_internal.month_of(m.viewed_at, w.time_zone) AS month,
                audience_internal.day_of(m.viewed_at, w.time_zone) AS day
           FROM added m
-          JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+          JOIN settings w ON w.workspace_id = m.workspace_id
     ),
     batch_app_viewers AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
@@ -213,7 +212,31 @@ BEGIN
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
-    $fold$, fold.events) INTO n_folded USING fold.workspace_ids;
+$steps$ $$;
+
+-- Merges a set of events into every rollup: `events`, a query over $1 (the
+-- workspace ids), is a fold of pending events (fold_pending) or all of a
+-- workspace's raw events (rebuild_rollups). Only a definer function of the
+-- extension can call this (session_replication_role). work_mem and the join
+-- settings: for batches of a million events; hashing scales where the
+-- planner, guessing from stale statistics, would pick nested loops over a
+-- large batch (`many`).
+CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+DECLARE
+    n_folded bigint;
+BEGIN
+    IF fold.many THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+    EXECUTE 'WITH added AS (' || fold.events || '),' || audience_internal.fold_steps()
+       INTO n_folded USING fold.workspace_ids;
     RETURN n_folded;
 END
 $$;

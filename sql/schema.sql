@@ -166,9 +166,10 @@ COMMENT ON TABLE audience_internal.view_events IS 'One opening of one app by one
 
 -- Events stored but not yet folded into the rollups (sql/rollups.sql): a copy
 -- of what the fold needs, kept until a fold moves them into the rollups in
--- one transaction. Ingest writes only this one row beside the event, and no
--- rollup row, so that concurrent writers of a workspace do not queue on its
--- counters; every read adds what is here to what the rollups hold, so that
+-- one transaction. A single event (record_view) writes only this one row
+-- beside the event, and no rollup row, so that concurrent writers of a
+-- workspace do not queue on its counters (the bulk paths fold their own
+-- events in the statement that stores them); every read adds what is here to what the rollups hold, so that
 -- answers stay exact at the snapshot of the read (a fold's commit takes rows
 -- out of here and puts them into the rollups at once). end_session keeps
 -- ended_at equal to the event's.
