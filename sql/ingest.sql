@@ -1,8 +1,8 @@
 -- The write path (docs/spec.md §4, ingest): a single event is stored, with a
 -- pending row that a later fold of its workspace (sql/rollups.sql) merges
 -- into the rollups (the bulk paths of sql/bulk_ingest.sql fold in the
--- statement that stores their events); reads add the pending events to the rollups, so every answer
--- counts every committed event.
+-- statement that stores their events); reads add the pending events to the
+-- rollups, so every answer counts every committed event.
 --
 -- Every writer of events and rollups takes its locks in one order, so that
 -- writers of one workspace wait for each other but never deadlock, and no
@@ -119,9 +119,9 @@ DECLARE
     problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
-    -- The workspace first (the lock order at the top of this file): a new
-    -- time zone or counting start is either read here, once committed, or
-    -- waits for this event's transaction.
+    -- The workspace first (the lock order at the top of this file): a change
+    -- of time zone or counting start either committed before this event, or
+    -- waits for its transaction (the fold reads the settings).
     SELECT w.workspace_id, k.identity_key
       INTO ws_id, ikey
       FROM audience_internal.workspaces w

@@ -1091,9 +1091,9 @@ DECLARE
     problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
-    -- The workspace first (the lock order at the top of this file): a new
-    -- time zone or counting start is either read here, once committed, or
-    -- waits for this event's transaction.
+    -- The workspace first (the lock order at the top of this file): a change
+    -- of time zone or counting start either committed before this event, or
+    -- waits for its transaction (the fold reads the settings).
     SELECT w.workspace_id, k.identity_key
       INTO ws_id, ikey
       FROM audience_internal.workspaces w
@@ -1865,36 +1865,22 @@ DECLARE
 BEGIN
     ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
-    -- With no event of the app waiting for a fold, the rollup alone: merging
-    -- an empty delta costs the read about as much again (docs/write-path.md).
-    IF NOT EXISTS (SELECT FROM audience_internal.pending_folds p
-                    WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1]) THEN
-        RETURN QUERY
-        SELECT l.viewer, l.viewer_ref, l.pseudonymous, x.last_viewed_at,
-               audience.relative_time(x.last_viewed_at, now()), x.views
-          FROM (SELECT * FROM audience_internal.app_viewers a
-                 WHERE a.workspace_id = ws.workspace_id AND a.app_id = ws.app_ids[1]
-                 ORDER BY a.last_viewed_at DESC, a.viewer_id DESC
-                 LIMIT recent_viewers_for.max_viewers) x
-         CROSS JOIN LATERAL audience_internal.labelled(x.workspace_id, x.viewer_id, NULL, x.last_viewed_at,
-                                                       x.last_view_identifiable) l
-         ORDER BY x.last_viewed_at DESC, x.viewer_id DESC;
-        RETURN;
-    END IF;
     -- The most recent viewers of the rollup, and every viewer of an event
     -- not folded yet, merged as the fold would merge them: no other viewer
-    -- can be among the most recent.
+    -- can be among the most recent. The label joins on the rows' own
+    -- workspace_id, not on ws.workspace_id: planned on a parameter, the
+    -- label's joins made the read about twice as slow (docs/write-path.md).
     RETURN QUERY
     WITH pending AS MATERIALIZED (
-        SELECT p.viewer_id, max(p.viewed_at) AS last_viewed_at,
+        SELECT p.workspace_id, p.viewer_id, max(p.viewed_at) AS last_viewed_at,
                (array_agg(p.identifiable ORDER BY p.viewed_at DESC, p.identifiable DESC))[1] AS last_view_identifiable,
                count(*) AS views
           FROM audience_internal.pending_folds p
          WHERE p.workspace_id = ws.workspace_id AND p.app_id = ws.app_ids[1]
-         GROUP BY p.viewer_id
+         GROUP BY p.workspace_id, p.viewer_id
     ),
     merged AS (
-        SELECT coalesce(a.viewer_id, p.viewer_id) AS viewer_id,
+        SELECT coalesce(a.workspace_id, p.workspace_id) AS workspace_id, coalesce(a.viewer_id, p.viewer_id) AS viewer_id,
                greatest(a.last_viewed_at, p.last_viewed_at) AS last_viewed_at,
                CASE WHEN a.viewer_id IS NULL THEN p.last_view_identifiable
                     WHEN p.viewer_id IS NULL THEN a.last_view_identifiable
@@ -1902,13 +1888,13 @@ BEGIN
                                                                p.last_viewed_at, p.last_view_identifiable) END
                    AS last_view_identifiable,
                coalesce(a.views, 0) + coalesce(p.views, 0) AS views
-          FROM ((SELECT x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
+          FROM ((SELECT x.workspace_id, x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
                    FROM audience_internal.app_viewers x
                   WHERE x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1]
                   ORDER BY x.last_viewed_at DESC, x.viewer_id DESC
                   LIMIT recent_viewers_for.max_viewers)
                 UNION
-                SELECT x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
+                SELECT x.workspace_id, x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
                   FROM pending q
                   JOIN audience_internal.app_viewers x
                     ON x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1] AND x.viewer_id = q.viewer_id) a
@@ -1918,7 +1904,7 @@ BEGIN
            audience.relative_time(m.last_viewed_at, now()), m.views
       FROM (SELECT * FROM merged ORDER BY merged.last_viewed_at DESC, merged.viewer_id DESC
              LIMIT recent_viewers_for.max_viewers) m
-     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, m.viewer_id, NULL, m.last_viewed_at,
+     CROSS JOIN LATERAL audience_internal.labelled(m.workspace_id, m.viewer_id, NULL, m.last_viewed_at,
                                                    m.last_view_identifiable) l
      ORDER BY m.last_viewed_at DESC, m.viewer_id DESC;
 END
