@@ -21,6 +21,7 @@ DECLARE
     gone_totals audience_internal.app_totals[];
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
+    gone_days audience_internal.app_days[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     FOR ws IN
@@ -71,6 +72,14 @@ BEGIN
             SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n)::audience_internal.workspace_months), '{}')
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n FROM unnest(gone_app_months) g GROUP BY 1) m;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
+                                          NULL)::audience_internal.app_days), '{}')
+              INTO gone_days
+              FROM (SELECT d.app_id, d.day, sum(d.sessions) AS sessions, sum(d.visits) AS visits,
+                           sum(d.session_micros) AS session_micros
+                      FROM audience_internal.app_day_viewers d
+                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
+                     GROUP BY 1, 2) d;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -100,6 +109,28 @@ BEGIN
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
             DELETE FROM audience_internal.app_day_viewers d WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id;
+            UPDATE audience_internal.app_days d
+               SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
+                   session_micros = d.session_micros - g.session_micros,
+                   viewers = audience_internal.viewer_set_without(d.viewers, v_id)
+              FROM unnest(gone_days) g
+             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
+            DELETE FROM audience_internal.app_days d USING unnest(gone_days) g
+             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day
+               AND d.sessions + d.visits = 0;
+            UPDATE audience_internal.workspace_days d
+               SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
+                   session_micros = d.session_micros - g.session_micros,
+                   viewers = audience_internal.viewer_set_without(d.viewers, v_id),
+                   apps = audience_internal.app_counts_subtract(d.apps, g.apps)
+              FROM (SELECT g.day, sum(g.sessions) AS sessions, sum(g.visits) AS visits,
+                           sum(g.session_micros) AS session_micros,
+                           audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions),
+                                                        array_agg(g.visits), array_agg(g.session_micros)) AS apps
+                      FROM unnest(gone_days) g GROUP BY 1) g
+             WHERE d.workspace_id = ws.workspace_id AND d.day = g.day;
+            DELETE FROM audience_internal.workspace_days d USING unnest(gone_days) g
+             WHERE d.workspace_id = ws.workspace_id AND d.day = g.day AND d.sessions + d.visits = 0;
             DELETE FROM audience_internal.viewers v WHERE v.workspace_id = ws.workspace_id AND v.viewer_id = v_id;
         END IF;
         DELETE FROM audience_internal.members m WHERE m.workspace_id = ws.workspace_id AND m.identity_hash = ws.hash;

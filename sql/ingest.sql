@@ -19,8 +19,8 @@
 --    writer of several workspaces locks them in workspace_id order.
 -- 2. Then rows, table by table in this order: viewers, view_events,
 --    pending_folds, app_viewers, app_totals, app_month_viewers, app_months,
---    workspace_month_viewers, workspace_months, app_day_viewers; within a
---    table, in primary-key order.
+--    workspace_month_viewers, workspace_months, app_day_viewers, app_days,
+--    workspace_days; within a table, in primary-key order.
 -- App rows are only ever locked FOR KEY SHARE (the foreign keys, the bulk
 -- path), which set_app_visibility's update does not conflict with.
 --
@@ -183,18 +183,20 @@ $$;
 COMMENT ON FUNCTION audience.record_view(text, text, text, timestamptz, text, timestamptz, text) IS
     'Records one opening of an app and returns the event id. viewer is the authenticated identity, or NULL for an anonymous visitor identified by anonymous_id. kind is session (interactive) or visit (static). Ingest only.';
 
--- Gives a stored view its end, keeping the day rollup's session time equal
+-- Gives a stored view its end, keeping the day rollups' session time equal
 -- to what the events say. The caller holds a lock on the workspace row (the
 -- lock order at the top of this file); the event row is locked next, then
--- its pending row, then its rollup row. An event not folded yet takes its
+-- its pending row, then its rollup rows. An event not folded yet takes its
 -- end to the fold in its pending row; a fold in progress has deleted that
 -- row, so the update waits for it and then finds the event folded, in the
--- day row it wrote.
+-- day rows it wrote.
 CREATE FUNCTION audience_internal.set_view_end(workspace_id bigint, event_id bigint, ended_at timestamptz)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
     ev audience_internal.view_events;
+    ev_day date;
+    added bigint;
 BEGIN
     SELECT * INTO ev FROM audience_internal.view_events e
      WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
@@ -206,15 +208,22 @@ BEGIN
     IF FOUND THEN
         RETURN;
     END IF;
+    SELECT audience_internal.day_of(ev.viewed_at, w.time_zone) INTO ev_day
+      FROM audience_internal.workspaces w WHERE w.workspace_id = ev.workspace_id;
+    added := audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
+             - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at);
     UPDATE audience_internal.app_day_viewers d
-       SET session_micros = d.session_micros
-                            - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at)
-                            + audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
-      FROM audience_internal.workspaces w
-     WHERE w.workspace_id = ev.workspace_id
-       AND d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id
-       AND d.day = audience_internal.day_of(ev.viewed_at, w.time_zone)
+       SET session_micros = d.session_micros + added
+     WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day
        AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
+    UPDATE audience_internal.app_days d
+       SET session_micros = d.session_micros + added
+     WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
+    UPDATE audience_internal.workspace_days d
+       SET session_micros = d.session_micros + added,
+           apps = audience_internal.app_counts_add(d.apps,
+                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added]))
+     WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
 $$;
 

@@ -57,6 +57,81 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'rfc3339_time_wrapper';
 
+CREATE FUNCTION audience_internal."viewer_set"(
+	"viewer_ids" bigint[] /* Array < i64 > */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_set_wrapper';
+
+CREATE FUNCTION audience_internal."viewer_set_union"(
+	"sets" bytea[] /* Array < & [u8] > */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_set_union_wrapper';
+
+CREATE FUNCTION audience_internal."viewer_set_count"(
+	"sets" bytea[] /* Array < & [u8] > */
+) RETURNS bigint /* i64 */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_set_count_wrapper';
+
+CREATE FUNCTION audience_internal."viewer_set_without"(
+	"set" bytea, /* & [u8] */
+	"viewer_id" bigint /* i64 */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_set_without_wrapper';
+
+CREATE FUNCTION audience_internal."viewer_set_ids"(
+	"set" bytea /* & [u8] */
+) RETURNS bigint[] /* Vec < i64 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_set_ids_wrapper';
+
+CREATE FUNCTION audience_internal."app_counts"(
+	"app_ids" bigint[], /* Array < i64 > */
+	"sessions" bigint[], /* Array < i64 > */
+	"visits" bigint[], /* Array < i64 > */
+	"session_micros" bigint[] /* Array < i64 > */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'app_counts_wrapper';
+
+CREATE FUNCTION audience_internal."app_counts_add"(
+	"kept" bytea, /* & [u8] */
+	"added" bytea /* & [u8] */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'app_counts_add_wrapper';
+
+CREATE FUNCTION audience_internal."app_counts_subtract"(
+	"kept" bytea, /* & [u8] */
+	"gone" bytea /* & [u8] */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'app_counts_subtract_wrapper';
+
+CREATE FUNCTION audience_internal."app_counts_sum"(
+	"packed" bytea[], /* Option < Array < & [u8] > > */
+	"apps" bigint[] /* Option < Array < i64 > > */
+) RETURNS TABLE (
+	"app_id" bigint,  /* i64 */
+	"sessions" bigint,  /* i64 */
+	"visits" bigint,  /* i64 */
+	"session_micros" bigint  /* i64 */
+)
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'app_counts_sum_wrapper';
+
 -- New tables and indexes (sql/schema.sql).
 -- Request tokens already used, by a digest of their id (claim jti), until
 -- they expire: a token is good for one transaction, so that one seen by
@@ -99,6 +174,45 @@ CREATE TABLE audience_internal.app_day_viewers (
 CREATE INDEX app_day_viewers_day ON audience_internal.app_day_viewers (workspace_id, day);
 COMMENT ON TABLE audience_internal.app_day_viewers IS
     'Rollup: each viewer of each app per day, split by identifiable views, with sessions, visits and ended session time.';
+
+-- Rollups for the usage questions' totals (sql/usage.sql): per app and day,
+-- and per workspace and day, the sessions, visits and ended session time,
+-- and the exact set of viewers (audience_internal.viewer_set, a compressed
+-- bitmap of viewer ids). A window's distinct viewers are the union of its
+-- days' sets, and its counts a sum over a row per day, however many viewers
+-- those days had.
+CREATE TABLE audience_internal.app_days (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    day date NOT NULL,
+    sessions bigint NOT NULL,
+    visits bigint NOT NULL,
+    session_micros bigint NOT NULL,
+    viewers bytea NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, day),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+CREATE INDEX app_days_day ON audience_internal.app_days (workspace_id, day);
+COMMENT ON TABLE audience_internal.app_days IS
+    'Rollup: sessions, visits, ended session time and the set of viewers of each app per day.';
+
+CREATE TABLE audience_internal.workspace_days (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    day date NOT NULL,
+    sessions bigint NOT NULL,
+    visits bigint NOT NULL,
+    session_micros bigint NOT NULL,
+    viewers bytea NOT NULL,
+    -- The same counters per app, packed (audience_internal.app_counts): a
+    -- window's most viewed apps are a sum over a row per day, not over a row
+    -- per app and day.
+    apps bytea NOT NULL,
+    PRIMARY KEY (workspace_id, day)
+);
+COMMENT ON TABLE audience_internal.workspace_days IS
+    'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app that day.';
+ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_days ALTER COLUMN viewers SET STATISTICS 0, ALTER COLUMN apps SET STATISTICS 0;
 
 -- The partial days at the edges of a window are read from the raw events of
 -- every app of a workspace at once.
@@ -497,7 +611,8 @@ CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT ARRAY['app_viewers', 'app_totals', 'app_month_viewers', 'app_months',
-                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers']
+                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers',
+                 'app_days', 'workspace_days']
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
@@ -1160,6 +1275,8 @@ RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
     ev audience_internal.view_events;
+    ev_day date;
+    added bigint;
 BEGIN
     SELECT * INTO ev FROM audience_internal.view_events e
      WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
@@ -1171,15 +1288,22 @@ BEGIN
     IF FOUND THEN
         RETURN;
     END IF;
+    SELECT audience_internal.day_of(ev.viewed_at, w.time_zone) INTO ev_day
+      FROM audience_internal.workspaces w WHERE w.workspace_id = ev.workspace_id;
+    added := audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
+             - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at);
     UPDATE audience_internal.app_day_viewers d
-       SET session_micros = d.session_micros
-                            - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at)
-                            + audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
-      FROM audience_internal.workspaces w
-     WHERE w.workspace_id = ev.workspace_id
-       AND d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id
-       AND d.day = audience_internal.day_of(ev.viewed_at, w.time_zone)
+       SET session_micros = d.session_micros + added
+     WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day
        AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
+    UPDATE audience_internal.app_days d
+       SET session_micros = d.session_micros + added
+     WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
+    UPDATE audience_internal.workspace_days d
+       SET session_micros = d.session_micros + added,
+           apps = audience_internal.app_counts_add(d.apps,
+                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added]))
+     WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
 $$;
 
@@ -1371,8 +1495,49 @@ AS $$ SELECT $steps$
                (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
                   FROM audience_internal.merged_app_day_viewer(d, excluded) m)
         RETURNING 1
+    ),
+    -- A day row's counters add up and its viewer sets unite; a workspace
+    -- day's are those of its apps' day rows in the batch.
+    batch_app_days AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.day,
+               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)) AS session_micros,
+               audience_internal.viewer_set(array_agg(e.viewer_id)) AS viewers
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_day_viewers) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day
+    ),
+    app_days AS (
+        INSERT INTO audience_internal.app_days AS d
+               (workspace_id, app_id, day, sessions, visits, session_micros, viewers)
+        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers
+          FROM batch_app_days b
+         ORDER BY b.workspace_id, b.app_id, b.day
+        ON CONFLICT (workspace_id, app_id, day) DO UPDATE
+           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+               session_micros = d.session_micros + excluded.session_micros,
+               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers])
+        RETURNING 1
+    ),
+    workspace_days AS (
+        INSERT INTO audience_internal.workspace_days AS d
+               (workspace_id, day, sessions, visits, session_micros, viewers, apps)
+        SELECT b.workspace_id, b.day, sum(b.sessions), sum(b.visits), sum(b.session_micros),
+               audience_internal.viewer_set_union(array_agg(b.viewers)),
+               audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
+                                            array_agg(b.session_micros::bigint))
+          FROM batch_app_days b
+         WHERE (SELECT count(*) FROM app_days) >= 0
+         GROUP BY b.workspace_id, b.day
+         ORDER BY b.workspace_id, b.day
+        ON CONFLICT (workspace_id, day) DO UPDATE
+           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+               session_micros = d.session_micros + excluded.session_micros,
+               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+               apps = audience_internal.app_counts_add(d.apps, excluded.apps)
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
+    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)
 $steps$ $$;
 
 CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
@@ -1972,22 +2137,131 @@ AS $$
     SELECT justify_hours(coalesce(micros_interval.micros, 0)::bigint * interval '1 microsecond')
 $$;
 
+-- How a window [since, until) splits in a workspace's days: the whole days
+-- first_day <= day < end_day (none when first_day >= end_day), and the day
+-- the identification start falls in (NULL without one), whose views are on
+-- both sides of it.
+CREATE FUNCTION audience_internal.window_days(workspace_id bigint, since timestamptz, until timestamptz)
+RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT w.time_zone,
+           CASE WHEN (window_days.since AT TIME ZONE w.time_zone)::time = '00:00'
+                THEN audience_internal.day_of(window_days.since, w.time_zone)
+                ELSE audience_internal.day_of(window_days.since, w.time_zone) + 1 END,
+           audience_internal.day_of(window_days.until, w.time_zone),
+           CASE WHEN isfinite(w.identification_start)
+                THEN audience_internal.day_of(w.identification_start, w.time_zone) END
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = window_days.workspace_id
+$$;
+
+-- The parts of a window outside its whole days: the time ranges whose raw
+-- events a read adds to the day rollups.
+CREATE FUNCTION audience_internal.window_edges(
+    since timestamptz, until timestamptz, time_zone text, first_day date, end_day date)
+RETURNS TABLE (lo timestamptz, hi timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT window_edges.since,
+           CASE WHEN window_edges.first_day < window_edges.end_day
+                THEN window_edges.first_day::timestamp AT TIME ZONE window_edges.time_zone ELSE window_edges.until END
+    UNION ALL
+    SELECT window_edges.end_day::timestamp AT TIME ZONE window_edges.time_zone, window_edges.until
+     WHERE window_edges.first_day < window_edges.end_day
+$$;
+
+-- The views of some apps of one workspace in a window (`apps` NULL: every
+-- app) that the day rollups do not hold: the raw events of its edges, and
+-- the events of its whole days not folded yet (pending_folds).
+CREATE FUNCTION audience_internal.unfolded_views(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
+RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(unfolded_views.workspace_id, unfolded_views.since, unfolded_views.until)
+    ),
+    edges AS MATERIALIZED (
+        SELECT r.lo, r.hi
+          FROM b
+         CROSS JOIN LATERAL audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
+                                                            b.time_zone, b.first_day, b.end_day) r
+    )
+    SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
+           (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
+           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at)
+      FROM b,
+           (-- Each edge through the index that fits its own bounds: by time
+            -- for every app, by app and time for some.
+            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+              FROM edges r
+             CROSS JOIN LATERAL (
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                    FROM audience_internal.view_events x
+                   WHERE unfolded_views.apps IS NULL AND x.workspace_id = unfolded_views.workspace_id
+                     AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+                  UNION ALL
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                    FROM audience_internal.view_events x
+                   WHERE unfolded_views.apps IS NOT NULL AND x.workspace_id = unfolded_views.workspace_id
+                     AND x.app_id = ANY (unfolded_views.apps) AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) x
+            UNION ALL
+            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at
+              FROM b
+              JOIN audience_internal.pending_folds p ON p.workspace_id = unfolded_views.workspace_id
+             WHERE (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day) x
+$$;
+
+-- Sessions, visits, ended session time and the set of viewers of some apps
+-- of one workspace in a window (`apps` NULL: every app), by day, and by app
+-- where `by_app` or `apps` asks for it (otherwise app_id is NULL and the
+-- whole days are the workspace's own rows): the day rollups for the whole
+-- days, and what they do not hold yet (unfolded_views). A day may have a row
+-- from each, which the caller sums and unites (viewer_set_count).
+CREATE FUNCTION audience_internal.usage_days(
+    workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, by_app boolean)
+RETURNS TABLE (app_id bigint, day date, sessions bigint, visits bigint, session_micros bigint, viewers bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(usage_days.workspace_id, usage_days.since, usage_days.until)
+    )
+    SELECT NULL::bigint, d.day, d.sessions, d.visits, d.session_micros, d.viewers
+      FROM b
+      JOIN audience_internal.workspace_days d
+        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+     WHERE usage_days.apps IS NULL AND NOT usage_days.by_app
+    UNION ALL
+    SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
+      FROM b
+      JOIN audience_internal.app_days d
+        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+     WHERE usage_days.apps IS NULL AND usage_days.by_app
+    UNION ALL
+    SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
+      FROM b
+      JOIN audience_internal.app_days d
+        ON d.workspace_id = usage_days.workspace_id AND d.app_id = ANY (usage_days.apps)
+       AND d.day >= b.first_day AND d.day < b.end_day
+     WHERE usage_days.apps IS NOT NULL
+    UNION ALL
+    SELECT CASE WHEN usage_days.by_app OR usage_days.apps IS NOT NULL THEN u.app_id END, u.day,
+           sum(u.sessions), sum(u.visits), sum(u.session_micros)::bigint,
+           audience_internal.viewer_set(array_agg(u.viewer_id))
+      FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since, usage_days.until) u
+     GROUP BY 1, 2
+$$;
+
 CREATE FUNCTION audience_internal.usage_facts(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
 RETURNS TABLE (app_id bigint, day date, viewer_id bigint, identifiable boolean,
                sessions bigint, visits bigint, session_micros bigint, last_viewed_at timestamptz, at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     WITH bounds AS MATERIALIZED (
-        SELECT w.time_zone AS tz,
-               -- The whole days of the window are first_day <= day < end_day.
-               CASE WHEN (usage_facts.since AT TIME ZONE w.time_zone)::time = '00:00'
-                    THEN audience_internal.day_of(usage_facts.since, w.time_zone)
-                    ELSE audience_internal.day_of(usage_facts.since, w.time_zone) + 1 END AS first_day,
-               audience_internal.day_of(usage_facts.until, w.time_zone) AS end_day,
-               CASE WHEN isfinite(w.identification_start)
-                    THEN audience_internal.day_of(w.identification_start, w.time_zone) END AS mixed_day
-          FROM audience_internal.workspaces w
-         WHERE w.workspace_id = usage_facts.workspace_id
+        SELECT x.time_zone AS tz, x.first_day, x.end_day, x.identification_day AS mixed_day
+          FROM audience_internal.window_days(usage_facts.workspace_id, usage_facts.since, usage_facts.until) x
     ),
     whole_days AS MATERIALIZED (
         SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
@@ -2005,12 +2279,10 @@ AS $$
          WHERE usage_facts.apps IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
     ),
     raw_ranges AS MATERIALIZED (
-        SELECT usage_facts.since AS lo,
-               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE usage_facts.until END AS hi
+        SELECT r.lo, r.hi
           FROM bounds b
-        UNION ALL
-        SELECT b.end_day::timestamp AT TIME ZONE b.tz, usage_facts.until
-          FROM bounds b WHERE b.first_day < b.end_day
+         CROSS JOIN LATERAL audience_internal.window_edges(usage_facts.since, usage_facts.until,
+                                                            b.tz, b.first_day, b.end_day) r
         UNION ALL
         SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
           FROM bounds b WHERE b.mixed_day >= b.first_day AND b.mixed_day < b.end_day
@@ -2117,16 +2389,45 @@ BEGIN
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
+    -- The apps' counters are summed in one call: a packed value per whole
+    -- day (workspace_days.apps) and one made of the views those do not hold.
+    -- Only the apps with at least as many views as the last one shown are
+    -- looked up for their slugs, which break ties; the viewer sets are
+    -- united for the apps shown only.
     RETURN QUERY
-    SELECT a.slug, a.visibility, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
-      FROM (SELECT f.app_id, sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
-                   sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
-                   audience_internal.micros_interval(sum(f.session_micros)) AS session_time
-              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until) f
-             GROUP BY f.app_id) u
-      JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = u.app_id
-     ORDER BY u.views DESC, a.slug
-     LIMIT top_apps_for.max_apps;
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until)
+    ),
+    unfolded AS MATERIALIZED (
+        SELECT * FROM audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until)
+    ),
+    top AS MATERIALIZED (
+        SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
+          FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
+                  FROM audience_internal.app_counts_sum(
+                           (SELECT array_agg(d.apps)
+                              FROM b
+                              JOIN audience_internal.workspace_days d
+                                ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day)
+                           || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
+                                                                   array_agg(u.visits::bigint), array_agg(u.session_micros))
+                                 FROM unfolded u),
+                           apps) c) c
+          JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id
+         WHERE c.place <= top_apps_for.max_apps
+         ORDER BY c.views DESC, a.slug
+         LIMIT top_apps_for.max_apps
+    )
+    SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
+           (SELECT audience_internal.viewer_set_count(
+                       array_agg(d.viewers)
+                       || (SELECT audience_internal.viewer_set(array_agg(u.viewer_id)) FROM unfolded u WHERE u.app_id = t.app_id))
+              FROM b
+              JOIN audience_internal.app_days d
+                ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id AND d.day >= b.first_day AND d.day < b.end_day),
+           audience_internal.micros_interval(t.session_micros)
+      FROM top t
+     ORDER BY t.views DESC, t.slug;
 END
 $$;
 
@@ -2223,10 +2524,10 @@ BEGIN
                            ('1 ' || usage_over_time_for.bucket)::interval) p(period)
       LEFT JOIN (SELECT date_trunc(usage_over_time_for.bucket, f.day)::date AS period,
                         sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
-                        sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
+                        sum(f.visits)::bigint AS visits, audience_internal.viewer_set_count(array_agg(f.viewers)) AS unique_viewers,
                         audience_internal.micros_interval(sum(f.session_micros)) AS session_time
-                   FROM audience_internal.usage_facts(ws.workspace_id, apps,
-                            usage_over_time_for.since, usage_over_time_for.until) f
+                   FROM audience_internal.usage_days(ws.workspace_id, apps,
+                            usage_over_time_for.since, usage_over_time_for.until, false) f
                   GROUP BY 1) u ON u.period = p.period::date
      ORDER BY p.period;
 END
@@ -2592,6 +2893,7 @@ DECLARE
     gone_totals audience_internal.app_totals[];
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
+    gone_days audience_internal.app_days[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     FOR ws IN
@@ -2642,6 +2944,14 @@ BEGIN
             SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n)::audience_internal.workspace_months), '{}')
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n FROM unnest(gone_app_months) g GROUP BY 1) m;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
+                                          NULL)::audience_internal.app_days), '{}')
+              INTO gone_days
+              FROM (SELECT d.app_id, d.day, sum(d.sessions) AS sessions, sum(d.visits) AS visits,
+                           sum(d.session_micros) AS session_micros
+                      FROM audience_internal.app_day_viewers d
+                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
+                     GROUP BY 1, 2) d;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -2671,6 +2981,28 @@ BEGIN
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
             DELETE FROM audience_internal.app_day_viewers d WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id;
+            UPDATE audience_internal.app_days d
+               SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
+                   session_micros = d.session_micros - g.session_micros,
+                   viewers = audience_internal.viewer_set_without(d.viewers, v_id)
+              FROM unnest(gone_days) g
+             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
+            DELETE FROM audience_internal.app_days d USING unnest(gone_days) g
+             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day
+               AND d.sessions + d.visits = 0;
+            UPDATE audience_internal.workspace_days d
+               SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
+                   session_micros = d.session_micros - g.session_micros,
+                   viewers = audience_internal.viewer_set_without(d.viewers, v_id),
+                   apps = audience_internal.app_counts_subtract(d.apps, g.apps)
+              FROM (SELECT g.day, sum(g.sessions) AS sessions, sum(g.visits) AS visits,
+                           sum(g.session_micros) AS session_micros,
+                           audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions),
+                                                        array_agg(g.visits), array_agg(g.session_micros)) AS apps
+                      FROM unnest(gone_days) g GROUP BY 1) g
+             WHERE d.workspace_id = ws.workspace_id AND d.day = g.day;
+            DELETE FROM audience_internal.workspace_days d USING unnest(gone_days) g
+             WHERE d.workspace_id = ws.workspace_id AND d.day = g.day AND d.sessions + d.visits = 0;
             DELETE FROM audience_internal.viewers v WHERE v.workspace_id = ws.workspace_id AND v.viewer_id = v_id;
         END IF;
         DELETE FROM audience_internal.members m WHERE m.workspace_id = ws.workspace_id AND m.identity_hash = ws.hash;
@@ -2887,6 +3219,14 @@ ALTER TABLE audience_internal.app_day_viewers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.app_day_viewers FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.app_day_viewers FOR SELECT
     USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.app_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.app_days FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.app_days FOR SELECT
+    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.workspace_days ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.workspace_days FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.workspace_days FOR SELECT
+    USING (workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[]));
 ALTER TABLE audience_internal.connect_content ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.connect_content FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.connect_content FOR SELECT
@@ -2997,6 +3337,8 @@ GRANT SELECT ON
 TO audience_reader, audience_manager;
 
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_day_viewers', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_days', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.workspace_days', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.pending_folds', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.spent_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_content', '');
@@ -3096,6 +3438,19 @@ BEGIN
       FROM audience_internal.view_events e
       JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
      GROUP BY 1, 2, 3, 4, 5;
+    -- And its totals and viewer sets per app and per workspace.
+    INSERT INTO audience_internal.app_days
+    SELECT d.workspace_id, d.app_id, d.day, sum(d.sessions), sum(d.visits), sum(d.session_micros),
+           audience_internal.viewer_set(array_agg(d.viewer_id))
+      FROM audience_internal.app_day_viewers d
+     GROUP BY 1, 2, 3;
+    INSERT INTO audience_internal.workspace_days
+    SELECT d.workspace_id, d.day, sum(d.sessions), sum(d.visits), sum(d.session_micros),
+           audience_internal.viewer_set_union(array_agg(d.viewers)),
+           audience_internal.app_counts(array_agg(d.app_id), array_agg(d.sessions), array_agg(d.visits),
+                                        array_agg(d.session_micros))
+      FROM audience_internal.app_days d
+     GROUP BY 1, 2;
 
     IF affected IS NOT NULL THEN
         PERFORM audience_internal.rebuild_rollups(a) FROM unnest(affected) a;

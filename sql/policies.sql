@@ -39,7 +39,8 @@ BEGIN
         SELECT c.relname,
                CASE
                  WHEN c.relname IN ('workspace_keys', 'token_secrets', 'spent_tokens') THEN 'false'
-                 WHEN c.relname IN ('members', 'viewers', 'app_access', 'connect_records') THEN
+                 -- workspace_days counts the viewers of private apps too.
+                 WHEN c.relname IN ('members', 'viewers', 'app_access', 'connect_records', 'workspace_days') THEN
                    'workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[])'
                  WHEN c.relname IN ('workspaces', 'workspace_months', 'workspace_month_viewers') THEN
                    'workspace_id = ANY ((SELECT audience_internal.visible_workspace_ids())::bigint[])'

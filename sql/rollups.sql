@@ -77,7 +77,8 @@ CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT ARRAY['app_viewers', 'app_totals', 'app_month_viewers', 'app_months',
-                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers']
+                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers',
+                 'app_days', 'workspace_days']
 $$;
 
 -- The fold's steps: the rest of one statement that merges a set of events
@@ -210,8 +211,49 @@ AS $$ SELECT $steps$
                (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
                   FROM audience_internal.merged_app_day_viewer(d, excluded) m)
         RETURNING 1
+    ),
+    -- A day row's counters add up and its viewer sets unite; a workspace
+    -- day's are those of its apps' day rows in the batch.
+    batch_app_days AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.day,
+               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)) AS session_micros,
+               audience_internal.viewer_set(array_agg(e.viewer_id)) AS viewers
+          FROM evv e
+         WHERE (SELECT count(*) FROM app_day_viewers) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day
+    ),
+    app_days AS (
+        INSERT INTO audience_internal.app_days AS d
+               (workspace_id, app_id, day, sessions, visits, session_micros, viewers)
+        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers
+          FROM batch_app_days b
+         ORDER BY b.workspace_id, b.app_id, b.day
+        ON CONFLICT (workspace_id, app_id, day) DO UPDATE
+           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+               session_micros = d.session_micros + excluded.session_micros,
+               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers])
+        RETURNING 1
+    ),
+    workspace_days AS (
+        INSERT INTO audience_internal.workspace_days AS d
+               (workspace_id, day, sessions, visits, session_micros, viewers, apps)
+        SELECT b.workspace_id, b.day, sum(b.sessions), sum(b.visits), sum(b.session_micros),
+               audience_internal.viewer_set_union(array_agg(b.viewers)),
+               audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
+                                            array_agg(b.session_micros::bigint))
+          FROM batch_app_days b
+         WHERE (SELECT count(*) FROM app_days) >= 0
+         GROUP BY b.workspace_id, b.day
+         ORDER BY b.workspace_id, b.day
+        ON CONFLICT (workspace_id, day) DO UPDATE
+           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+               session_micros = d.session_micros + excluded.session_micros,
+               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+               apps = audience_internal.app_counts_add(d.apps, excluded.apps)
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM app_day_viewers)
+    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)
 $steps$ $$;
 
 -- Merges a set of events into every rollup: `events`, a query over $1 (the

@@ -286,6 +286,43 @@ CREATE INDEX app_day_viewers_day ON audience_internal.app_day_viewers (workspace
 COMMENT ON TABLE audience_internal.app_day_viewers IS
     'Rollup: each viewer of each app per day, split by identifiable views, with sessions, visits and ended session time.';
 
+-- Rollups for the usage questions' totals (sql/usage.sql): per app and day,
+-- and per workspace and day, the sessions, visits and ended session time,
+-- and the exact set of viewers (audience_internal.viewer_set, a compressed
+-- bitmap of viewer ids). A window's distinct viewers are the union of its
+-- days' sets, and its counts a sum over a row per day, however many viewers
+-- those days had.
+CREATE TABLE audience_internal.app_days (
+    workspace_id bigint NOT NULL,
+    app_id bigint NOT NULL,
+    day date NOT NULL,
+    sessions bigint NOT NULL,
+    visits bigint NOT NULL,
+    session_micros bigint NOT NULL,
+    viewers bytea NOT NULL,
+    PRIMARY KEY (workspace_id, app_id, day),
+    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
+);
+CREATE INDEX app_days_day ON audience_internal.app_days (workspace_id, day);
+COMMENT ON TABLE audience_internal.app_days IS
+    'Rollup: sessions, visits, ended session time and the set of viewers of each app per day.';
+
+CREATE TABLE audience_internal.workspace_days (
+    workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
+    day date NOT NULL,
+    sessions bigint NOT NULL,
+    visits bigint NOT NULL,
+    session_micros bigint NOT NULL,
+    viewers bytea NOT NULL,
+    -- The same counters per app, packed (audience_internal.app_counts): a
+    -- window's most viewed apps are a sum over a row per day, not over a row
+    -- per app and day.
+    apps bytea NOT NULL,
+    PRIMARY KEY (workspace_id, day)
+);
+COMMENT ON TABLE audience_internal.workspace_days IS
+    'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app that day.';
+
 -- The partial days at the edges of a window are read from the raw events of
 -- every app of a workspace at once.
 CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at);
@@ -345,6 +382,8 @@ ALTER TABLE audience_internal.app_access
 ALTER TABLE audience_internal.viewers
     ALTER COLUMN viewer_hash SET STATISTICS 0,
     ALTER COLUMN identity SET STATISTICS 0;
+ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_days ALTER COLUMN viewers SET STATISTICS 0, ALTER COLUMN apps SET STATISTICS 0;
 ALTER TABLE audience_internal.connect_records
     ALTER COLUMN user_ref SET STATISTICS 0,
     ALTER COLUMN viewer_hash SET STATISTICS 0;

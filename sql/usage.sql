@@ -5,12 +5,14 @@
 -- whether viewership grows, who may open which app.
 --
 -- A window is `since` (inclusive) to `until` (exclusive). Its whole days (in
--- the workspace's time zone) are read from the day rollup app_day_viewers
--- and the events not folded into it yet; its partial first and last days,
--- and the day the workspace's identification start falls in, from the raw
--- events. Labels are decided view
--- by view (sql/labels.sql): a person's identified and pseudonymous views are
--- never merged into one row.
+-- the workspace's time zone) are read from the day rollups and the events
+-- not folded into them yet, its partial first and last days from the raw
+-- events: counts and distinct viewers from app_days and workspace_days (a
+-- row and a viewer set per day), the questions about people (top_viewers)
+-- from app_day_viewers, whose day the workspace's identification start
+-- falls in is read from the raw events too. Labels are decided view by view
+-- (sql/labels.sql): a person's identified and pseudonymous views are never
+-- merged into one row.
 
 CREATE FUNCTION audience_internal.check_window(since timestamptz, until timestamptz)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -36,9 +38,127 @@ AS $$
     SELECT justify_hours(coalesce(micros_interval.micros, 0)::bigint * interval '1 microsecond')
 $$;
 
+-- How a window [since, until) splits in a workspace's days: the whole days
+-- first_day <= day < end_day (none when first_day >= end_day), and the day
+-- the identification start falls in (NULL without one), whose views are on
+-- both sides of it.
+CREATE FUNCTION audience_internal.window_days(workspace_id bigint, since timestamptz, until timestamptz)
+RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT w.time_zone,
+           CASE WHEN (window_days.since AT TIME ZONE w.time_zone)::time = '00:00'
+                THEN audience_internal.day_of(window_days.since, w.time_zone)
+                ELSE audience_internal.day_of(window_days.since, w.time_zone) + 1 END,
+           audience_internal.day_of(window_days.until, w.time_zone),
+           CASE WHEN isfinite(w.identification_start)
+                THEN audience_internal.day_of(w.identification_start, w.time_zone) END
+      FROM audience_internal.workspaces w
+     WHERE w.workspace_id = window_days.workspace_id
+$$;
+
+-- The parts of a window outside its whole days: the time ranges whose raw
+-- events a read adds to the day rollups.
+CREATE FUNCTION audience_internal.window_edges(
+    since timestamptz, until timestamptz, time_zone text, first_day date, end_day date)
+RETURNS TABLE (lo timestamptz, hi timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT window_edges.since,
+           CASE WHEN window_edges.first_day < window_edges.end_day
+                THEN window_edges.first_day::timestamp AT TIME ZONE window_edges.time_zone ELSE window_edges.until END
+    UNION ALL
+    SELECT window_edges.end_day::timestamp AT TIME ZONE window_edges.time_zone, window_edges.until
+     WHERE window_edges.first_day < window_edges.end_day
+$$;
+
+-- The views of some apps of one workspace in a window (`apps` NULL: every
+-- app) that the day rollups do not hold: the raw events of its edges, and
+-- the events of its whole days not folded yet (pending_folds).
+CREATE FUNCTION audience_internal.unfolded_views(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
+RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(unfolded_views.workspace_id, unfolded_views.since, unfolded_views.until)
+    ),
+    edges AS MATERIALIZED (
+        SELECT r.lo, r.hi
+          FROM b
+         CROSS JOIN LATERAL audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
+                                                            b.time_zone, b.first_day, b.end_day) r
+    )
+    SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
+           (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
+           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at)
+      FROM b,
+           (-- Each edge through the index that fits its own bounds: by time
+            -- for every app, by app and time for some.
+            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+              FROM edges r
+             CROSS JOIN LATERAL (
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                    FROM audience_internal.view_events x
+                   WHERE unfolded_views.apps IS NULL AND x.workspace_id = unfolded_views.workspace_id
+                     AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+                  UNION ALL
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                    FROM audience_internal.view_events x
+                   WHERE unfolded_views.apps IS NOT NULL AND x.workspace_id = unfolded_views.workspace_id
+                     AND x.app_id = ANY (unfolded_views.apps) AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) x
+            UNION ALL
+            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at
+              FROM b
+              JOIN audience_internal.pending_folds p ON p.workspace_id = unfolded_views.workspace_id
+             WHERE (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day) x
+$$;
+
+-- Sessions, visits, ended session time and the set of viewers of some apps
+-- of one workspace in a window (`apps` NULL: every app), by day, and by app
+-- where `by_app` or `apps` asks for it (otherwise app_id is NULL and the
+-- whole days are the workspace's own rows): the day rollups for the whole
+-- days, and what they do not hold yet (unfolded_views). A day may have a row
+-- from each, which the caller sums and unites (viewer_set_count).
+CREATE FUNCTION audience_internal.usage_days(
+    workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, by_app boolean)
+RETURNS TABLE (app_id bigint, day date, sessions bigint, visits bigint, session_micros bigint, viewers bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(usage_days.workspace_id, usage_days.since, usage_days.until)
+    )
+    SELECT NULL::bigint, d.day, d.sessions, d.visits, d.session_micros, d.viewers
+      FROM b
+      JOIN audience_internal.workspace_days d
+        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+     WHERE usage_days.apps IS NULL AND NOT usage_days.by_app
+    UNION ALL
+    SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
+      FROM b
+      JOIN audience_internal.app_days d
+        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+     WHERE usage_days.apps IS NULL AND usage_days.by_app
+    UNION ALL
+    SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
+      FROM b
+      JOIN audience_internal.app_days d
+        ON d.workspace_id = usage_days.workspace_id AND d.app_id = ANY (usage_days.apps)
+       AND d.day >= b.first_day AND d.day < b.end_day
+     WHERE usage_days.apps IS NOT NULL
+    UNION ALL
+    SELECT CASE WHEN usage_days.by_app OR usage_days.apps IS NOT NULL THEN u.app_id END, u.day,
+           sum(u.sessions), sum(u.visits), sum(u.session_micros)::bigint,
+           audience_internal.viewer_set(array_agg(u.viewer_id))
+      FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since, usage_days.until) u
+     GROUP BY 1, 2
+$$;
+
 -- The usage of some apps of one workspace in a window (`apps` NULL: every
--- app), one row per app, local day, viewer and identifiability: the day
--- rollup for the whole days, the raw events (one row each) for the rest.
+-- app), one row per app, local day, viewer and identifiability, for the
+-- questions about people (top_viewers): the day rollup app_day_viewers for
+-- the whole days, the raw events (one row each) for the rest.
 -- `at` is the time the labelling rule looks at: the view's own time, or the
 -- start of a whole day (every view of such a day is on the same side of the
 -- identification start, and in the same month). Each source is read through
@@ -50,16 +170,8 @@ RETURNS TABLE (app_id bigint, day date, viewer_id bigint, identifiable boolean,
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     WITH bounds AS MATERIALIZED (
-        SELECT w.time_zone AS tz,
-               -- The whole days of the window are first_day <= day < end_day.
-               CASE WHEN (usage_facts.since AT TIME ZONE w.time_zone)::time = '00:00'
-                    THEN audience_internal.day_of(usage_facts.since, w.time_zone)
-                    ELSE audience_internal.day_of(usage_facts.since, w.time_zone) + 1 END AS first_day,
-               audience_internal.day_of(usage_facts.until, w.time_zone) AS end_day,
-               CASE WHEN isfinite(w.identification_start)
-                    THEN audience_internal.day_of(w.identification_start, w.time_zone) END AS mixed_day
-          FROM audience_internal.workspaces w
-         WHERE w.workspace_id = usage_facts.workspace_id
+        SELECT x.time_zone AS tz, x.first_day, x.end_day, x.identification_day AS mixed_day
+          FROM audience_internal.window_days(usage_facts.workspace_id, usage_facts.since, usage_facts.until) x
     ),
     whole_days AS MATERIALIZED (
         SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
@@ -77,12 +189,10 @@ AS $$
          WHERE usage_facts.apps IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
     ),
     raw_ranges AS MATERIALIZED (
-        SELECT usage_facts.since AS lo,
-               CASE WHEN b.first_day < b.end_day THEN b.first_day::timestamp AT TIME ZONE b.tz ELSE usage_facts.until END AS hi
+        SELECT r.lo, r.hi
           FROM bounds b
-        UNION ALL
-        SELECT b.end_day::timestamp AT TIME ZONE b.tz, usage_facts.until
-          FROM bounds b WHERE b.first_day < b.end_day
+         CROSS JOIN LATERAL audience_internal.window_edges(usage_facts.since, usage_facts.until,
+                                                            b.tz, b.first_day, b.end_day) r
         UNION ALL
         SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
           FROM bounds b WHERE b.mixed_day >= b.first_day AND b.mixed_day < b.end_day
@@ -211,16 +321,45 @@ BEGIN
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
+    -- The apps' counters are summed in one call: a packed value per whole
+    -- day (workspace_days.apps) and one made of the views those do not hold.
+    -- Only the apps with at least as many views as the last one shown are
+    -- looked up for their slugs, which break ties; the viewer sets are
+    -- united for the apps shown only.
     RETURN QUERY
-    SELECT a.slug, a.visibility, u.views, u.sessions, u.visits, u.unique_viewers, u.session_time
-      FROM (SELECT f.app_id, sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
-                   sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
-                   audience_internal.micros_interval(sum(f.session_micros)) AS session_time
-              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until) f
-             GROUP BY f.app_id) u
-      JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = u.app_id
-     ORDER BY u.views DESC, a.slug
-     LIMIT top_apps_for.max_apps;
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until)
+    ),
+    unfolded AS MATERIALIZED (
+        SELECT * FROM audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until)
+    ),
+    top AS MATERIALIZED (
+        SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
+          FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
+                  FROM audience_internal.app_counts_sum(
+                           (SELECT array_agg(d.apps)
+                              FROM b
+                              JOIN audience_internal.workspace_days d
+                                ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day)
+                           || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
+                                                                   array_agg(u.visits::bigint), array_agg(u.session_micros))
+                                 FROM unfolded u),
+                           apps) c) c
+          JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id
+         WHERE c.place <= top_apps_for.max_apps
+         ORDER BY c.views DESC, a.slug
+         LIMIT top_apps_for.max_apps
+    )
+    SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
+           (SELECT audience_internal.viewer_set_count(
+                       array_agg(d.viewers)
+                       || (SELECT audience_internal.viewer_set(array_agg(u.viewer_id)) FROM unfolded u WHERE u.app_id = t.app_id))
+              FROM b
+              JOIN audience_internal.app_days d
+                ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id AND d.day >= b.first_day AND d.day < b.end_day),
+           audience_internal.micros_interval(t.session_micros)
+      FROM top t
+     ORDER BY t.views DESC, t.slug;
 END
 $$;
 
@@ -338,10 +477,10 @@ BEGIN
                            ('1 ' || usage_over_time_for.bucket)::interval) p(period)
       LEFT JOIN (SELECT date_trunc(usage_over_time_for.bucket, f.day)::date AS period,
                         sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
-                        sum(f.visits)::bigint AS visits, count(DISTINCT f.viewer_id) AS unique_viewers,
+                        sum(f.visits)::bigint AS visits, audience_internal.viewer_set_count(array_agg(f.viewers)) AS unique_viewers,
                         audience_internal.micros_interval(sum(f.session_micros)) AS session_time
-                   FROM audience_internal.usage_facts(ws.workspace_id, apps,
-                            usage_over_time_for.since, usage_over_time_for.until) f
+                   FROM audience_internal.usage_days(ws.workspace_id, apps,
+                            usage_over_time_for.since, usage_over_time_for.until, false) f
                   GROUP BY 1) u ON u.period = p.period::date
      ORDER BY p.period;
 END

@@ -3,14 +3,16 @@
 //!
 //! This file is only the SQL surface. The data model, write path and read path
 //! are plain SQL in `sql/`; Rust does what SQL does badly: keyed hashing,
-//! pseudonyms, key generation and relative times.
+//! pseudonyms, key generation, relative times and exact viewer sets.
 
 use pgrx::prelude::*;
 
+mod app_counts;
 mod error;
 mod privacy;
 mod relative_time;
 mod rfc3339;
+mod viewer_set;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -36,7 +38,17 @@ extension_sql_file!(
         audience_internal::rfc3339_time
     ]
 );
-extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/rollups.sql",
+    name = "rollups",
+    requires = [
+        "schema",
+        audience_internal::viewer_set,
+        audience_internal::viewer_set_union,
+        audience_internal::app_counts,
+        audience_internal::app_counts_add
+    ]
+);
 extension_sql_file!(
     "../sql/management.sql",
     name = "management",
@@ -79,10 +91,18 @@ extension_sql_file!(
     name = "analytics",
     requires = ["labels", "ingest", "requester", audience::relative_time]
 );
-extension_sql_file!("../sql/usage.sql", name = "usage", requires = ["analytics"]);
+extension_sql_file!(
+    "../sql/usage.sql",
+    name = "usage",
+    requires = ["analytics", audience_internal::viewer_set_count, audience_internal::app_counts_sum]
+);
 extension_sql_file!("../sql/connect_import.sql", name = "connect_import", requires = ["bulk_ingest"]);
 extension_sql_file!("../sql/view_columns.sql", name = "view_columns", requires = ["analytics", "usage"]);
-extension_sql_file!("../sql/forget.sql", name = "forget", requires = ["analytics"]);
+extension_sql_file!(
+    "../sql/forget.sql",
+    name = "forget",
+    requires = ["analytics", audience_internal::viewer_set_without, audience_internal::app_counts_subtract]
+);
 extension_sql_file!(
     "../sql/policies.sql",
     name = "policies",
@@ -97,6 +117,7 @@ mod audience_internal {
     use crate::error::{AudienceError, OrRaise};
     use crate::privacy::{identity, keys, pseudonym, requester, token};
     use crate::rfc3339;
+    use crate::{app_counts, viewer_set};
     use pgrx::prelude::*;
 
     /// A new 32-byte key from the operating system's random source.
@@ -155,6 +176,79 @@ mod audience_internal {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn viewer_ref(key: &[u8], viewer_hash: &[u8], identified: bool, scope: &str) -> String {
         pseudonym::viewer_ref(key, viewer_hash, identified, scope.as_bytes()).or_raise()
+    }
+
+    /// The set of these viewer ids: the viewers of a day rollup row
+    /// (sql/rollups.sql).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_set(viewer_ids: Array<i64>) -> Vec<u8> {
+        viewer_set::of_ids(viewer_ids.iter().flatten()).or_raise()
+    }
+
+    /// The union of these viewer sets (NULLs are no viewers).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_set_union(sets: Array<&[u8]>) -> Vec<u8> {
+        viewer_set::union(sets.iter().flatten()).or_raise()
+    }
+
+    /// How many viewers the union of these sets holds: a window's distinct
+    /// viewers, without writing the union out.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_set_count(sets: Array<&[u8]>) -> i64 {
+        viewer_set::union_count(sets.iter().flatten()).or_raise()
+    }
+
+    /// The set without one viewer: erasure (audience.forget_viewer).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_set_without(set: &[u8], viewer_id: i64) -> Vec<u8> {
+        viewer_set::without(set, viewer_id).or_raise()
+    }
+
+    /// The ids of a set, smallest first: for checks and tests.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_set_ids(set: &[u8]) -> Vec<i64> {
+        viewer_set::ids(set).or_raise()
+    }
+
+    /// The counters of a workspace day's apps, packed (sql/rollups.sql):
+    /// four arrays of one length, an entry per app.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn app_counts(app_ids: Array<i64>, sessions: Array<i64>, visits: Array<i64>, session_micros: Array<i64>) -> Vec<u8> {
+        let n = app_ids.len();
+        if sessions.len() != n || visits.len() != n || session_micros.len() != n {
+            AudienceError::invalid("app_ids", "must have one entry per counter").raise();
+        }
+        let counts = sessions.iter().zip(visits.iter()).zip(session_micros.iter()).map(|((s, v), m)| {
+            app_counts::Counts { sessions: s.unwrap_or(0), visits: v.unwrap_or(0), session_micros: m.unwrap_or(0) }
+        });
+        app_counts::of(app_ids.iter().map(|id| id.unwrap_or_default()).zip(counts))
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn app_counts_add(kept: &[u8], added: &[u8]) -> Vec<u8> {
+        app_counts::combine(kept, added, false).or_raise()
+    }
+
+    /// Erasure: an app whose views reach zero leaves the value.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn app_counts_subtract(kept: &[u8], gone: &[u8]) -> Vec<u8> {
+        app_counts::combine(kept, gone, true).or_raise()
+    }
+
+    /// The sums of packed counters per app, for the apps in `apps` (every
+    /// app when NULL).
+    #[pg_extern(immutable, parallel_safe)]
+    fn app_counts_sum(
+        packed: Option<Array<&[u8]>>,
+        apps: Option<Array<i64>>,
+    ) -> TableIterator<'static, (name!(app_id, i64), name!(sessions, i64), name!(visits, i64), name!(session_micros, i64))>
+    {
+        let only: Option<Vec<i64>> = apps.map(|a| a.iter().flatten().collect());
+        let sums = match packed {
+            Some(packed) => app_counts::sum(packed.iter().flatten(), only.as_deref()).or_raise(),
+            None => Vec::new(),
+        };
+        TableIterator::new(sums.into_iter().map(|(app_id, c)| (app_id, c.sessions, c.visits, c.session_micros)))
     }
 
     /// The database login of this session (session_user, which neither SET

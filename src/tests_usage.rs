@@ -405,6 +405,24 @@ pub(crate) fn import_posit_records() {
     assert_rollups_match_events("after an overlapping import_connect");
 }
 
+/// Every day rollup row's viewer set holds exactly the viewers of its
+/// events, per app and per workspace, against the raw events themselves
+/// (rollups_vs_rebuild compares with a rebuild by the same fold).
+pub(crate) fn assert_day_sets_equal_events(context: &str) {
+    one::<i64>("SELECT audience_internal.fold_pending(ARRAY(SELECT workspace_id FROM audience_internal.workspaces))");
+    let events = "SELECT DISTINCT e.workspace_id, e.app_id, audience_internal.day_of(e.viewed_at, w.time_zone) AS day, e.viewer_id
+                    FROM audience_internal.view_events e JOIN audience_internal.workspaces w USING (workspace_id)";
+    let per_app = difference(
+        "SELECT d.workspace_id, d.app_id, d.day, unnest(audience_internal.viewer_set_ids(d.viewers)) FROM audience_internal.app_days d",
+        events,
+    );
+    let per_workspace = difference(
+        "SELECT d.workspace_id, d.day, unnest(audience_internal.viewer_set_ids(d.viewers)) FROM audience_internal.workspace_days d",
+        &format!("SELECT DISTINCT workspace_id, day, viewer_id FROM ({events}) e"),
+    );
+    assert_eq!((per_app, per_workspace), (0, 0), "viewer sets {context} differ from the events' viewers");
+}
+
 #[pg_schema]
 mod tests {
     use super::*;
@@ -412,6 +430,7 @@ mod tests {
     fn answers_equal_plain_sql_in(time_zone: &str) {
         load_usage_data(time_zone);
         assert_usage_equals_plain_sql(&format!("{time_zone}, after ingest"));
+        assert_day_sets_equal_events("after ingest");
         import_posit_records();
         assert_usage_equals_plain_sql(&format!("{time_zone}, after import_connect"));
         let removed = one::<String>(
@@ -425,6 +444,12 @@ mod tests {
             0
         );
         assert_usage_equals_plain_sql(&format!("{time_zone}, after forget_viewer"));
+        assert_day_sets_equal_events("after forget_viewer");
+    }
+
+    #[pg_test(error = "invalid argument \"viewers\": is not a viewer set")]
+    fn a_damaged_viewer_set_is_an_error_not_a_count() {
+        one::<i64>("SELECT audience_internal.viewer_set_count(ARRAY['\\x0102'::bytea])");
     }
 
     #[pg_test]
