@@ -52,11 +52,11 @@ COMMENT ON TYPE audience.monthly_viewers_row IS
 
 -- Monthly unique viewers and views of a set of apps of one workspace, for
 -- the last `months` months, months without views included. `apps` NULL means
--- the whole workspace, from its own rollup; otherwise distinct viewers are
--- counted over the apps' monthly viewer sets (a viewer member sees only the
--- apps the privacy rules allow, so their totals are over those apps). The
--- events not folded yet add their views, and their viewers not yet in the
--- month's set. PL/pgSQL so that its plan is kept for the session: a SQL
+-- the whole workspace, from its own rollup; one app from its own; several
+-- apps from the union of their month viewer sets (a viewer member sees only
+-- the apps the privacy rules allow, so their totals are over those apps).
+-- The events not folded yet add their views, and their viewers not yet in
+-- the month's set. PL/pgSQL so that its plan is kept for the session: a SQL
 -- function that is not inlined is planned anew at every call, and this
 -- query costs more to plan than to run.
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
@@ -82,11 +82,15 @@ BEGIN
           SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
            WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
-          SELECT (SELECT count(DISTINCT mv.viewer_id) FROM audience_internal.app_month_viewers mv
-                   WHERE mv.workspace_id = monthly_viewers.workspace_id AND mv.app_id = ANY (monthly_viewers.apps) AND mv.month = r.month),
-                 (SELECT coalesce(sum(am.views), 0) FROM audience_internal.app_months am
-                   WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month)::bigint
-           WHERE cardinality(monthly_viewers.apps) <> 1
+          -- Several apps: the union of their month sets and of the pending
+          -- events' viewers.
+          SELECT audience_internal.viewer_set_count(
+                     array_agg(am.viewers)
+                     || (SELECT audience_internal.viewer_set(array_agg(p.viewer_id)) FROM pending p WHERE p.month = r.month)),
+                 coalesce(sum(am.views), 0)::bigint
+            FROM audience_internal.app_months am
+           WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month
+          HAVING cardinality(monthly_viewers.apps) <> 1
       ) c ON true
      CROSS JOIN LATERAL (
           SELECT count(*) AS views,
@@ -94,10 +98,12 @@ BEGIN
                      WHEN monthly_viewers.apps IS NULL THEN EXISTS (
                          SELECT FROM audience_internal.workspace_month_viewers x
                           WHERE x.workspace_id = monthly_viewers.workspace_id AND x.month = r.month AND x.viewer_id = p.viewer_id)
-                     ELSE EXISTS (
+                     WHEN cardinality(monthly_viewers.apps) = 1 THEN EXISTS (
                          SELECT FROM audience_internal.app_month_viewers x
-                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = ANY (monthly_viewers.apps)
-                            AND x.month = r.month AND x.viewer_id = p.viewer_id) END) AS viewers
+                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = monthly_viewers.apps[1]
+                            AND x.month = r.month AND x.viewer_id = p.viewer_id)
+                     -- Counted in the union above.
+                     ELSE true END) AS viewers
             FROM pending p WHERE p.month = r.month
      ) n
      ORDER BY r.month;

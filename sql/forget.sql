@@ -63,7 +63,7 @@ BEGIN
               INTO n_apps, gone_totals
               FROM audience_internal.app_viewers av
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n)::audience_internal.app_months), '{}')
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n, NULL)::audience_internal.app_months), '{}')
               INTO gone_app_months
               FROM (SELECT e.app_id, audience_internal.month_of(e.viewed_at, tz) AS month, count(*) AS n
                       FROM audience_internal.view_events e
@@ -96,7 +96,8 @@ BEGIN
              WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
             DELETE FROM audience_internal.app_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.app_months am
-               SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views
+               SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views,
+                   viewers = audience_internal.viewer_set_without(am.viewers, v_id)
               FROM unnest(gone_app_months) g
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
             DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g

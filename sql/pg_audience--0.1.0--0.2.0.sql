@@ -149,6 +149,11 @@ ALTER TABLE audience_internal.members
     ALTER COLUMN db_role TYPE regrole USING pg_catalog.to_regrole(pg_catalog.quote_ident(db_role));
 ALTER TABLE audience_internal.spent_tokens ALTER COLUMN token_id SET STATISTICS 0;
 
+-- Each app month's viewers as a set (filled from app_month_viewers below).
+ALTER TABLE audience_internal.app_months ADD COLUMN viewers bytea;
+COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers, views and the set of viewers per app per month.';
+ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
+
 -- Rollup for the usage questions (sql/usage.sql): each viewer of each app
 -- per day in the workspace's time zone, with the views of that day counted
 -- separately for identifiable and other views, so that a viewer's labelled
@@ -1445,18 +1450,20 @@ AS $$ SELECT $steps$
          WHERE (SELECT count(*) FROM app_totals) >= 0
          ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
         ON CONFLICT DO NOTHING
-        RETURNING workspace_id, app_id, month
+        RETURNING workspace_id, app_id, month, viewer_id
     ),
     app_months AS (
-        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
-        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
-          FROM (SELECT e.workspace_id, e.app_id, e.month, false AS added FROM evv e
+        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
+        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
+               audience_internal.viewer_set(array_agg(c.viewer_id) FILTER (WHERE NOT c.added))
+          FROM (SELECT e.workspace_id, e.app_id, e.month, e.viewer_id, false AS added FROM evv e
                 UNION ALL
-                SELECT x.workspace_id, x.app_id, x.month, true FROM app_month_viewers x) c
+                SELECT x.workspace_id, x.app_id, x.month, x.viewer_id, true FROM app_month_viewers x) c
          GROUP BY c.workspace_id, c.app_id, c.month
          ORDER BY c.workspace_id, c.app_id, c.month
         ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
+               viewers = audience_internal.viewer_set_union(ARRAY[m.viewers, excluded.viewers])
         RETURNING 1
     ),
     workspace_month_viewers AS (
@@ -1849,11 +1856,15 @@ BEGIN
           SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
            WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
-          SELECT (SELECT count(DISTINCT mv.viewer_id) FROM audience_internal.app_month_viewers mv
-                   WHERE mv.workspace_id = monthly_viewers.workspace_id AND mv.app_id = ANY (monthly_viewers.apps) AND mv.month = r.month),
-                 (SELECT coalesce(sum(am.views), 0) FROM audience_internal.app_months am
-                   WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month)::bigint
-           WHERE cardinality(monthly_viewers.apps) <> 1
+          -- Several apps: the union of their month sets and of the pending
+          -- events' viewers.
+          SELECT audience_internal.viewer_set_count(
+                     array_agg(am.viewers)
+                     || (SELECT audience_internal.viewer_set(array_agg(p.viewer_id)) FROM pending p WHERE p.month = r.month)),
+                 coalesce(sum(am.views), 0)::bigint
+            FROM audience_internal.app_months am
+           WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month
+          HAVING cardinality(monthly_viewers.apps) <> 1
       ) c ON true
      CROSS JOIN LATERAL (
           SELECT count(*) AS views,
@@ -1861,10 +1872,12 @@ BEGIN
                      WHEN monthly_viewers.apps IS NULL THEN EXISTS (
                          SELECT FROM audience_internal.workspace_month_viewers x
                           WHERE x.workspace_id = monthly_viewers.workspace_id AND x.month = r.month AND x.viewer_id = p.viewer_id)
-                     ELSE EXISTS (
+                     WHEN cardinality(monthly_viewers.apps) = 1 THEN EXISTS (
                          SELECT FROM audience_internal.app_month_viewers x
-                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = ANY (monthly_viewers.apps)
-                            AND x.month = r.month AND x.viewer_id = p.viewer_id) END) AS viewers
+                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = monthly_viewers.apps[1]
+                            AND x.month = r.month AND x.viewer_id = p.viewer_id)
+                     -- Counted in the union above.
+                     ELSE true END) AS viewers
             FROM pending p WHERE p.month = r.month
      ) n
      ORDER BY r.month;
@@ -2935,7 +2948,7 @@ BEGIN
               INTO n_apps, gone_totals
               FROM audience_internal.app_viewers av
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n)::audience_internal.app_months), '{}')
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n, NULL)::audience_internal.app_months), '{}')
               INTO gone_app_months
               FROM (SELECT e.app_id, audience_internal.month_of(e.viewed_at, tz) AS month, count(*) AS n
                       FROM audience_internal.view_events e
@@ -2968,7 +2981,8 @@ BEGIN
              WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
             DELETE FROM audience_internal.app_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.app_months am
-               SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views
+               SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views,
+                   viewers = audience_internal.viewer_set_without(am.viewers, v_id)
               FROM unnest(gone_app_months) g
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
             DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
@@ -3438,6 +3452,14 @@ BEGIN
       FROM audience_internal.view_events e
       JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
      GROUP BY 1, 2, 3, 4, 5;
+    -- The viewer sets of the month rollup.
+    UPDATE audience_internal.app_months am SET viewers = v.viewers
+      FROM (SELECT mv.workspace_id, mv.app_id, mv.month, audience_internal.viewer_set(array_agg(mv.viewer_id)) AS viewers
+              FROM audience_internal.app_month_viewers mv
+             GROUP BY 1, 2, 3) v
+     WHERE am.workspace_id = v.workspace_id AND am.app_id = v.app_id AND am.month = v.month;
+    ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET NOT NULL;
+
     -- And its totals and viewer sets per app and per workspace.
     INSERT INTO audience_internal.app_days
     SELECT d.workspace_id, d.app_id, d.day, sum(d.sessions), sum(d.visits), sum(d.session_micros),

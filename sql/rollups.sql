@@ -161,18 +161,20 @@ AS $$ SELECT $steps$
          WHERE (SELECT count(*) FROM app_totals) >= 0
          ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
         ON CONFLICT DO NOTHING
-        RETURNING workspace_id, app_id, month
+        RETURNING workspace_id, app_id, month, viewer_id
     ),
     app_months AS (
-        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views)
-        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
-          FROM (SELECT e.workspace_id, e.app_id, e.month, false AS added FROM evv e
+        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
+        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
+               audience_internal.viewer_set(array_agg(c.viewer_id) FILTER (WHERE NOT c.added))
+          FROM (SELECT e.workspace_id, e.app_id, e.month, e.viewer_id, false AS added FROM evv e
                 UNION ALL
-                SELECT x.workspace_id, x.app_id, x.month, true FROM app_month_viewers x) c
+                SELECT x.workspace_id, x.app_id, x.month, x.viewer_id, true FROM app_month_viewers x) c
          GROUP BY c.workspace_id, c.app_id, c.month
          ORDER BY c.workspace_id, c.app_id, c.month
         ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
+               viewers = audience_internal.viewer_set_union(ARRAY[m.viewers, excluded.viewers])
         RETURNING 1
     ),
     workspace_month_viewers AS (

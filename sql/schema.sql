@@ -237,10 +237,13 @@ CREATE TABLE audience_internal.app_months (
     month date NOT NULL,
     unique_viewers bigint NOT NULL,
     views bigint NOT NULL,
+    -- The month's viewers as a set (audience_internal.viewer_set): the
+    -- distinct viewers of several apps are the union of their sets.
+    viewers bytea NOT NULL,
     PRIMARY KEY (workspace_id, app_id, month),
     FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
 );
-COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers and views per app per month.';
+COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers, views and the set of viewers per app per month.';
 
 CREATE TABLE audience_internal.workspace_month_viewers (
     workspace_id bigint NOT NULL,
@@ -382,6 +385,7 @@ ALTER TABLE audience_internal.app_access
 ALTER TABLE audience_internal.viewers
     ALTER COLUMN viewer_hash SET STATISTICS 0,
     ALTER COLUMN identity SET STATISTICS 0;
+ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.workspace_days ALTER COLUMN viewers SET STATISTICS 0, ALTER COLUMN apps SET STATISTICS 0;
 ALTER TABLE audience_internal.connect_records

@@ -405,10 +405,11 @@ pub(crate) fn import_posit_records() {
     assert_rollups_match_events("after an overlapping import_connect");
 }
 
-/// Every day rollup row's viewer set holds exactly the viewers of its
-/// events, per app and per workspace, against the raw events themselves
-/// (rollups_vs_rebuild compares with a rebuild by the same fold).
-pub(crate) fn assert_day_sets_equal_events(context: &str) {
+/// Every viewer set of the rollups holds exactly the viewers of its events,
+/// per app and day, workspace and day, and app and month, against the raw
+/// events themselves (rollups_vs_rebuild compares with a rebuild by the
+/// same fold).
+pub(crate) fn assert_viewer_sets_equal_events(context: &str) {
     one::<i64>("SELECT audience_internal.fold_pending(ARRAY(SELECT workspace_id FROM audience_internal.workspaces))");
     let events = "SELECT DISTINCT e.workspace_id, e.app_id, audience_internal.day_of(e.viewed_at, w.time_zone) AS day, e.viewer_id
                     FROM audience_internal.view_events e JOIN audience_internal.workspaces w USING (workspace_id)";
@@ -420,7 +421,12 @@ pub(crate) fn assert_day_sets_equal_events(context: &str) {
         "SELECT d.workspace_id, d.day, unnest(audience_internal.viewer_set_ids(d.viewers)) FROM audience_internal.workspace_days d",
         &format!("SELECT DISTINCT workspace_id, day, viewer_id FROM ({events}) e"),
     );
-    assert_eq!((per_app, per_workspace), (0, 0), "viewer sets {context} differ from the events' viewers");
+    let per_app_month = difference(
+        "SELECT m.workspace_id, m.app_id, m.month, unnest(audience_internal.viewer_set_ids(m.viewers)) FROM audience_internal.app_months m",
+        "SELECT DISTINCT e.workspace_id, e.app_id, audience_internal.month_of(e.viewed_at, w.time_zone), e.viewer_id
+           FROM audience_internal.view_events e JOIN audience_internal.workspaces w USING (workspace_id)",
+    );
+    assert_eq!((per_app, per_workspace, per_app_month), (0, 0, 0), "viewer sets {context} differ from the events' viewers");
 }
 
 #[pg_schema]
@@ -430,7 +436,7 @@ mod tests {
     fn answers_equal_plain_sql_in(time_zone: &str) {
         load_usage_data(time_zone);
         assert_usage_equals_plain_sql(&format!("{time_zone}, after ingest"));
-        assert_day_sets_equal_events("after ingest");
+        assert_viewer_sets_equal_events("after ingest");
         import_posit_records();
         assert_usage_equals_plain_sql(&format!("{time_zone}, after import_connect"));
         let removed = one::<String>(
@@ -444,7 +450,7 @@ mod tests {
             0
         );
         assert_usage_equals_plain_sql(&format!("{time_zone}, after forget_viewer"));
-        assert_day_sets_equal_events("after forget_viewer");
+        assert_viewer_sets_equal_events("after forget_viewer");
     }
 
     #[pg_test(error = "invalid argument \"viewers\": is not a viewer set")]
