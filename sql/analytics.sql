@@ -54,11 +54,13 @@ COMMENT ON TYPE audience.monthly_viewers_row IS
 -- the last `months` months, months without views included. `apps` NULL means
 -- the whole workspace, from its own rollup; one app from its own; several
 -- apps from the union of their month viewer sets (a viewer member sees only
--- the apps the privacy rules allow, so their totals are over those apps).
--- The events not folded yet add their views, and their viewers not yet in
--- the month's set. PL/pgSQL so that its plan is kept for the session: a SQL
--- function that is not inlined is planned anew at every call, and this
--- query costs more to plan than to run.
+-- the apps the privacy rules allow, so their totals are over those apps):
+-- where the apps include every app public now, as a viewer member's do, the
+-- union of the month's set of the public apps (workspace_months) and of the
+-- other apps' sets. The events not folded yet add their views, and their
+-- viewers not yet in the month's set. PL/pgSQL so that its plan is kept for
+-- the session: a SQL function that is not inlined is planned anew at every
+-- call, and this query costs more to plan than to run.
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -66,7 +68,16 @@ AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH pending AS MATERIALIZED (
+    WITH shown AS MATERIALIZED (
+        -- For several apps: whether they include every public app, and those
+        -- of them that are not public.
+        SELECT coalesce(bool_and(s.app_id IS NOT NULL) FILTER (WHERE a.visibility = 'public'), true) AS all_public,
+               coalesce(array_agg(a.app_id) FILTER (WHERE s.app_id IS NOT NULL AND a.visibility <> 'public'), '{}') AS others
+          FROM audience_internal.apps a
+          LEFT JOIN unnest(monthly_viewers.apps) s(app_id) ON s.app_id = a.app_id
+         WHERE cardinality(monthly_viewers.apps) > 1 AND a.workspace_id = monthly_viewers.workspace_id
+    ),
+    pending AS MATERIALIZED (
         SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
           FROM audience_internal.pending_folds p
           JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
@@ -82,14 +93,26 @@ BEGIN
           SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
            WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
-          -- Several apps: the union of their month sets and of the pending
-          -- events' viewers.
+          -- Several apps: the union of their month sets (or of the public
+          -- apps' set and the others') and of the pending events' viewers.
           SELECT audience_internal.viewer_set_count(
-                     array_agg(am.viewers)
+                     array_agg(x.viewers)
                      || (SELECT audience_internal.viewer_set(array_agg(p.viewer_id)) FROM pending p WHERE p.month = r.month)),
-                 coalesce(sum(am.views), 0)::bigint
-            FROM audience_internal.app_months am
-           WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month
+                 coalesce(sum(x.views), 0)::bigint
+            FROM shown,
+                 LATERAL (SELECT wm.public_viewers AS viewers, wm.public_views AS views
+                            FROM audience_internal.workspace_months wm
+                           WHERE shown.all_public AND cardinality(monthly_viewers.apps) > 1 AND wm.workspace_id = monthly_viewers.workspace_id AND wm.month = r.month
+                          UNION ALL
+                          SELECT am.viewers, am.views
+                            FROM audience_internal.app_months am
+                           WHERE shown.all_public AND cardinality(monthly_viewers.apps) > 1 AND am.workspace_id = monthly_viewers.workspace_id
+                             AND am.app_id = ANY (shown.others) AND am.month = r.month
+                          UNION ALL
+                          SELECT am.viewers, am.views
+                            FROM audience_internal.app_months am
+                           WHERE NOT shown.all_public AND am.workspace_id = monthly_viewers.workspace_id
+                             AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month) x
           HAVING cardinality(monthly_viewers.apps) <> 1
       ) c ON true
      CROSS JOIN LATERAL (

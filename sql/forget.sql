@@ -22,6 +22,8 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
     gone_days audience_internal.app_days[];
+    gone_viewer_days date[];
+    gone_viewer_counts bytea[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     FOR ws IN
@@ -69,9 +71,12 @@ BEGIN
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) e;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n)::audience_internal.workspace_months), '{}')
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n)::audience_internal.workspace_months), '{}')
               INTO gone_months
-              FROM (SELECT g.month, sum(g.views) AS n FROM unnest(gone_app_months) g GROUP BY 1) m;
+              FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
+                      FROM unnest(gone_app_months) g
+                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
+                     GROUP BY 1) m;
             SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
                                           NULL)::audience_internal.app_days), '{}')
               INTO gone_days
@@ -80,6 +85,15 @@ BEGIN
                       FROM audience_internal.app_day_viewers d
                      WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
                      GROUP BY 1, 2) d;
+            SELECT coalesce(array_agg(v.day), '{}'), coalesce(array_agg(v.counts), '{}')
+              INTO gone_viewer_days, gone_viewer_counts
+              FROM (SELECT d.day,
+                           audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
+                                                           array_agg(d.sessions), array_agg(d.visits),
+                                                           array_agg(d.session_micros), array_agg(d.last_viewed_at)) AS counts
+                      FROM audience_internal.app_day_viewers d
+                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
+                     GROUP BY 1) v;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -104,7 +118,9 @@ BEGIN
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
             DELETE FROM audience_internal.workspace_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.workspace_months wm
-               SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views
+               SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
+                   public_viewers = audience_internal.viewer_set_without(wm.public_viewers, v_id),
+                   public_views = wm.public_views - g.public_views
               FROM unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
@@ -123,12 +139,14 @@ BEGIN
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
                    session_micros = d.session_micros - g.session_micros,
                    viewers = audience_internal.viewer_set_without(d.viewers, v_id),
-                   apps = audience_internal.app_counts_subtract(d.apps, g.apps)
+                   apps = audience_internal.packed_counts_subtract(d.apps, g.apps),
+                   viewer_counts = audience_internal.packed_counts_subtract(d.viewer_counts, vc.counts)
               FROM (SELECT g.day, sum(g.sessions) AS sessions, sum(g.visits) AS visits,
                            sum(g.session_micros) AS session_micros,
                            audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions),
                                                         array_agg(g.visits), array_agg(g.session_micros)) AS apps
                       FROM unnest(gone_days) g GROUP BY 1) g
+              JOIN unnest(gone_viewer_days, gone_viewer_counts) vc(day, counts) ON vc.day = g.day
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day;
             DELETE FROM audience_internal.workspace_days d USING unnest(gone_days) g
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day AND d.sessions + d.visits = 0;

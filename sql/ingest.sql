@@ -13,16 +13,18 @@
 --    the fold take it FOR KEY SHARE, and the fold reads the time zone and
 --    counting start under that lock; other ingest, and import_connect's FOR
 --    NO KEY UPDATE, do not conflict with it. configure_workspace (with
---    rebuild_rollups), forget_viewer and delete_workspace take it FOR
---    UPDATE: they wait for the ingest and folds of that workspace in
+--    rebuild_rollups), set_app_visibility, forget_viewer and
+--    delete_workspace take it FOR UPDATE: they wait for the ingest and folds of that workspace in
 --    progress, these wait for them, and they take turns with each other. A
 --    writer of several workspaces locks them in workspace_id order.
 -- 2. Then rows, table by table in this order: viewers, view_events,
 --    pending_folds, app_viewers, app_totals, app_month_viewers, app_months,
 --    workspace_month_viewers, workspace_months, app_day_viewers, app_days,
 --    workspace_days; within a table, in primary-key order.
--- App rows are only ever locked FOR KEY SHARE (the foreign keys, the bulk
--- path), which set_app_visibility's update does not conflict with.
+-- App rows are locked FOR KEY SHARE (the foreign keys, the bulk path), which
+-- set_app_visibility's update does not conflict with, and FOR SHARE by the
+-- fold's read of which apps are public, which it does, under the workspace
+-- lock that set_app_visibility takes first.
 --
 -- SECURITY DEFINER because the platform's web tier holds no privilege on the
 -- tables; search_path is pinned so that no object of the caller's can stand
@@ -221,8 +223,11 @@ BEGIN
      WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
     UPDATE audience_internal.workspace_days d
        SET session_micros = d.session_micros + added,
-           apps = audience_internal.app_counts_add(d.apps,
-                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added]))
+           apps = audience_internal.packed_counts_add(d.apps,
+                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added])),
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts,
+                               audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
+                                                               ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]))
      WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
 $$;

@@ -103,21 +103,33 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'app_counts_wrapper';
 
-CREATE FUNCTION audience_internal."app_counts_add"(
+CREATE FUNCTION audience_internal."viewer_counts"(
+	"viewer_ids" bigint[], /* Array < i64 > */
+	"identifiable" bool[], /* Array < bool > */
+	"sessions" bigint[], /* Array < i64 > */
+	"visits" bigint[], /* Array < i64 > */
+	"session_micros" bigint[], /* Array < i64 > */
+	"last_viewed_at" timestamp with time zone[] /* Array < TimestampWithTimeZone > */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_counts_wrapper';
+
+CREATE FUNCTION audience_internal."packed_counts_add"(
 	"kept" bytea, /* & [u8] */
 	"added" bytea /* & [u8] */
 ) RETURNS bytea /* Vec < u8 > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'app_counts_add_wrapper';
+AS 'MODULE_PATHNAME', 'packed_counts_add_wrapper';
 
-CREATE FUNCTION audience_internal."app_counts_subtract"(
+CREATE FUNCTION audience_internal."packed_counts_subtract"(
 	"kept" bytea, /* & [u8] */
 	"gone" bytea /* & [u8] */
 ) RETURNS bytea /* Vec < u8 > */
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'app_counts_subtract_wrapper';
+AS 'MODULE_PATHNAME', 'packed_counts_subtract_wrapper';
 
 CREATE FUNCTION audience_internal."app_counts_sum"(
 	"packed" bytea[], /* Option < Array < & [u8] > > */
@@ -131,6 +143,25 @@ CREATE FUNCTION audience_internal."app_counts_sum"(
 IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'app_counts_sum_wrapper';
+
+CREATE FUNCTION audience_internal."viewer_counts_top"(
+	"packed" bytea[], /* :: std :: option :: Option < Array < & [u8] > > */
+	"identified" bool[], /* :: std :: option :: Option < Array < bool > > */
+	"label_at" timestamp with time zone[], /* :: std :: option :: Option < Array < TimestampWithTimeZone > > */
+	"members" bigint[], /* :: std :: option :: Option < Array < i64 > > */
+	"max_viewers" INT /* i32 */
+) RETURNS TABLE (
+	"viewer_id" bigint,  /* i64 */
+	"identified" bool,  /* bool */
+	"label_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"sessions" bigint,  /* i64 */
+	"visits" bigint,  /* i64 */
+	"session_micros" bigint,  /* i64 */
+	"last_viewed_at" timestamp with time zone  /* Option < TimestampWithTimeZone > */
+)
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_counts_top_wrapper';
 
 -- New tables and indexes (sql/schema.sql).
 -- Request tokens already used, by a digest of their id (claim jti), until
@@ -153,6 +184,10 @@ ALTER TABLE audience_internal.spent_tokens ALTER COLUMN token_id SET STATISTICS 
 ALTER TABLE audience_internal.app_months ADD COLUMN viewers bytea;
 COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers, views and the set of viewers per app per month.';
 ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_months ADD COLUMN public_viewers bytea, ADD COLUMN public_views bigint;
+COMMENT ON TABLE audience_internal.workspace_months IS
+    'Rollup: unique viewers and views per workspace per month, and the viewers and views of its apps public now.';
+ALTER TABLE audience_internal.workspace_months ALTER COLUMN public_viewers SET STATISTICS 0;
 
 -- Rollup for the usage questions (sql/usage.sql): each viewer of each app
 -- per day in the workspace's time zone, with the views of that day counted
@@ -212,12 +247,19 @@ CREATE TABLE audience_internal.workspace_days (
     -- window's most viewed apps are a sum over a row per day, not over a row
     -- per app and day.
     apps bytea NOT NULL,
+    -- The counters of each viewer, identifiable views apart, with the time
+    -- of their latest view, packed (audience_internal.viewer_counts): a
+    -- window's most active viewers are a sum over a row per day too.
+    viewer_counts bytea NOT NULL,
     PRIMARY KEY (workspace_id, day)
 );
 COMMENT ON TABLE audience_internal.workspace_days IS
-    'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app that day.';
+    'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app and of each viewer that day.';
 ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
-ALTER TABLE audience_internal.workspace_days ALTER COLUMN viewers SET STATISTICS 0, ALTER COLUMN apps SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_days
+    ALTER COLUMN viewers SET STATISTICS 0,
+    ALTER COLUMN apps SET STATISTICS 0,
+    ALTER COLUMN viewer_counts SET STATISTICS 0;
 
 -- The partial days at the edges of a window are read from the raw events of
 -- every app of a workspace at once.
@@ -1035,6 +1077,44 @@ $$;
 COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz, text, text) IS
     'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous), counting start (all-time totals count from it), pseudonym rotation (none or monthly) and pseudonym scope (workspace, or requester: each requester sees their own pseudonyms). NULL leaves a setting as it is. Operator only.';
 
+CREATE OR REPLACE FUNCTION audience.set_app_visibility(workspace text, app text, visibility text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    a_id bigint := audience_internal.app_id(ws_id, workspace, app);
+BEGIN
+    PERFORM audience_internal.check_choice(visibility, 'visibility', ARRAY['public', 'private']);
+    -- The workspace row first, FOR UPDATE (the lock order of
+    -- sql/ingest.sql): the folds of the workspace in progress finish
+    -- first, and those after see the new visibility, so the public sets
+    -- made again below stay exact.
+    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    UPDATE audience_internal.apps a
+       SET visibility = set_app_visibility.visibility, visibility_since = now()
+     WHERE a.workspace_id = ws_id AND a.app_id = a_id AND a.visibility <> set_app_visibility.visibility;
+    IF FOUND THEN
+        INSERT INTO audience_internal.app_visibility_changes AS c (workspace_id, app_id, changed_at, visibility)
+        VALUES (ws_id, a_id, now(), visibility)
+        ON CONFLICT (workspace_id, app_id, changed_at) DO UPDATE SET visibility = excluded.visibility;
+        -- Events not folded yet are folded under the new visibility.
+        UPDATE audience_internal.workspace_months wm
+           SET public_viewers = p.viewers, public_views = p.views
+          FROM (SELECT m.month,
+                       audience_internal.viewer_set_union(coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
+                       coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
+                  FROM audience_internal.workspace_months m
+                  LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
+                  LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
+                 WHERE m.workspace_id = ws_id
+                 GROUP BY m.month) p
+         WHERE wm.workspace_id = ws_id AND wm.month = p.month;
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1306,8 +1386,11 @@ BEGIN
      WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
     UPDATE audience_internal.workspace_days d
        SET session_micros = d.session_micros + added,
-           apps = audience_internal.app_counts_add(d.apps,
-                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added]))
+           apps = audience_internal.packed_counts_add(d.apps,
+                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added])),
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts,
+                               audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
+                                                               ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]))
      WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
 $$;
@@ -1396,6 +1479,20 @@ AS $$ SELECT $steps$
          WHERE w.workspace_id IN (SELECT a.workspace_id FROM added a)
            FOR KEY SHARE
     ),
+    -- The apps of the events that are public now, by a locking read for the
+    -- reason above (set_app_visibility changes one under the workspace
+    -- row's lock, and makes the public sets again). FOR SHARE, not FOR KEY
+    -- SHARE: a key-share lock is granted on the version the snapshot sees
+    -- when a later update left the key alone, as a change of visibility
+    -- does. It waits for nothing: that update is made under the workspace
+    -- lock, which the caller holds.
+    public_apps AS MATERIALIZED (
+        SELECT a.workspace_id, a.app_id
+          FROM audience_internal.apps a
+         WHERE (a.workspace_id, a.app_id) IN (SELECT m.workspace_id, m.app_id FROM added m)
+           AND a.visibility = 'public'
+           FOR SHARE
+    ),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
                (m.viewed_at >= w.counting_start)::int AS counted,
@@ -1476,27 +1573,40 @@ AS $$ SELECT $steps$
         RETURNING workspace_id, month
     ),
     workspace_months AS (
-        INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
-        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
-          FROM (SELECT e.workspace_id, e.month, false AS added FROM evv e
+        INSERT INTO audience_internal.workspace_months AS m
+               (workspace_id, month, unique_viewers, views, public_viewers, public_views)
+        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
+               audience_internal.viewer_set(coalesce(array_agg(c.viewer_id) FILTER (WHERE c.public), '{}')),
+               count(*) FILTER (WHERE c.public)
+          FROM (SELECT e.workspace_id, e.month, false AS added, e.viewer_id, p.app_id IS NOT NULL AS public
+                  FROM evv e
+                  LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
                 UNION ALL
-                SELECT x.workspace_id, x.month, true FROM workspace_month_viewers x) c
+                SELECT x.workspace_id, x.month, true, NULL, false FROM workspace_month_viewers x) c
          GROUP BY c.workspace_id, c.month
          ORDER BY c.workspace_id, c.month
         ON CONFLICT (workspace_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
+               public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
+               public_views = m.public_views + excluded.public_views
         RETURNING 1
+    ),
+    batch_app_day_viewers AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
+               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
+               max(e.viewed_at) AS last_viewed_at
+          FROM evv e
+         WHERE (SELECT count(*) FROM workspace_months) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
     ),
     app_day_viewers AS (
         INSERT INTO audience_internal.app_day_viewers AS d
                (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
-               count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-          FROM evv e
-         WHERE (SELECT count(*) FROM workspace_months) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
-         ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+        SELECT b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable, b.sessions, b.visits, b.session_micros,
+               b.last_viewed_at
+          FROM batch_app_day_viewers b
+         ORDER BY b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable
         ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
            SET (sessions, visits, session_micros, last_viewed_at) =
                (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
@@ -1504,7 +1614,8 @@ AS $$ SELECT $steps$
         RETURNING 1
     ),
     -- A day row's counters add up and its viewer sets unite; a workspace
-    -- day's are those of its apps' day rows in the batch.
+    -- day's are those of its apps' day rows in the batch, and of its
+    -- viewers' (a viewer's views of several apps in one entry).
     batch_app_days AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.day,
                count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
@@ -1526,22 +1637,34 @@ AS $$ SELECT $steps$
                viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers])
         RETURNING 1
     ),
+    batch_day_viewers AS MATERIALIZED (
+        SELECT v.workspace_id, v.day,
+               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
+                                               array_agg(v.visits), array_agg(v.session_micros),
+                                               array_agg(v.last_viewed_at)) AS viewer_counts
+          FROM batch_app_day_viewers v
+         WHERE (SELECT count(*) FROM app_days) >= 0
+         GROUP BY v.workspace_id, v.day
+    ),
     workspace_days AS (
         INSERT INTO audience_internal.workspace_days AS d
-               (workspace_id, day, sessions, visits, session_micros, viewers, apps)
-        SELECT b.workspace_id, b.day, sum(b.sessions), sum(b.visits), sum(b.session_micros),
-               audience_internal.viewer_set_union(array_agg(b.viewers)),
-               audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
-                                            array_agg(b.session_micros::bigint))
-          FROM batch_app_days b
-         WHERE (SELECT count(*) FROM app_days) >= 0
-         GROUP BY b.workspace_id, b.day
+               (workspace_id, day, sessions, visits, session_micros, viewers, apps, viewer_counts)
+        SELECT b.workspace_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.apps, v.viewer_counts
+          FROM (SELECT b.workspace_id, b.day, sum(b.sessions) AS sessions, sum(b.visits) AS visits,
+                       sum(b.session_micros) AS session_micros,
+                       audience_internal.viewer_set_union(array_agg(b.viewers)) AS viewers,
+                       audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
+                                                    array_agg(b.session_micros::bigint)) AS apps
+                  FROM batch_app_days b
+                 GROUP BY b.workspace_id, b.day) b
+          JOIN batch_day_viewers v ON v.workspace_id = b.workspace_id AND v.day = b.day
          ORDER BY b.workspace_id, b.day
         ON CONFLICT (workspace_id, day) DO UPDATE
            SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
                session_micros = d.session_micros + excluded.session_micros,
                viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
-               apps = audience_internal.app_counts_add(d.apps, excluded.apps)
+               apps = audience_internal.packed_counts_add(d.apps, excluded.apps),
+               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)
@@ -1840,7 +1963,16 @@ AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH pending AS MATERIALIZED (
+    WITH shown AS MATERIALIZED (
+        -- For several apps: whether they include every public app, and those
+        -- of them that are not public.
+        SELECT coalesce(bool_and(s.app_id IS NOT NULL) FILTER (WHERE a.visibility = 'public'), true) AS all_public,
+               coalesce(array_agg(a.app_id) FILTER (WHERE s.app_id IS NOT NULL AND a.visibility <> 'public'), '{}') AS others
+          FROM audience_internal.apps a
+          LEFT JOIN unnest(monthly_viewers.apps) s(app_id) ON s.app_id = a.app_id
+         WHERE cardinality(monthly_viewers.apps) > 1 AND a.workspace_id = monthly_viewers.workspace_id
+    ),
+    pending AS MATERIALIZED (
         SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
           FROM audience_internal.pending_folds p
           JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
@@ -1856,14 +1988,26 @@ BEGIN
           SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
            WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
-          -- Several apps: the union of their month sets and of the pending
-          -- events' viewers.
+          -- Several apps: the union of their month sets (or of the public
+          -- apps' set and the others') and of the pending events' viewers.
           SELECT audience_internal.viewer_set_count(
-                     array_agg(am.viewers)
+                     array_agg(x.viewers)
                      || (SELECT audience_internal.viewer_set(array_agg(p.viewer_id)) FROM pending p WHERE p.month = r.month)),
-                 coalesce(sum(am.views), 0)::bigint
-            FROM audience_internal.app_months am
-           WHERE am.workspace_id = monthly_viewers.workspace_id AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month
+                 coalesce(sum(x.views), 0)::bigint
+            FROM shown,
+                 LATERAL (SELECT wm.public_viewers AS viewers, wm.public_views AS views
+                            FROM audience_internal.workspace_months wm
+                           WHERE shown.all_public AND cardinality(monthly_viewers.apps) > 1 AND wm.workspace_id = monthly_viewers.workspace_id AND wm.month = r.month
+                          UNION ALL
+                          SELECT am.viewers, am.views
+                            FROM audience_internal.app_months am
+                           WHERE shown.all_public AND cardinality(monthly_viewers.apps) > 1 AND am.workspace_id = monthly_viewers.workspace_id
+                             AND am.app_id = ANY (shown.others) AND am.month = r.month
+                          UNION ALL
+                          SELECT am.viewers, am.views
+                            FROM audience_internal.app_months am
+                           WHERE NOT shown.all_public AND am.workspace_id = monthly_viewers.workspace_id
+                             AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month) x
           HAVING cardinality(monthly_viewers.apps) <> 1
       ) c ON true
      CROSS JOIN LATERAL (
@@ -2187,8 +2331,10 @@ $$;
 -- The views of some apps of one workspace in a window (`apps` NULL: every
 -- app) that the day rollups do not hold: the raw events of its edges, and
 -- the events of its whole days not folded yet (pending_folds).
-CREATE FUNCTION audience_internal.unfolded_views(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
-RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint)
+CREATE FUNCTION audience_internal.unfolded_views(
+    workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, raw_day date DEFAULT NULL)
+RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
+               identifiable boolean, viewed_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     WITH b AS MATERIALIZED (
@@ -2199,32 +2345,38 @@ AS $$
           FROM b
          CROSS JOIN LATERAL audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
                                                             b.time_zone, b.first_day, b.end_day) r
+        UNION ALL
+        SELECT unfolded_views.raw_day::timestamp AT TIME ZONE b.time_zone,
+               (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE b.time_zone
+          FROM b
+         WHERE unfolded_views.raw_day >= b.first_day AND unfolded_views.raw_day < b.end_day
     )
     SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
            (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
-           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at)
+           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
       FROM b,
            (-- Each edge through the index that fits its own bounds: by time
             -- for every app, by app and time for some.
-            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
               FROM edges r
              CROSS JOIN LATERAL (
-                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
                     FROM audience_internal.view_events x
                    WHERE unfolded_views.apps IS NULL AND x.workspace_id = unfolded_views.workspace_id
                      AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
                   UNION ALL
-                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
                     FROM audience_internal.view_events x
                    WHERE unfolded_views.apps IS NOT NULL AND x.workspace_id = unfolded_views.workspace_id
                      AND x.app_id = ANY (unfolded_views.apps) AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) x
             UNION ALL
-            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at
+            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at, p.identifiable
               FROM b
               JOIN audience_internal.pending_folds p ON p.workspace_id = unfolded_views.workspace_id
              WHERE (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
                AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
-               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day) x
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x
 $$;
 
 -- Sessions, visits, ended session time and the set of viewers of some apps
@@ -2265,72 +2417,6 @@ AS $$
            audience_internal.viewer_set(array_agg(u.viewer_id))
       FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since, usage_days.until) u
      GROUP BY 1, 2
-$$;
-
-CREATE FUNCTION audience_internal.usage_facts(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
-RETURNS TABLE (app_id bigint, day date, viewer_id bigint, identifiable boolean,
-               sessions bigint, visits bigint, session_micros bigint, last_viewed_at timestamptz, at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    WITH bounds AS MATERIALIZED (
-        SELECT x.time_zone AS tz, x.first_day, x.end_day, x.identification_day AS mixed_day
-          FROM audience_internal.window_days(usage_facts.workspace_id, usage_facts.since, usage_facts.until) x
-    ),
-    whole_days AS MATERIALIZED (
-        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
-               d.last_viewed_at
-          FROM bounds b
-          JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = usage_facts.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE usage_facts.apps IS NULL AND d.day IS DISTINCT FROM b.mixed_day
-        UNION ALL
-        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
-               d.last_viewed_at
-          FROM bounds b
-          JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = usage_facts.workspace_id AND d.app_id = ANY (usage_facts.apps) AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE usage_facts.apps IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
-    ),
-    raw_ranges AS MATERIALIZED (
-        SELECT r.lo, r.hi
-          FROM bounds b
-         CROSS JOIN LATERAL audience_internal.window_edges(usage_facts.since, usage_facts.until,
-                                                            b.tz, b.first_day, b.end_day) r
-        UNION ALL
-        SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
-          FROM bounds b WHERE b.mixed_day >= b.first_day AND b.mixed_day < b.end_day
-    ),
-    raw_views AS MATERIALIZED (
-        SELECT e.app_id, e.viewer_id, e.identifiable, e.kind, e.viewed_at, e.ended_at
-          FROM raw_ranges r
-         CROSS JOIN LATERAL (
-              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
-                FROM audience_internal.view_events x
-               WHERE usage_facts.apps IS NULL AND x.workspace_id = usage_facts.workspace_id AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
-              UNION ALL
-              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
-                FROM audience_internal.view_events x
-               WHERE usage_facts.apps IS NOT NULL AND x.workspace_id = usage_facts.workspace_id AND x.app_id = ANY (usage_facts.apps)
-                 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
-    ),
-    -- Events of the whole days not folded into the day rollup yet (those of
-    -- the other days are among the raw events above).
-    pending_views AS MATERIALIZED (
-        SELECT p.app_id, p.viewer_id, p.identifiable, p.kind, p.viewed_at, p.ended_at
-          FROM bounds b
-          JOIN audience_internal.pending_folds p ON p.workspace_id = usage_facts.workspace_id
-         WHERE (usage_facts.apps IS NULL OR p.app_id = ANY (usage_facts.apps))
-           AND audience_internal.day_of(p.viewed_at, b.tz) >= b.first_day AND audience_internal.day_of(p.viewed_at, b.tz) < b.end_day
-           AND audience_internal.day_of(p.viewed_at, b.tz) IS DISTINCT FROM b.mixed_day
-    )
-    SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
-           d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
-      FROM bounds b, whole_days d
-    UNION ALL
-    SELECT e.app_id, audience_internal.day_of(e.viewed_at, b.tz), e.viewer_id, e.identifiable,
-           (e.kind = 'session')::int, (e.kind = 'visit')::int,
-           audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
-      FROM bounds b, (SELECT * FROM raw_views UNION ALL SELECT * FROM pending_views) e
 $$;
 
 CREATE FUNCTION audience_internal.app_sessions_for(
@@ -2468,31 +2554,81 @@ AS $$
 DECLARE
     ws record;
     w audience_internal.workspaces;
-    apps bigint[];
+    shown_apps bigint[];
 BEGIN
     ws := audience_internal.read_scope(top_viewers_for.ticket, top_viewers_for.workspace, top_viewers_for.app, false);
-    apps := ws.app_ids;
+    shown_apps := ws.app_ids;
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
+    -- The window as packed viewer counters (a value per whole day, and per
+    -- day and side of the identification start of the views the day
+    -- rollups do not hold), each with the time its views are labelled at:
+    -- all views of a value are on one side of the identification start and
+    -- in one month. The labelling rule decides, per value, how each kind of
+    -- view is labelled (by a member now or not, identifiable or not); one
+    -- call sums the values per viewer and label and keeps the top.
     RETURN QUERY
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, g.views, g.sessions,
-           audience_internal.micros_interval(g.session_micros), g.last_viewed_at
-      FROM (SELECT f.viewer_id, k.identified, k.label_at,
-                   sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
-                   sum(f.session_micros) AS session_micros, max(f.last_viewed_at) AS last_viewed_at
-              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_viewers_for.since, top_viewers_for.until) f
-              LEFT JOIN unnest(audience_internal.member_viewer_ids(ws.workspace_id)) mv(viewer_id)
-                ON mv.viewer_id = f.viewer_id
-             CROSS JOIN LATERAL audience_internal.label_key(w, mv.viewer_id IS NOT NULL, f.at, f.identifiable) k
-             GROUP BY f.viewer_id, k.identified, k.label_at
-             ORDER BY views DESC, last_viewed_at DESC, f.viewer_id, k.identified
-             LIMIT top_viewers_for.max_viewers) g
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until)
+    ),
+    parts AS MATERIALIZED (
+        SELECT row_number() OVER () AS n, p.counts, p.at
+          FROM (SELECT d.viewer_counts AS counts, d.day::timestamp AT TIME ZONE b.time_zone AS at
+                  FROM b
+                  JOIN audience_internal.workspace_days d
+                    ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+                 WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
+                UNION ALL
+                SELECT audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
+                                                       array_agg(d.sessions), array_agg(d.visits),
+                                                       array_agg(d.session_micros), array_agg(d.last_viewed_at)),
+                       d.day::timestamp AT TIME ZONE b.time_zone
+                  FROM b
+                  JOIN audience_internal.app_day_viewers d
+                    ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
+                   AND d.day >= b.first_day AND d.day < b.end_day
+                 WHERE shown_apps IS NOT NULL AND d.day IS DISTINCT FROM b.identification_day
+                 GROUP BY d.day, b.time_zone
+                UNION ALL
+                SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
+                                                       array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
+                                                       array_agg(u.session_micros), array_agg(u.viewed_at)),
+                       u.at
+                  FROM (SELECT u.*,
+                               CASE WHEN u.viewed_at >= w.identification_start
+                                    THEN greatest(u.day::timestamp AT TIME ZONE b.time_zone, w.identification_start)
+                                    ELSE u.day::timestamp AT TIME ZONE b.time_zone END AS at
+                          FROM b
+                         CROSS JOIN LATERAL audience_internal.unfolded_views(
+                                   ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
+                                   b.identification_day) u) u
+                 GROUP BY u.at) p
+    ),
+    classes AS MATERIALIZED (
+        SELECT p.n, c.kind, k.identified, k.label_at
+          FROM parts p
+         CROSS JOIN (VALUES (0, false, false), (1, false, true), (2, true, false), (3, true, true))
+                    c(kind, is_member, identifiable)
+         CROSS JOIN LATERAL audience_internal.label_key(w, c.is_member, p.at, c.identifiable) k
+    ),
+    top AS MATERIALIZED (
+        SELECT t.*
+          FROM audience_internal.viewer_counts_top(
+                   (SELECT array_agg(p.counts ORDER BY p.n) FROM parts p),
+                   (SELECT array_agg(c.identified ORDER BY c.n, c.kind) FROM classes c),
+                   (SELECT array_agg(c.label_at ORDER BY c.n, c.kind) FROM classes c),
+                   audience_internal.member_viewer_ids(ws.workspace_id),
+                   top_viewers_for.max_viewers) t
+    )
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, t.sessions + t.visits, t.sessions,
+           audience_internal.micros_interval(t.session_micros), t.last_viewed_at
+      FROM top t
      -- A name is the same every month; its viewer_ref, like recent_viewers',
      -- is that of the month of the last view.
-     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, g.viewer_id, g.identified,
-                                                   coalesce(g.label_at, g.last_viewed_at)) l
-     ORDER BY g.views DESC, g.last_viewed_at DESC, g.viewer_id, g.identified;
+     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, t.viewer_id, t.identified,
+                                                   coalesce(t.label_at, t.last_viewed_at)) l
+     ORDER BY t.sessions + t.visits DESC, t.last_viewed_at DESC, t.viewer_id, t.identified, t.label_at;
 END
 $$;
 
@@ -2907,6 +3043,8 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
     gone_days audience_internal.app_days[];
+    gone_viewer_days date[];
+    gone_viewer_counts bytea[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     FOR ws IN
@@ -2954,9 +3092,12 @@ BEGIN
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) e;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n)::audience_internal.workspace_months), '{}')
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n)::audience_internal.workspace_months), '{}')
               INTO gone_months
-              FROM (SELECT g.month, sum(g.views) AS n FROM unnest(gone_app_months) g GROUP BY 1) m;
+              FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
+                      FROM unnest(gone_app_months) g
+                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
+                     GROUP BY 1) m;
             SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
                                           NULL)::audience_internal.app_days), '{}')
               INTO gone_days
@@ -2965,6 +3106,15 @@ BEGIN
                       FROM audience_internal.app_day_viewers d
                      WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
                      GROUP BY 1, 2) d;
+            SELECT coalesce(array_agg(v.day), '{}'), coalesce(array_agg(v.counts), '{}')
+              INTO gone_viewer_days, gone_viewer_counts
+              FROM (SELECT d.day,
+                           audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
+                                                           array_agg(d.sessions), array_agg(d.visits),
+                                                           array_agg(d.session_micros), array_agg(d.last_viewed_at)) AS counts
+                      FROM audience_internal.app_day_viewers d
+                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
+                     GROUP BY 1) v;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -2989,7 +3139,9 @@ BEGIN
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
             DELETE FROM audience_internal.workspace_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.workspace_months wm
-               SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views
+               SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
+                   public_viewers = audience_internal.viewer_set_without(wm.public_viewers, v_id),
+                   public_views = wm.public_views - g.public_views
               FROM unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
@@ -3008,12 +3160,14 @@ BEGIN
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
                    session_micros = d.session_micros - g.session_micros,
                    viewers = audience_internal.viewer_set_without(d.viewers, v_id),
-                   apps = audience_internal.app_counts_subtract(d.apps, g.apps)
+                   apps = audience_internal.packed_counts_subtract(d.apps, g.apps),
+                   viewer_counts = audience_internal.packed_counts_subtract(d.viewer_counts, vc.counts)
               FROM (SELECT g.day, sum(g.sessions) AS sessions, sum(g.visits) AS visits,
                            sum(g.session_micros) AS session_micros,
                            audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions),
                                                         array_agg(g.visits), array_agg(g.session_micros)) AS apps
                       FROM unnest(gone_days) g GROUP BY 1) g
+              JOIN unnest(gone_viewer_days, gone_viewer_counts) vc(day, counts) ON vc.day = g.day
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day;
             DELETE FROM audience_internal.workspace_days d USING unnest(gone_days) g
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day AND d.sessions + d.visits = 0;
@@ -3459,6 +3613,18 @@ BEGIN
              GROUP BY 1, 2, 3) v
      WHERE am.workspace_id = v.workspace_id AND am.app_id = v.app_id AND am.month = v.month;
     ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET NOT NULL;
+    -- The views and viewers of the apps public now, per workspace and month.
+    UPDATE audience_internal.workspace_months wm SET public_viewers = p.viewers, public_views = p.views
+      FROM (SELECT m.workspace_id, m.month,
+                   audience_internal.viewer_set_union(coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
+                   coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
+              FROM audience_internal.workspace_months m
+              LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
+              LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
+             GROUP BY 1, 2) p
+     WHERE wm.workspace_id = p.workspace_id AND wm.month = p.month;
+    ALTER TABLE audience_internal.workspace_months
+        ALTER COLUMN public_viewers SET NOT NULL, ALTER COLUMN public_views SET NOT NULL;
 
     -- And its totals and viewer sets per app and per workspace.
     INSERT INTO audience_internal.app_days
@@ -3467,12 +3633,20 @@ BEGIN
       FROM audience_internal.app_day_viewers d
      GROUP BY 1, 2, 3;
     INSERT INTO audience_internal.workspace_days
-    SELECT d.workspace_id, d.day, sum(d.sessions), sum(d.visits), sum(d.session_micros),
-           audience_internal.viewer_set_union(array_agg(d.viewers)),
-           audience_internal.app_counts(array_agg(d.app_id), array_agg(d.sessions), array_agg(d.visits),
-                                        array_agg(d.session_micros))
-      FROM audience_internal.app_days d
-     GROUP BY 1, 2;
+    SELECT d.workspace_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers, d.apps, v.viewer_counts
+      FROM (SELECT d.workspace_id, d.day, sum(d.sessions) AS sessions, sum(d.visits) AS visits,
+                   sum(d.session_micros) AS session_micros,
+                   audience_internal.viewer_set_union(array_agg(d.viewers)) AS viewers,
+                   audience_internal.app_counts(array_agg(d.app_id), array_agg(d.sessions), array_agg(d.visits),
+                                                array_agg(d.session_micros)) AS apps
+              FROM audience_internal.app_days d
+             GROUP BY 1, 2) d
+      JOIN (SELECT v.workspace_id, v.day,
+                   audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable),
+                                                   array_agg(v.sessions), array_agg(v.visits),
+                                                   array_agg(v.session_micros), array_agg(v.last_viewed_at)) AS viewer_counts
+              FROM audience_internal.app_day_viewers v
+             GROUP BY 1, 2) v ON v.workspace_id = d.workspace_id AND v.day = d.day;
 
     IF affected IS NOT NULL THEN
         PERFORM audience_internal.rebuild_rollups(a) FROM unnest(affected) a;

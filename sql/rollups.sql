@@ -107,6 +107,20 @@ AS $$ SELECT $steps$
          WHERE w.workspace_id IN (SELECT a.workspace_id FROM added a)
            FOR KEY SHARE
     ),
+    -- The apps of the events that are public now, by a locking read for the
+    -- reason above (set_app_visibility changes one under the workspace
+    -- row's lock, and makes the public sets again). FOR SHARE, not FOR KEY
+    -- SHARE: a key-share lock is granted on the version the snapshot sees
+    -- when a later update left the key alone, as a change of visibility
+    -- does. It waits for nothing: that update is made under the workspace
+    -- lock, which the caller holds.
+    public_apps AS MATERIALIZED (
+        SELECT a.workspace_id, a.app_id
+          FROM audience_internal.apps a
+         WHERE (a.workspace_id, a.app_id) IN (SELECT m.workspace_id, m.app_id FROM added m)
+           AND a.visibility = 'public'
+           FOR SHARE
+    ),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
                (m.viewed_at >= w.counting_start)::int AS counted,
@@ -187,27 +201,40 @@ AS $$ SELECT $steps$
         RETURNING workspace_id, month
     ),
     workspace_months AS (
-        INSERT INTO audience_internal.workspace_months AS m (workspace_id, month, unique_viewers, views)
-        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added)
-          FROM (SELECT e.workspace_id, e.month, false AS added FROM evv e
+        INSERT INTO audience_internal.workspace_months AS m
+               (workspace_id, month, unique_viewers, views, public_viewers, public_views)
+        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
+               audience_internal.viewer_set(coalesce(array_agg(c.viewer_id) FILTER (WHERE c.public), '{}')),
+               count(*) FILTER (WHERE c.public)
+          FROM (SELECT e.workspace_id, e.month, false AS added, e.viewer_id, p.app_id IS NOT NULL AS public
+                  FROM evv e
+                  LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
                 UNION ALL
-                SELECT x.workspace_id, x.month, true FROM workspace_month_viewers x) c
+                SELECT x.workspace_id, x.month, true, NULL, false FROM workspace_month_viewers x) c
          GROUP BY c.workspace_id, c.month
          ORDER BY c.workspace_id, c.month
         ON CONFLICT (workspace_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views
+           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
+               public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
+               public_views = m.public_views + excluded.public_views
         RETURNING 1
+    ),
+    batch_app_day_viewers AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
+               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
+               max(e.viewed_at) AS last_viewed_at
+          FROM evv e
+         WHERE (SELECT count(*) FROM workspace_months) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
     ),
     app_day_viewers AS (
         INSERT INTO audience_internal.app_day_viewers AS d
                (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
-               count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-          FROM evv e
-         WHERE (SELECT count(*) FROM workspace_months) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
-         ORDER BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
+        SELECT b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable, b.sessions, b.visits, b.session_micros,
+               b.last_viewed_at
+          FROM batch_app_day_viewers b
+         ORDER BY b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable
         ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
            SET (sessions, visits, session_micros, last_viewed_at) =
                (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
@@ -215,7 +242,8 @@ AS $$ SELECT $steps$
         RETURNING 1
     ),
     -- A day row's counters add up and its viewer sets unite; a workspace
-    -- day's are those of its apps' day rows in the batch.
+    -- day's are those of its apps' day rows in the batch, and of its
+    -- viewers' (a viewer's views of several apps in one entry).
     batch_app_days AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.day,
                count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
@@ -237,22 +265,34 @@ AS $$ SELECT $steps$
                viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers])
         RETURNING 1
     ),
+    batch_day_viewers AS MATERIALIZED (
+        SELECT v.workspace_id, v.day,
+               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
+                                               array_agg(v.visits), array_agg(v.session_micros),
+                                               array_agg(v.last_viewed_at)) AS viewer_counts
+          FROM batch_app_day_viewers v
+         WHERE (SELECT count(*) FROM app_days) >= 0
+         GROUP BY v.workspace_id, v.day
+    ),
     workspace_days AS (
         INSERT INTO audience_internal.workspace_days AS d
-               (workspace_id, day, sessions, visits, session_micros, viewers, apps)
-        SELECT b.workspace_id, b.day, sum(b.sessions), sum(b.visits), sum(b.session_micros),
-               audience_internal.viewer_set_union(array_agg(b.viewers)),
-               audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
-                                            array_agg(b.session_micros::bigint))
-          FROM batch_app_days b
-         WHERE (SELECT count(*) FROM app_days) >= 0
-         GROUP BY b.workspace_id, b.day
+               (workspace_id, day, sessions, visits, session_micros, viewers, apps, viewer_counts)
+        SELECT b.workspace_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.apps, v.viewer_counts
+          FROM (SELECT b.workspace_id, b.day, sum(b.sessions) AS sessions, sum(b.visits) AS visits,
+                       sum(b.session_micros) AS session_micros,
+                       audience_internal.viewer_set_union(array_agg(b.viewers)) AS viewers,
+                       audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
+                                                    array_agg(b.session_micros::bigint)) AS apps
+                  FROM batch_app_days b
+                 GROUP BY b.workspace_id, b.day) b
+          JOIN batch_day_viewers v ON v.workspace_id = b.workspace_id AND v.day = b.day
          ORDER BY b.workspace_id, b.day
         ON CONFLICT (workspace_id, day) DO UPDATE
            SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
                session_micros = d.session_micros + excluded.session_micros,
                viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
-               apps = audience_internal.app_counts_add(d.apps, excluded.apps)
+               apps = audience_internal.packed_counts_add(d.apps, excluded.apps),
+               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)

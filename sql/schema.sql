@@ -259,9 +259,17 @@ CREATE TABLE audience_internal.workspace_months (
     month date NOT NULL,
     unique_viewers bigint NOT NULL,
     views bigint NOT NULL,
+    -- The views and the set of viewers of the apps that are public now: a
+    -- viewer member sees every public app and the private ones granted to
+    -- it, so its monthly uniques are this set united with its few private
+    -- apps' sets (app_months), not a union of every public app's.
+    -- set_app_visibility makes them again.
+    public_viewers bytea NOT NULL,
+    public_views bigint NOT NULL,
     PRIMARY KEY (workspace_id, month)
 );
-COMMENT ON TABLE audience_internal.workspace_months IS 'Rollup: unique viewers and views per workspace per month.';
+COMMENT ON TABLE audience_internal.workspace_months IS
+    'Rollup: unique viewers and views per workspace per month, and the viewers and views of its apps public now.';
 
 -- Rollup for the usage questions (sql/usage.sql): each viewer of each app
 -- per day in the workspace's time zone, with the views of that day counted
@@ -321,10 +329,14 @@ CREATE TABLE audience_internal.workspace_days (
     -- window's most viewed apps are a sum over a row per day, not over a row
     -- per app and day.
     apps bytea NOT NULL,
+    -- The counters of each viewer, identifiable views apart, with the time
+    -- of their latest view, packed (audience_internal.viewer_counts): a
+    -- window's most active viewers are a sum over a row per day too.
+    viewer_counts bytea NOT NULL,
     PRIMARY KEY (workspace_id, day)
 );
 COMMENT ON TABLE audience_internal.workspace_days IS
-    'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app that day.';
+    'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app and of each viewer that day.';
 
 -- The partial days at the edges of a window are read from the raw events of
 -- every app of a workspace at once.
@@ -386,8 +398,12 @@ ALTER TABLE audience_internal.viewers
     ALTER COLUMN viewer_hash SET STATISTICS 0,
     ALTER COLUMN identity SET STATISTICS 0;
 ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_months ALTER COLUMN public_viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
-ALTER TABLE audience_internal.workspace_days ALTER COLUMN viewers SET STATISTICS 0, ALTER COLUMN apps SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_days
+    ALTER COLUMN viewers SET STATISTICS 0,
+    ALTER COLUMN apps SET STATISTICS 0,
+    ALTER COLUMN viewer_counts SET STATISTICS 0;
 ALTER TABLE audience_internal.connect_records
     ALTER COLUMN user_ref SET STATISTICS 0,
     ALTER COLUMN viewer_hash SET STATISTICS 0;

@@ -9,10 +9,11 @@
 -- not folded into them yet, its partial first and last days from the raw
 -- events: counts and distinct viewers from app_days and workspace_days (a
 -- row and a viewer set per day), the questions about people (top_viewers)
--- from app_day_viewers, whose day the workspace's identification start
--- falls in is read from the raw events too. Labels are decided view by view
--- (sql/labels.sql): a person's identified and pseudonymous views are never
--- merged into one row.
+-- from the packed viewer counters of workspace_days (or, for some apps,
+-- from app_day_viewers); the day the workspace's identification start
+-- falls in is read from the raw events there. Labels are decided view by
+-- view (sql/labels.sql): a person's identified and pseudonymous views are
+-- never merged into one row.
 
 CREATE FUNCTION audience_internal.check_window(since timestamptz, until timestamptz)
 RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -74,9 +75,13 @@ $$;
 
 -- The views of some apps of one workspace in a window (`apps` NULL: every
 -- app) that the day rollups do not hold: the raw events of its edges, and
--- the events of its whole days not folded yet (pending_folds).
-CREATE FUNCTION audience_internal.unfolded_views(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
-RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint)
+-- the events of its whole days not folded yet (pending_folds). A read that
+-- cannot use the rollup of one whole day (`raw_day`) has its raw events
+-- too.
+CREATE FUNCTION audience_internal.unfolded_views(
+    workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, raw_day date DEFAULT NULL)
+RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
+               identifiable boolean, viewed_at timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     WITH b AS MATERIALIZED (
@@ -87,32 +92,38 @@ AS $$
           FROM b
          CROSS JOIN LATERAL audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
                                                             b.time_zone, b.first_day, b.end_day) r
+        UNION ALL
+        SELECT unfolded_views.raw_day::timestamp AT TIME ZONE b.time_zone,
+               (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE b.time_zone
+          FROM b
+         WHERE unfolded_views.raw_day >= b.first_day AND unfolded_views.raw_day < b.end_day
     )
     SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
            (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
-           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at)
+           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
       FROM b,
            (-- Each edge through the index that fits its own bounds: by time
             -- for every app, by app and time for some.
-            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
               FROM edges r
              CROSS JOIN LATERAL (
-                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
                     FROM audience_internal.view_events x
                    WHERE unfolded_views.apps IS NULL AND x.workspace_id = unfolded_views.workspace_id
                      AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
                   UNION ALL
-                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at
+                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
                     FROM audience_internal.view_events x
                    WHERE unfolded_views.apps IS NOT NULL AND x.workspace_id = unfolded_views.workspace_id
                      AND x.app_id = ANY (unfolded_views.apps) AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) x
             UNION ALL
-            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at
+            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at, p.identifiable
               FROM b
               JOIN audience_internal.pending_folds p ON p.workspace_id = unfolded_views.workspace_id
              WHERE (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
                AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
-               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day) x
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day
+               AND audience_internal.day_of(p.viewed_at, b.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x
 $$;
 
 -- Sessions, visits, ended session time and the set of viewers of some apps
@@ -153,81 +164,6 @@ AS $$
            audience_internal.viewer_set(array_agg(u.viewer_id))
       FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since, usage_days.until) u
      GROUP BY 1, 2
-$$;
-
--- The usage of some apps of one workspace in a window (`apps` NULL: every
--- app), one row per app, local day, viewer and identifiability, for the
--- questions about people (top_viewers): the day rollup app_day_viewers for
--- the whole days, the raw events (one row each) for the rest.
--- `at` is the time the labelling rule looks at: the view's own time, or the
--- start of a whole day (every view of such a day is on the same side of the
--- identification start, and in the same month). Each source is read through
--- the index that fits: by workspace and day (or time) for every app, by app
--- for some; the branch that does not apply is never run.
-CREATE FUNCTION audience_internal.usage_facts(workspace_id bigint, apps bigint[], since timestamptz, until timestamptz)
-RETURNS TABLE (app_id bigint, day date, viewer_id bigint, identifiable boolean,
-               sessions bigint, visits bigint, session_micros bigint, last_viewed_at timestamptz, at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    WITH bounds AS MATERIALIZED (
-        SELECT x.time_zone AS tz, x.first_day, x.end_day, x.identification_day AS mixed_day
-          FROM audience_internal.window_days(usage_facts.workspace_id, usage_facts.since, usage_facts.until) x
-    ),
-    whole_days AS MATERIALIZED (
-        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
-               d.last_viewed_at
-          FROM bounds b
-          JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = usage_facts.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE usage_facts.apps IS NULL AND d.day IS DISTINCT FROM b.mixed_day
-        UNION ALL
-        SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
-               d.last_viewed_at
-          FROM bounds b
-          JOIN audience_internal.app_day_viewers d
-            ON d.workspace_id = usage_facts.workspace_id AND d.app_id = ANY (usage_facts.apps) AND d.day >= b.first_day AND d.day < b.end_day
-         WHERE usage_facts.apps IS NOT NULL AND d.day IS DISTINCT FROM b.mixed_day
-    ),
-    raw_ranges AS MATERIALIZED (
-        SELECT r.lo, r.hi
-          FROM bounds b
-         CROSS JOIN LATERAL audience_internal.window_edges(usage_facts.since, usage_facts.until,
-                                                            b.tz, b.first_day, b.end_day) r
-        UNION ALL
-        SELECT b.mixed_day::timestamp AT TIME ZONE b.tz, (b.mixed_day + 1)::timestamp AT TIME ZONE b.tz
-          FROM bounds b WHERE b.mixed_day >= b.first_day AND b.mixed_day < b.end_day
-    ),
-    raw_views AS MATERIALIZED (
-        SELECT e.app_id, e.viewer_id, e.identifiable, e.kind, e.viewed_at, e.ended_at
-          FROM raw_ranges r
-         CROSS JOIN LATERAL (
-              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
-                FROM audience_internal.view_events x
-               WHERE usage_facts.apps IS NULL AND x.workspace_id = usage_facts.workspace_id AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
-              UNION ALL
-              SELECT x.app_id, x.viewer_id, x.identifiable, x.kind, x.viewed_at, x.ended_at
-                FROM audience_internal.view_events x
-               WHERE usage_facts.apps IS NOT NULL AND x.workspace_id = usage_facts.workspace_id AND x.app_id = ANY (usage_facts.apps)
-                 AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) e
-    ),
-    -- Events of the whole days not folded into the day rollup yet (those of
-    -- the other days are among the raw events above).
-    pending_views AS MATERIALIZED (
-        SELECT p.app_id, p.viewer_id, p.identifiable, p.kind, p.viewed_at, p.ended_at
-          FROM bounds b
-          JOIN audience_internal.pending_folds p ON p.workspace_id = usage_facts.workspace_id
-         WHERE (usage_facts.apps IS NULL OR p.app_id = ANY (usage_facts.apps))
-           AND audience_internal.day_of(p.viewed_at, b.tz) >= b.first_day AND audience_internal.day_of(p.viewed_at, b.tz) < b.end_day
-           AND audience_internal.day_of(p.viewed_at, b.tz) IS DISTINCT FROM b.mixed_day
-    )
-    SELECT d.app_id, d.day, d.viewer_id, d.identifiable, d.sessions, d.visits, d.session_micros,
-           d.last_viewed_at, d.day::timestamp AT TIME ZONE b.tz
-      FROM bounds b, whole_days d
-    UNION ALL
-    SELECT e.app_id, audience_internal.day_of(e.viewed_at, b.tz), e.viewer_id, e.identifiable,
-           (e.kind = 'session')::int, (e.kind = 'visit')::int,
-           audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at), e.viewed_at, e.viewed_at
-      FROM bounds b, (SELECT * FROM raw_views UNION ALL SELECT * FROM pending_views) e
 $$;
 
 CREATE TYPE audience.app_sessions_row AS (
@@ -398,31 +334,81 @@ AS $$
 DECLARE
     ws record;
     w audience_internal.workspaces;
-    apps bigint[];
+    shown_apps bigint[];
 BEGIN
     ws := audience_internal.read_scope(top_viewers_for.ticket, top_viewers_for.workspace, top_viewers_for.app, false);
-    apps := ws.app_ids;
+    shown_apps := ws.app_ids;
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
+    -- The window as packed viewer counters (a value per whole day, and per
+    -- day and side of the identification start of the views the day
+    -- rollups do not hold), each with the time its views are labelled at:
+    -- all views of a value are on one side of the identification start and
+    -- in one month. The labelling rule decides, per value, how each kind of
+    -- view is labelled (by a member now or not, identifiable or not); one
+    -- call sums the values per viewer and label and keeps the top.
     RETURN QUERY
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, g.views, g.sessions,
-           audience_internal.micros_interval(g.session_micros), g.last_viewed_at
-      FROM (SELECT f.viewer_id, k.identified, k.label_at,
-                   sum(f.sessions + f.visits)::bigint AS views, sum(f.sessions)::bigint AS sessions,
-                   sum(f.session_micros) AS session_micros, max(f.last_viewed_at) AS last_viewed_at
-              FROM audience_internal.usage_facts(ws.workspace_id, apps, top_viewers_for.since, top_viewers_for.until) f
-              LEFT JOIN unnest(audience_internal.member_viewer_ids(ws.workspace_id)) mv(viewer_id)
-                ON mv.viewer_id = f.viewer_id
-             CROSS JOIN LATERAL audience_internal.label_key(w, mv.viewer_id IS NOT NULL, f.at, f.identifiable) k
-             GROUP BY f.viewer_id, k.identified, k.label_at
-             ORDER BY views DESC, last_viewed_at DESC, f.viewer_id, k.identified
-             LIMIT top_viewers_for.max_viewers) g
+    WITH b AS MATERIALIZED (
+        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until)
+    ),
+    parts AS MATERIALIZED (
+        SELECT row_number() OVER () AS n, p.counts, p.at
+          FROM (SELECT d.viewer_counts AS counts, d.day::timestamp AT TIME ZONE b.time_zone AS at
+                  FROM b
+                  JOIN audience_internal.workspace_days d
+                    ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+                 WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
+                UNION ALL
+                SELECT audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
+                                                       array_agg(d.sessions), array_agg(d.visits),
+                                                       array_agg(d.session_micros), array_agg(d.last_viewed_at)),
+                       d.day::timestamp AT TIME ZONE b.time_zone
+                  FROM b
+                  JOIN audience_internal.app_day_viewers d
+                    ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
+                   AND d.day >= b.first_day AND d.day < b.end_day
+                 WHERE shown_apps IS NOT NULL AND d.day IS DISTINCT FROM b.identification_day
+                 GROUP BY d.day, b.time_zone
+                UNION ALL
+                SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
+                                                       array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
+                                                       array_agg(u.session_micros), array_agg(u.viewed_at)),
+                       u.at
+                  FROM (SELECT u.*,
+                               CASE WHEN u.viewed_at >= w.identification_start
+                                    THEN greatest(u.day::timestamp AT TIME ZONE b.time_zone, w.identification_start)
+                                    ELSE u.day::timestamp AT TIME ZONE b.time_zone END AS at
+                          FROM b
+                         CROSS JOIN LATERAL audience_internal.unfolded_views(
+                                   ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
+                                   b.identification_day) u) u
+                 GROUP BY u.at) p
+    ),
+    classes AS MATERIALIZED (
+        SELECT p.n, c.kind, k.identified, k.label_at
+          FROM parts p
+         CROSS JOIN (VALUES (0, false, false), (1, false, true), (2, true, false), (3, true, true))
+                    c(kind, is_member, identifiable)
+         CROSS JOIN LATERAL audience_internal.label_key(w, c.is_member, p.at, c.identifiable) k
+    ),
+    top AS MATERIALIZED (
+        SELECT t.*
+          FROM audience_internal.viewer_counts_top(
+                   (SELECT array_agg(p.counts ORDER BY p.n) FROM parts p),
+                   (SELECT array_agg(c.identified ORDER BY c.n, c.kind) FROM classes c),
+                   (SELECT array_agg(c.label_at ORDER BY c.n, c.kind) FROM classes c),
+                   audience_internal.member_viewer_ids(ws.workspace_id),
+                   top_viewers_for.max_viewers) t
+    )
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, t.sessions + t.visits, t.sessions,
+           audience_internal.micros_interval(t.session_micros), t.last_viewed_at
+      FROM top t
      -- A name is the same every month; its viewer_ref, like recent_viewers',
      -- is that of the month of the last view.
-     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, g.viewer_id, g.identified,
-                                                   coalesce(g.label_at, g.last_viewed_at)) l
-     ORDER BY g.views DESC, g.last_viewed_at DESC, g.viewer_id, g.identified;
+     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, t.viewer_id, t.identified,
+                                                   coalesce(t.label_at, t.last_viewed_at)) l
+     ORDER BY t.sessions + t.visits DESC, t.last_viewed_at DESC, t.viewer_id, t.identified, t.label_at;
 END
 $$;
 

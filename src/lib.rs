@@ -7,8 +7,8 @@
 
 use pgrx::prelude::*;
 
-mod app_counts;
 mod error;
+mod packed_counts;
 mod privacy;
 mod relative_time;
 mod rfc3339;
@@ -46,7 +46,8 @@ extension_sql_file!(
         audience_internal::viewer_set,
         audience_internal::viewer_set_union,
         audience_internal::app_counts,
-        audience_internal::app_counts_add
+        audience_internal::viewer_counts,
+        audience_internal::packed_counts_add
     ]
 );
 extension_sql_file!(
@@ -94,14 +95,19 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/usage.sql",
     name = "usage",
-    requires = ["analytics", audience_internal::viewer_set_count, audience_internal::app_counts_sum]
+    requires = [
+        "analytics",
+        audience_internal::viewer_set_count,
+        audience_internal::app_counts_sum,
+        audience_internal::viewer_counts_top
+    ]
 );
 extension_sql_file!("../sql/connect_import.sql", name = "connect_import", requires = ["bulk_ingest"]);
 extension_sql_file!("../sql/view_columns.sql", name = "view_columns", requires = ["analytics", "usage"]);
 extension_sql_file!(
     "../sql/forget.sql",
     name = "forget",
-    requires = ["analytics", audience_internal::viewer_set_without, audience_internal::app_counts_subtract]
+    requires = ["analytics", audience_internal::viewer_set_without, audience_internal::packed_counts_subtract]
 );
 extension_sql_file!(
     "../sql/policies.sql",
@@ -117,7 +123,7 @@ mod audience_internal {
     use crate::error::{AudienceError, OrRaise};
     use crate::privacy::{identity, keys, pseudonym, requester, token};
     use crate::rfc3339;
-    use crate::{app_counts, viewer_set};
+    use crate::{packed_counts, viewer_set};
     use pgrx::prelude::*;
 
     /// A new 32-byte key from the operating system's random source.
@@ -219,20 +225,52 @@ mod audience_internal {
             AudienceError::invalid("app_ids", "must have one entry per counter").raise();
         }
         let counts = sessions.iter().zip(visits.iter()).zip(session_micros.iter()).map(|((s, v), m)| {
-            app_counts::Counts { sessions: s.unwrap_or(0), visits: v.unwrap_or(0), session_micros: m.unwrap_or(0) }
+            packed_counts::Counts { sessions: s.unwrap_or(0), visits: v.unwrap_or(0), session_micros: m.unwrap_or(0), ..Default::default() }
         });
-        app_counts::of(app_ids.iter().map(|id| id.unwrap_or_default()).zip(counts))
+        packed_counts::of(app_ids.iter().map(|id| id.unwrap_or_default()).zip(counts))
     }
 
+    /// The counters of a workspace day's viewers, packed (sql/rollups.sql):
+    /// six arrays of one length, an entry per viewer and kind of view
+    /// (identifiable or not); a NULL time is no view (end_session).
     #[pg_extern(immutable, strict, parallel_safe)]
-    fn app_counts_add(kept: &[u8], added: &[u8]) -> Vec<u8> {
-        app_counts::combine(kept, added, false).or_raise()
+    fn viewer_counts(
+        viewer_ids: Array<i64>,
+        identifiable: Array<bool>,
+        sessions: Array<i64>,
+        visits: Array<i64>,
+        session_micros: Array<i64>,
+        last_viewed_at: Array<TimestampWithTimeZone>,
+    ) -> Vec<u8> {
+        let n = viewer_ids.len();
+        if [identifiable.len(), sessions.len(), visits.len(), session_micros.len(), last_viewed_at.len()].iter().any(|&l| l != n) {
+            AudienceError::invalid("viewer_ids", "must have one entry per counter").raise();
+        }
+        let keys = viewer_ids.iter().zip(identifiable.iter()).map(|(id, i)| {
+            packed_counts::viewer_key(id.unwrap_or_default(), i.unwrap_or(false))
+        });
+        let counts = sessions.iter().zip(visits.iter()).zip(session_micros.iter()).zip(last_viewed_at.iter()).map(
+            |(((s, v), m), at)| packed_counts::Counts {
+                sessions: s.unwrap_or(0),
+                visits: v.unwrap_or(0),
+                session_micros: m.unwrap_or(0),
+                last_viewed_at: at.map_or(packed_counts::NO_VIEW_TIME, pg_sys::TimestampTz::from),
+            },
+        );
+        packed_counts::of(keys.zip(counts))
     }
 
-    /// Erasure: an app whose views reach zero leaves the value.
+    /// Packed counters (of apps, or of viewers) plus others: the fold and
+    /// end_session.
     #[pg_extern(immutable, strict, parallel_safe)]
-    fn app_counts_subtract(kept: &[u8], gone: &[u8]) -> Vec<u8> {
-        app_counts::combine(kept, gone, true).or_raise()
+    fn packed_counts_add(kept: &[u8], added: &[u8]) -> Vec<u8> {
+        packed_counts::combine(kept, added, false).or_raise()
+    }
+
+    /// Erasure: a key whose views reach zero leaves the value.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn packed_counts_subtract(kept: &[u8], gone: &[u8]) -> Vec<u8> {
+        packed_counts::combine(kept, gone, true).or_raise()
     }
 
     /// The sums of packed counters per app, for the apps in `apps` (every
@@ -245,10 +283,72 @@ mod audience_internal {
     {
         let only: Option<Vec<i64>> = apps.map(|a| a.iter().flatten().collect());
         let sums = match packed {
-            Some(packed) => app_counts::sum(packed.iter().flatten(), only.as_deref()).or_raise(),
+            Some(packed) => packed_counts::sum(packed.iter().flatten(), only.as_deref()).or_raise(),
             None => Vec::new(),
         };
         TableIterator::new(sums.into_iter().map(|(app_id, c)| (app_id, c.sessions, c.visits, c.session_micros)))
+    }
+
+    /// The `max_viewers` viewers with the most views in these packed
+    /// values of viewer counters, a viewer's views summed per label (see
+    /// packed_counts::top_viewers). The labelling rule stays in SQL
+    /// (sql/labels.sql): for each value, four entries of `identified` and
+    /// `label_at` say how its views are labelled, by a member or not, then
+    /// identifiable or not (packed_counts::Classes::index). `members` are the
+    /// viewer ids of the workspace's members now.
+    #[pg_extern(immutable, parallel_safe)]
+    fn viewer_counts_top(
+        packed: Option<Array<&[u8]>>,
+        identified: Option<Array<bool>>,
+        label_at: Option<Array<TimestampWithTimeZone>>,
+        members: Option<Array<i64>>,
+        max_viewers: i32,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(viewer_id, i64),
+            name!(identified, bool),
+            name!(label_at, Option<TimestampWithTimeZone>),
+            name!(sessions, i64),
+            name!(visits, i64),
+            name!(session_micros, i64),
+            name!(last_viewed_at, Option<TimestampWithTimeZone>),
+        ),
+    > {
+        let values: Vec<Option<&[u8]>> = packed.as_ref().map(|p| p.iter().collect()).unwrap_or_default();
+        let identified: Vec<Option<bool>> = identified.map(|a| a.iter().collect()).unwrap_or_default();
+        let label_at: Vec<Option<i64>> =
+            label_at.map(|a| a.iter().map(|t| t.map(pg_sys::TimestampTz::from)).collect()).unwrap_or_default();
+        if identified.len() != 4 * values.len() || label_at.len() != 4 * values.len() {
+            AudienceError::invalid("identified", "must have four entries per packed value").raise();
+        }
+        let classes: Vec<packed_counts::Classes> = (0..values.len())
+            .map(|v| {
+                packed_counts::Classes(std::array::from_fn(|k| packed_counts::Class {
+                    identified: identified[4 * v + k].unwrap_or(false),
+                    label_at: label_at[4 * v + k],
+                }))
+            })
+            .collect();
+        let members: Vec<i64> = members.map(|a| a.iter().flatten().collect()).unwrap_or_default();
+        let rows = packed_counts::top_viewers(
+            values.iter().zip(classes.iter()).filter_map(|(v, c)| v.map(|v| (v, c))),
+            &members,
+            usize::try_from(max_viewers).unwrap_or(0),
+        )
+        .or_raise();
+        let time = |t: i64| TimestampWithTimeZone::try_from(t).ok();
+        TableIterator::new(rows.into_iter().map(move |r| {
+            (
+                r.viewer_id,
+                r.class.identified,
+                r.class.label_at.and_then(time),
+                r.counts.sessions,
+                r.counts.visits,
+                r.counts.session_micros,
+                time(r.counts.last_viewed_at),
+            )
+        }))
     }
 
     /// The database login of this session (session_user, which neither SET

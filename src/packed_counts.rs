@@ -1,72 +1,139 @@
-//! The counters of every app of a workspace on one day, packed in one value
-//! (workspace_days.apps): which apps are the most viewed in a window is then
-//! a sum over a row per day, not over a row per app and day, of which a busy
-//! workspace has thousands in a month.
+//! Counters of many keys packed in one value: per workspace and day, those
+//! of every app (workspace_days.apps) and those of every viewer
+//! (workspace_days.viewer_counts). Which apps are the most viewed in a
+//! window, or which viewers, is then a sum over a row per day, not over a
+//! row per app (or viewer) and day, of which a busy workspace has thousands
+//! a day.
 //!
-//! A packed value is a run of entries sorted by app id, each four
-//! little-endian i64s: app id, sessions, visits, ended session time in
-//! microseconds. An app without views that day has no entry, so a day's
-//! value has one form, and the rollups compare byte for byte with a rebuild.
+//! A packed value is a run of entries sorted by key, each five integers as
+//! zigzag LEB128 varints: the key's distance from the previous entry's (from
+//! 0 for the first), sessions, visits, ended session time in microseconds,
+//! and the latest view's time (PostgreSQL's microseconds, as the distance
+//! from the previous entry's, the first from `NO_VIEW_TIME`, which is also
+//! the time of every entry of a value that does not keep it). About 9 bytes an app entry and 14 a viewer entry, where fixed-width
+//! words took 32 and made the days of a year of a busy workspace megabytes to
+//! read. A key without views that day has no entry, so a day's value has one
+//! form, and the rollups compare byte for byte with a rebuild.
+//!
+//! A viewer's key also says whether the views were identifiable
+//! (`viewer_key`): the two kinds are labelled apart, view by view, and never
+//! share an entry.
 
 use crate::error::AudienceError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-const ENTRY: usize = 32;
+/// The latest-view time of an entry whose value does not keep one (apps),
+/// and of an end_session change, which adds session time but no view.
+pub const NO_VIEW_TIME: i64 = i64::MIN;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub sessions: i64,
     pub visits: i64,
     pub session_micros: i64,
+    pub last_viewed_at: i64,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts { sessions: 0, visits: 0, session_micros: 0, last_viewed_at: NO_VIEW_TIME }
+    }
 }
 
 impl Counts {
+    /// Counters add up (or, for erasure, come off); the latest view is the
+    /// later one, and erasure leaves it: a key whose views go leaves whole.
     fn add(&mut self, other: Counts, sign: i64) {
         self.sessions += sign * other.sessions;
         self.visits += sign * other.visits;
         self.session_micros += sign * other.session_micros;
+        if sign > 0 {
+            self.last_viewed_at = self.last_viewed_at.max(other.last_viewed_at);
+        }
     }
+
+    pub fn views(&self) -> i64 {
+        self.sessions + self.visits
+    }
+}
+
+/// The key of a viewer's entry: its id, and whether the views were
+/// identifiable.
+pub fn viewer_key(viewer_id: i64, identifiable: bool) -> i64 {
+    viewer_id.wrapping_mul(2) | i64::from(identifiable)
+}
+
+fn viewer_of(key: i64) -> (i64, bool) {
+    (key >> 1, key & 1 == 1)
 }
 
 fn damaged() -> AudienceError {
-    AudienceError::invalid("apps", "is not a packed set of app counters")
+    AudienceError::invalid("packed", "is not a packed set of counters")
+}
+
+fn put(bytes: &mut Vec<u8>, value: i64) {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    while v >= 0x80 {
+        bytes.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    bytes.push(v as u8);
+}
+
+fn take(bytes: &[u8], at: &mut usize) -> Result<i64, AudienceError> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at).ok_or_else(damaged)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+    }
+    Err(damaged())
+}
+
+/// Calls `each` with every entry of a packed value, in key order.
+fn entries(bytes: &[u8], mut each: impl FnMut(i64, Counts)) -> Result<(), AudienceError> {
+    let (mut at, mut key, mut last) = (0, 0i64, NO_VIEW_TIME);
+    while at < bytes.len() {
+        key = key.wrapping_add(take(bytes, &mut at)?);
+        let (sessions, visits, session_micros) = (take(bytes, &mut at)?, take(bytes, &mut at)?, take(bytes, &mut at)?);
+        last = last.wrapping_add(take(bytes, &mut at)?);
+        each(key, Counts { sessions, visits, session_micros, last_viewed_at: last });
+    }
+    Ok(())
 }
 
 fn read(bytes: &[u8], into: &mut BTreeMap<i64, Counts>, sign: i64) -> Result<(), AudienceError> {
-    if bytes.len() % ENTRY != 0 {
-        return Err(damaged());
-    }
-    for entry in bytes.chunks_exact(ENTRY) {
-        let word = |i: usize| i64::from_le_bytes(entry[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        let counts = Counts { sessions: word(1), visits: word(2), session_micros: word(3) };
-        into.entry(word(0)).or_default().add(counts, sign);
-    }
-    Ok(())
+    entries(bytes, |key, counts| into.entry(key).or_default().add(counts, sign))
 }
 
 /// Entries without views are dropped from a sum of values (`viewed_only`),
 /// not from a value built from counters: a change of session time alone is
 /// an entry without views that a sum adds to one with.
 fn write(all: &BTreeMap<i64, Counts>, viewed_only: bool) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(all.len() * ENTRY);
-    for (app_id, c) in all.iter().filter(|(_, c)| !viewed_only || c.sessions != 0 || c.visits != 0) {
-        for word in [*app_id, c.sessions, c.visits, c.session_micros] {
-            bytes.extend_from_slice(&word.to_le_bytes());
+    let mut bytes = Vec::with_capacity(all.len() * 10);
+    let (mut previous, mut last) = (0i64, NO_VIEW_TIME);
+    for (key, c) in all.iter().filter(|(_, c)| !viewed_only || c.views() != 0) {
+        for value in [key.wrapping_sub(previous), c.sessions, c.visits, c.session_micros, c.last_viewed_at.wrapping_sub(last)] {
+            put(&mut bytes, value);
         }
+        (previous, last) = (*key, c.last_viewed_at);
     }
     bytes
 }
 
-/// The packed counters of these apps (an app named twice adds up).
+/// The packed counters of these keys (a key named twice adds up).
 pub fn of(entries: impl IntoIterator<Item = (i64, Counts)>) -> Vec<u8> {
     let mut all = BTreeMap::new();
-    for (app_id, counts) in entries {
-        all.entry(app_id).or_insert_with(Counts::default).add(counts, 1);
+    for (key, counts) in entries {
+        all.entry(key).or_insert_with(Counts::default).add(counts, 1);
     }
     write(&all, false)
 }
 
-/// `kept` plus `added` (the fold), or minus it (erasure): an app whose
+/// `kept` plus `added` (the fold), or minus it (erasure): a key whose
 /// views reach zero leaves.
 pub fn combine(kept: &[u8], other: &[u8], subtract: bool) -> Result<Vec<u8>, AudienceError> {
     let mut all = BTreeMap::new();
@@ -75,8 +142,8 @@ pub fn combine(kept: &[u8], other: &[u8], subtract: bool) -> Result<Vec<u8>, Aud
     Ok(write(&all, true))
 }
 
-/// The sums of many days' counters, per app, for the apps in `only` (all
-/// when None), in app id order.
+/// The sums of many days' counters, per key, for the keys in `only` (all
+/// when None), in key order.
 pub fn sum<'a>(
     packed: impl IntoIterator<Item = &'a [u8]>,
     only: Option<&[i64]>,
@@ -85,12 +152,84 @@ pub fn sum<'a>(
     for bytes in packed {
         read(bytes, &mut all, 1)?;
     }
-    let only = only.map(|apps| {
-        let mut sorted = apps.to_vec();
+    let only = only.map(|keys| {
+        let mut sorted = keys.to_vec();
         sorted.sort_unstable();
         sorted
     });
-    Ok(all.into_iter().filter(|(app_id, _)| only.as_ref().is_none_or(|apps| apps.binary_search(app_id).is_ok())).collect())
+    Ok(all.into_iter().filter(|(key, _)| only.as_ref().is_none_or(|keys| keys.binary_search(key).is_ok())).collect())
+}
+
+/// How the views of one packed value of viewer counters are labelled, for
+/// each of the four kinds of views (`Classes::index`): whether they are
+/// shown by identity, and the label time (a monthly pseudonym's month) of
+/// those that are not. The caller decides these with the labelling rule
+/// (sql/labels.sql); this module only groups by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Class {
+    pub identified: bool,
+    pub label_at: Option<i64>,
+}
+
+pub struct Classes(pub [Class; 4]);
+
+impl Classes {
+    /// The kind of a view: by a member of the workspace now, and
+    /// identifiable as stored.
+    pub fn index(is_member: bool, identifiable: bool) -> usize {
+        usize::from(is_member) * 2 + usize::from(identifiable)
+    }
+}
+
+/// A row of `top_viewers`: a viewer's views under one label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labelled {
+    pub viewer_id: i64,
+    pub class: Class,
+    pub counts: Counts,
+}
+
+/// The `max` viewers with the most views in these packed values of viewer
+/// counters, each value labelled by its classes, a viewer's views summed
+/// per label: most views first, then the latest view, then viewer id with
+/// pseudonymous before identified (a total order, so the rows chosen are
+/// those SQL's ORDER BY ... LIMIT picks). `members` are the viewer ids of
+/// the workspace's members now.
+pub fn top_viewers<'a>(
+    packed: impl IntoIterator<Item = (&'a [u8], &'a Classes)>,
+    members: &[i64],
+    max: usize,
+) -> Result<Vec<Labelled>, AudienceError> {
+    let mut members = members.to_vec();
+    members.sort_unstable();
+    let mut all: HashMap<(i64, Class), Counts> = HashMap::new();
+    for (bytes, classes) in packed {
+        entries(bytes, |key, counts| {
+            let (viewer_id, identifiable) = viewer_of(key);
+            let class = classes.0[Classes::index(members.binary_search(&viewer_id).is_ok(), identifiable)];
+            all.entry((viewer_id, class)).or_default().add(counts, 1);
+        })?;
+    }
+    let mut rows: Vec<Labelled> = all
+        .into_iter()
+        .filter(|(_, c)| c.views() != 0)
+        .map(|((viewer_id, class), counts)| Labelled { viewer_id, class, counts })
+        .collect();
+    let order = |a: &Labelled, b: &Labelled| {
+        b.counts
+            .views()
+            .cmp(&a.counts.views())
+            .then(b.counts.last_viewed_at.cmp(&a.counts.last_viewed_at))
+            .then(a.viewer_id.cmp(&b.viewer_id))
+            .then(a.class.identified.cmp(&b.class.identified))
+            .then(a.class.label_at.cmp(&b.class.label_at))
+    };
+    if rows.len() > max {
+        rows.select_nth_unstable_by(max, order);
+        rows.truncate(max);
+    }
+    rows.sort_unstable_by(order);
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -98,16 +237,30 @@ mod tests {
     use super::*;
 
     fn c(sessions: i64, visits: i64, session_micros: i64) -> Counts {
-        Counts { sessions, visits, session_micros }
+        Counts { sessions, visits, session_micros, last_viewed_at: NO_VIEW_TIME }
+    }
+
+    fn at(counts: Counts, last_viewed_at: i64) -> Counts {
+        Counts { last_viewed_at, ..counts }
     }
 
     #[test]
-    fn days_add_up_per_app() {
+    fn days_add_up_per_key() {
         let monday = of([(7, c(1, 0, 5)), (3, c(0, 2, 0)), (7, c(1, 0, 1))]);
         let tuesday = of([(3, c(1, 0, 9))]);
-        assert_eq!(monday.len(), 2 * ENTRY, "one entry per app");
+        assert_eq!(monday.len(), 10, "an entry per key, each five one-byte varints");
         assert_eq!(sum([monday.as_slice(), tuesday.as_slice()], None).unwrap(), vec![(3, c(1, 2, 9)), (7, c(2, 0, 6))]);
         assert_eq!(sum([monday.as_slice()], Some(&[7, 99])).unwrap(), vec![(7, c(2, 0, 6))]);
+    }
+
+    #[test]
+    fn the_latest_view_is_the_later_one() {
+        let a = of([(4, at(c(1, 0, 0), 1_000)), (4, at(c(0, 1, 0), 900))]);
+        let b = of([(4, at(c(1, 0, 0), 1_500))]);
+        assert_eq!(sum([a.as_slice(), b.as_slice()], None).unwrap(), vec![(4, at(c(2, 1, 0), 1_500))]);
+        // A change of session time alone keeps it.
+        let ended = of([(4, c(0, 0, 30))]);
+        assert_eq!(combine(&a, &ended, false).unwrap(), of([(4, at(c(1, 1, 30), 1_000))]));
     }
 
     #[test]
@@ -116,18 +269,77 @@ mod tests {
         let b = of([(2, c(0, 1, 0)), (5, c(3, 0, 7))]);
         let both = combine(&a, &b, false).unwrap();
         assert_eq!(both, of([(5, c(3, 0, 7)), (2, c(0, 2, 0)), (1, c(1, 0, 0))]));
-        // Taking b out again gives a, byte for byte: app 5 leaves.
+        // Taking b out again gives a, byte for byte: key 5 leaves.
         assert_eq!(combine(&both, &b, true).unwrap(), a);
         assert_eq!(combine(&a, &a, true).unwrap(), Vec::<u8>::new());
-        // Session time alone (end_session) adds to an app's entry.
+        // Session time alone (end_session) adds to a key's entry.
         let ended = of([(5, c(0, 0, 3))]);
-        assert_eq!(ended.len(), ENTRY);
+        assert_eq!(sum([ended.as_slice()], None).unwrap(), vec![(5, c(0, 0, 3))]);
         assert_eq!(combine(&both, &ended, false).unwrap(), of([(5, c(3, 0, 10)), (2, c(0, 2, 0)), (1, c(1, 0, 0))]));
     }
 
     #[test]
     fn refuses_what_is_not_packed_counters() {
-        assert_eq!(combine(&[1, 2, 3], &[], false), Err(damaged()));
-        assert_eq!(sum([[0u8; 31].as_slice()], None), Err(damaged()));
+        // An entry cut short, and a varint that never ends.
+        assert_eq!(combine(&[2, 2, 0], &[], false), Err(damaged()));
+        assert_eq!(sum([[0xffu8; 11].as_slice()], None), Err(damaged()));
+    }
+
+    #[test]
+    fn large_and_negative_values_round_trip() {
+        let big = of([(i64::MAX / 2, at(c(1, 0, i64::MAX / 4), i64::MAX)), (1, at(c(0, 1, -5), -7))]);
+        assert_eq!(
+            sum([big.as_slice()], None).unwrap(),
+            vec![(1, at(c(0, 1, -5), -7)), (i64::MAX / 2, at(c(1, 0, i64::MAX / 4), i64::MAX))]
+        );
+    }
+
+    const PSEUDONYM: Class = Class { identified: false, label_at: None };
+    const NAME: Class = Class { identified: true, label_at: None };
+
+    fn month(label_at: i64) -> Class {
+        Class { identified: false, label_at: Some(label_at) }
+    }
+
+    #[test]
+    fn top_viewers_label_view_by_view() {
+        // Day one: only a member's views are identified. Day two: an
+        // identifiable view is too.
+        let day_one = Classes([PSEUDONYM, PSEUDONYM, NAME, NAME]);
+        let day_two = Classes([PSEUDONYM, NAME, NAME, NAME]);
+        let one = of([
+            (viewer_key(10, false), at(c(2, 0, 5), 100)),
+            (viewer_key(10, true), at(c(1, 0, 0), 110)),
+            (viewer_key(20, false), at(c(0, 1, 0), 120)),
+        ]);
+        let two = of([(viewer_key(10, true), at(c(0, 1, 0), 200)), (viewer_key(30, false), at(c(1, 0, 0), 50))]);
+        let rows = top_viewers([(one.as_slice(), &day_one), (two.as_slice(), &day_two)], &[20], 10).unwrap();
+        let got: Vec<(i64, Class, i64, i64)> =
+            rows.iter().map(|r| (r.viewer_id, r.class, r.counts.views(), r.counts.last_viewed_at)).collect();
+        assert_eq!(
+            got,
+            vec![
+                // Viewer 10's views on day one are one pseudonym, whether
+                // identifiable or not; its identifiable view of day two is
+                // shown by name, apart.
+                (10, PSEUDONYM, 3, 110),
+                (10, NAME, 1, 200),
+                // A member is shown by name.
+                (20, NAME, 1, 120),
+                (30, PSEUDONYM, 1, 50),
+            ]
+        );
+        assert_eq!(top_viewers([(one.as_slice(), &day_one)], &[], 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn top_viewers_keep_monthly_pseudonyms_apart_and_break_ties_by_id() {
+        let march = Classes([month(1); 4]);
+        let april = Classes([month(2); 4]);
+        let m = of([(viewer_key(8, false), at(c(1, 0, 0), 5)), (viewer_key(9, false), at(c(1, 0, 0), 5))]);
+        let a = of([(viewer_key(8, false), at(c(1, 0, 0), 6))]);
+        let rows = top_viewers([(m.as_slice(), &march), (a.as_slice(), &april)], &[], 2).unwrap();
+        let got: Vec<(i64, Class)> = rows.iter().map(|r| (r.viewer_id, r.class)).collect();
+        assert_eq!(got, vec![(8, month(2)), (8, month(1))], "two pseudonyms; the later first, then id 8 before 9");
     }
 }

@@ -406,8 +406,8 @@ pub(crate) fn import_posit_records() {
 }
 
 /// Every viewer set of the rollups holds exactly the viewers of its events,
-/// per app and day, workspace and day, and app and month, against the raw
-/// events themselves (rollups_vs_rebuild compares with a rebuild by the
+/// per app and day, workspace and day, and app and month, and every packed
+/// viewer counter their views, against the raw events themselves (rollups_vs_rebuild compares with a rebuild by the
 /// same fold).
 pub(crate) fn assert_viewer_sets_equal_events(context: &str) {
     one::<i64>("SELECT audience_internal.fold_pending(ARRAY(SELECT workspace_id FROM audience_internal.workspaces))");
@@ -426,7 +426,22 @@ pub(crate) fn assert_viewer_sets_equal_events(context: &str) {
         "SELECT DISTINCT e.workspace_id, e.app_id, audience_internal.month_of(e.viewed_at, w.time_zone), e.viewer_id
            FROM audience_internal.view_events e JOIN audience_internal.workspaces w USING (workspace_id)",
     );
-    assert_eq!((per_app, per_workspace, per_app_month), (0, 0, 0), "viewer sets {context} differ from the events' viewers");
+    // A workspace day's packed viewer counters, against the same value made
+    // from its raw events one by one (a packed value has one form).
+    let viewer_counts = difference(
+        "SELECT d.workspace_id, d.day, d.viewer_counts FROM audience_internal.workspace_days d",
+        "SELECT e.workspace_id, audience_internal.day_of(e.viewed_at, w.time_zone),
+                audience_internal.viewer_counts(array_agg(e.viewer_id), array_agg(e.identifiable),
+                    array_agg((e.kind = 'session')::int::bigint), array_agg((e.kind = 'visit')::int::bigint),
+                    array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), array_agg(e.viewed_at))
+           FROM audience_internal.view_events e JOIN audience_internal.workspaces w USING (workspace_id)
+          GROUP BY 1, 2",
+    );
+    assert_eq!(
+        (per_app, per_workspace, per_app_month, viewer_counts),
+        (0, 0, 0, 0),
+        "viewer sets or counters {context} differ from the events' viewers"
+    );
 }
 
 #[pg_schema]

@@ -66,6 +66,16 @@ mod tests {
                 }
             }
         }
+        // A viewer member's monthly figures are the month set of the public
+        // apps united with its private apps' sets: an app that turns private
+        // leaves that set, and one that turns public joins it.
+        for (i, (change, apps)) in [("private", "('pub', 'priv')"), ("public", "('pub', 'quiet', 'priv')")].iter().enumerate() {
+            run(&format!("SELECT audience.set_app_visibility('use', 'quiet', '{change}')"));
+            let (ours, plain) = trend_sql("America/New_York", "NULL", 16, &format!("e.app IN {apps}"));
+            as_role("t_u_granted", || run(&format!("CREATE TEMP TABLE flip_{i} AS {ours}")));
+            assert_same(&format!("t_u_granted: viewer_trend once quiet is {change}"), &format!("TABLE flip_{i}"), &plain);
+            assert_rollups_match_events(&format!("once quiet is {change}"));
+        }
         // A private app it was not granted is no app at all; a granted one is.
         run("CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
              BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ' ' || SQLERRM; END $$");
