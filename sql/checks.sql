@@ -237,7 +237,7 @@ END
 $$;
 
 -- Writers of events and rollups (ingest, import_connect, configure_workspace,
--- forget_viewer) update rows that concurrent writers of the same workspace
+-- set_app_visibility, forget_viewer) update rows that concurrent writers of the same workspace
 -- update too. Under REPEATABLE READ or SERIALIZABLE every such meeting is a
 -- serialization failure, and retrying meets the next writer: refused up
 -- front, the same way every time, rather than at random under load.

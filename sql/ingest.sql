@@ -21,10 +21,10 @@
 --    pending_folds, app_viewers, app_totals, app_month_viewers, app_months,
 --    workspace_month_viewers, workspace_months, app_day_viewers, app_days,
 --    workspace_days; within a table, in primary-key order.
--- App rows are locked FOR KEY SHARE (the foreign keys, the bulk path), which
--- set_app_visibility's update does not conflict with, and FOR SHARE by the
--- fold's read of which apps are public, which it does, under the workspace
--- lock that set_app_visibility takes first.
+-- App rows are locked FOR KEY SHARE (the foreign keys, the bulk path, the
+-- fold's read of which apps are public), and FOR UPDATE by
+-- set_app_visibility only, after the workspace row: a key-share lock
+-- waiting for it gets the app as changed.
 --
 -- SECURITY DEFINER because the platform's web tier holds no privilege on the
 -- tables; search_path is pinned so that no object of the caller's can stand

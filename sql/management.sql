@@ -129,11 +129,18 @@ DECLARE
     a_id bigint := audience_internal.app_id(ws_id, workspace, app);
 BEGIN
     PERFORM audience_internal.check_choice(visibility, 'visibility', ARRAY['public', 'private']);
+    -- The public sets made again below read the rollups as the folds
+    -- committed before this one left them: a snapshot per statement.
+    PERFORM audience_internal.require_read_committed();
     -- The workspace row first, FOR UPDATE (the lock order of
-    -- sql/ingest.sql): the folds of the workspace in progress finish
-    -- first, and those after see the new visibility, so the public sets
-    -- made again below stay exact.
+    -- sql/ingest.sql): ingest and folds of the workspace in progress finish
+    -- first, and those after see the new visibility. Then the app row FOR
+    -- UPDATE before it changes: an update that leaves the key alone is
+    -- invisible to the key-share locks with which ingest and the fold read
+    -- the app (they would get the version of a snapshot taken before their
+    -- wait), but one by a transaction that held the row FOR UPDATE is not.
     PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    PERFORM FROM audience_internal.apps a WHERE a.workspace_id = ws_id AND a.app_id = a_id FOR UPDATE;
     UPDATE audience_internal.apps a
        SET visibility = set_app_visibility.visibility, visibility_since = now()
      WHERE a.workspace_id = ws_id AND a.app_id = a_id AND a.visibility <> set_app_visibility.visibility;

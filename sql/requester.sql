@@ -86,19 +86,32 @@ AS $$
            END
 $$;
 
--- Whether the requester sees one app, given their access to its workspace:
--- viewer members see the public apps and the private apps granted to them.
+-- The apps of one workspace the requester sees, given their access to it:
+-- every app with 'all'; with 'some', as viewer members have, the public apps
+-- and the private apps granted to them; none otherwise. The rule is stated
+-- here once: app_visible asks it about one app, readable_app_ids lists it.
+CREATE FUNCTION audience_internal.visible_apps(workspace_id bigint, access text)
+RETURNS TABLE (app_id bigint)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT a.app_id
+      FROM audience_internal.apps a
+     WHERE a.workspace_id = visible_apps.workspace_id
+       AND (visible_apps.access = 'all' OR (visible_apps.access = 'some' AND a.visibility = 'public'))
+    UNION
+    SELECT g.app_id
+      FROM audience_internal.app_access g
+      JOIN audience_internal.requester_memberships() m
+        ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
+     WHERE g.workspace_id = visible_apps.workspace_id AND visible_apps.access = 'some'
+$$;
+
+-- Whether the requester sees one app, given their access to its workspace.
 CREATE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT coalesce(app_visible.access = 'all', false)
-        OR (app_visible.access = 'some'
-            AND (EXISTS (SELECT FROM audience_internal.apps a
-                          WHERE a.workspace_id = app_visible.workspace_id AND a.app_id = app_visible.app_id AND a.visibility = 'public')
-                 OR EXISTS (SELECT FROM audience_internal.app_access g
-                              JOIN audience_internal.requester_memberships() m
-                                ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
-                             WHERE g.workspace_id = app_visible.workspace_id AND g.app_id = app_visible.app_id)))
+    SELECT EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
+                    WHERE v.app_id = app_visible.app_id)
 $$;
 
 -- Every app the requester sees, with their access to its workspace.
@@ -121,9 +134,8 @@ CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access t
 RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
-        ARRAY(SELECT a.app_id FROM audience_internal.apps a
-               WHERE a.workspace_id = readable_app_ids.workspace_id AND audience_internal.app_visible(a.workspace_id, a.app_id, readable_app_ids.access)
-               ORDER BY a.app_id) END
+        ARRAY(SELECT v.app_id FROM audience_internal.visible_apps(readable_app_ids.workspace_id, readable_app_ids.access) v
+               ORDER BY v.app_id) END
 $$;
 
 -- What a read may see of the workspace and app a reader names: the

@@ -109,17 +109,15 @@ AS $$ SELECT $steps$
     ),
     -- The apps of the events that are public now, by a locking read for the
     -- reason above (set_app_visibility changes one under the workspace
-    -- row's lock, and makes the public sets again). FOR SHARE, not FOR KEY
-    -- SHARE: a key-share lock is granted on the version the snapshot sees
-    -- when a later update left the key alone, as a change of visibility
-    -- does. It waits for nothing: that update is made under the workspace
-    -- lock, which the caller holds.
+    -- row's lock, and makes the public sets again; it holds the app row FOR
+    -- UPDATE before it changes it, so that a key-share lock finds the new
+    -- version).
     public_apps AS MATERIALIZED (
         SELECT a.workspace_id, a.app_id
           FROM audience_internal.apps a
          WHERE (a.workspace_id, a.app_id) IN (SELECT m.workspace_id, m.app_id FROM added m)
            AND a.visibility = 'public'
-           FOR SHARE
+           FOR KEY SHARE
     ),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,

@@ -324,6 +324,10 @@ CREATE TYPE audience.top_viewers_row AS (
 COMMENT ON TYPE audience.top_viewers_row IS
     'One viewer of top_viewers.';
 
+-- At most max_viewers rows (10 unless asked): planned for pgrx's default of
+-- 1,000, the labels of ten viewers hashed every viewer of the workspace.
+ALTER FUNCTION audience_internal.viewer_counts_top(bytea[], boolean[], timestamptz[], bigint[], integer) ROWS 10;
+
 CREATE FUNCTION audience_internal.top_viewers_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz, max_viewers integer)
 RETURNS SETOF audience.top_viewers_row

@@ -85,6 +85,10 @@ fn take(bytes: &[u8], at: &mut usize) -> Result<i64, AudienceError> {
     for shift in (0..64).step_by(7) {
         let byte = *bytes.get(*at).ok_or_else(damaged)?;
         *at += 1;
+        // The tenth byte holds the last bit of 64.
+        if shift == 63 && byte > 1 {
+            return Err(damaged());
+        }
         v |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
             return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
@@ -93,11 +97,17 @@ fn take(bytes: &[u8], at: &mut usize) -> Result<i64, AudienceError> {
     Err(damaged())
 }
 
-/// Calls `each` with every entry of a packed value, in key order.
+/// Calls `each` with every entry of a packed value, in key order (a value
+/// whose keys are not in order was not made here).
 fn entries(bytes: &[u8], mut each: impl FnMut(i64, Counts)) -> Result<(), AudienceError> {
     let (mut at, mut key, mut last) = (0, 0i64, NO_VIEW_TIME);
     while at < bytes.len() {
-        key = key.wrapping_add(take(bytes, &mut at)?);
+        let first = at == 0;
+        let step = take(bytes, &mut at)?;
+        if !first && step <= 0 {
+            return Err(damaged());
+        }
+        key = key.wrapping_add(step);
         let (sessions, visits, session_micros) = (take(bytes, &mut at)?, take(bytes, &mut at)?, take(bytes, &mut at)?);
         last = last.wrapping_add(take(bytes, &mut at)?);
         each(key, Counts { sessions, visits, session_micros, last_viewed_at: last });
@@ -280,9 +290,13 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_packed_counters() {
-        // An entry cut short, and a varint that never ends.
+        // An entry cut short, a varint that never ends, one of more than
+        // 64 bits, and keys out of order (the second entry's step is -1).
         assert_eq!(combine(&[2, 2, 0], &[], false), Err(damaged()));
         assert_eq!(sum([[0xffu8; 11].as_slice()], None), Err(damaged()));
+        let too_wide = [[0xffu8; 9].as_slice(), &[0x02, 0, 0, 0, 0]].concat();
+        assert_eq!(sum([too_wide.as_slice()], None), Err(damaged()));
+        assert_eq!(sum([[4u8, 2, 0, 0, 0, 1, 2, 0, 0, 0].as_slice()], None), Err(damaged()));
     }
 
     #[test]
