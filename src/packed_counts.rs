@@ -21,6 +21,7 @@
 
 use crate::error::AudienceError;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The latest-view time of an entry whose value does not keep one (apps),
 /// and of an end_session change, which adds session time but no view.
@@ -191,6 +192,37 @@ impl Classes {
     }
 }
 
+/// The hash of the sums of top_viewers, keyed by viewer id (numbered by the
+/// database, not chosen by a caller) and label number: a multiply and a
+/// shift, where the standard hasher's SipHash took most of a sum over a
+/// month of a busy workspace's days.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+}
+
 /// A row of `top_viewers`: a viewer's views under one label.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Labelled {
@@ -212,18 +244,30 @@ pub fn top_viewers<'a>(
 ) -> Result<Vec<Labelled>, AudienceError> {
     let mut members = members.to_vec();
     members.sort_unstable();
-    let mut all: HashMap<(i64, Class), Counts> = HashMap::new();
+    // A window has few labels (two, and one a month for monthly
+    // pseudonyms): each gets a number, and a viewer's sum is keyed by its id
+    // and that number.
+    let mut labels: Vec<Class> = Vec::new();
+    let mut all: HashMap<(i64, u32), Counts, BuildHasherDefault<IdHasher>> = HashMap::default();
     for (bytes, classes) in packed {
+        let numbers = classes.0.map(|class| match labels.iter().position(|c| *c == class) {
+            Some(n) => n as u32,
+            None => {
+                labels.push(class);
+                (labels.len() - 1) as u32
+            }
+        });
+        all.reserve(bytes.len() / 10);
         entries(bytes, |key, counts| {
             let (viewer_id, identifiable) = viewer_of(key);
-            let class = classes.0[Classes::index(members.binary_search(&viewer_id).is_ok(), identifiable)];
-            all.entry((viewer_id, class)).or_default().add(counts, 1);
+            let label = numbers[Classes::index(members.binary_search(&viewer_id).is_ok(), identifiable)];
+            all.entry((viewer_id, label)).or_default().add(counts, 1);
         })?;
     }
     let mut rows: Vec<Labelled> = all
         .into_iter()
         .filter(|(_, c)| c.views() != 0)
-        .map(|((viewer_id, class), counts)| Labelled { viewer_id, class, counts })
+        .map(|((viewer_id, label), counts)| Labelled { viewer_id, class: labels[label as usize], counts })
         .collect();
     let order = |a: &Labelled, b: &Labelled| {
         b.counts
