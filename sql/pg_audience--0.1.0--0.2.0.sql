@@ -93,6 +93,14 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'viewer_set_ids_wrapper';
 
+CREATE FUNCTION audience_internal."micros_between"(
+	"start" timestamp with time zone, /* TimestampWithTimeZone */
+	"end" timestamp with time zone /* TimestampWithTimeZone */
+) RETURNS bigint /* i64 */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'micros_between_wrapper';
+
 CREATE FUNCTION audience_internal."app_counts"(
 	"app_ids" bigint[], /* Array < i64 > */
 	"sessions" bigint[], /* Array < i64 > */
@@ -1240,7 +1248,7 @@ CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestampt
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
-                THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
+                THEN audience_internal.micros_between(session_micros.viewed_at, session_micros.ended_at) ELSE 0 END
 $$;
 
 CREATE FUNCTION audience_internal.identity_problem(argument text, value text, anonymous boolean)

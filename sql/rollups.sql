@@ -32,7 +32,7 @@ CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestampt
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE WHEN session_micros.kind = 'session' AND session_micros.ended_at IS NOT NULL
-                THEN (extract(epoch FROM session_micros.ended_at - session_micros.viewed_at) * 1000000)::bigint ELSE 0 END
+                THEN audience_internal.micros_between(session_micros.viewed_at, session_micros.ended_at) ELSE 0 END
 $$;
 
 -- Which of two views of a viewer is shown is the later one; whether it was
