@@ -2627,16 +2627,16 @@ BEGIN
                 SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
                                                        array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
                                                        array_agg(u.session_micros), array_agg(u.viewed_at)),
-                       u.at
-                  FROM (SELECT u.*,
-                               CASE WHEN u.viewed_at >= w.identification_start
-                                    THEN greatest(u.day::timestamp AT TIME ZONE b.time_zone, w.identification_start)
-                                    ELSE u.day::timestamp AT TIME ZONE b.time_zone END AS at
+                       CASE WHEN u.after_start
+                            THEN greatest(u.day::timestamp AT TIME ZONE u.time_zone, w.identification_start)
+                            ELSE u.day::timestamp AT TIME ZONE u.time_zone END
+                  FROM (SELECT u.*, b.time_zone,
+                               coalesce(u.viewed_at >= w.identification_start, false) AS after_start
                           FROM b
                          CROSS JOIN LATERAL audience_internal.unfolded_views(
                                    ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
                                    b.identification_day) u) u
-                 GROUP BY u.at) p
+                 GROUP BY u.day, u.after_start, u.time_zone) p
     ),
     classes AS MATERIALIZED (
         SELECT p.n, c.kind, k.identified, k.label_at
