@@ -148,18 +148,7 @@ BEGIN
         INSERT INTO audience_internal.app_visibility_changes AS c (workspace_id, app_id, changed_at, visibility)
         VALUES (ws_id, a_id, now(), visibility)
         ON CONFLICT (workspace_id, app_id, changed_at) DO UPDATE SET visibility = excluded.visibility;
-        -- Events not folded yet are folded under the new visibility.
-        UPDATE audience_internal.workspace_months wm
-           SET public_viewers = p.viewers, public_views = p.views
-          FROM (SELECT m.month,
-                       audience_internal.viewer_set_union(coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
-                       coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
-                  FROM audience_internal.workspace_months m
-                  LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
-                  LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
-                 WHERE m.workspace_id = ws_id
-                 GROUP BY m.month) p
-         WHERE wm.workspace_id = ws_id AND wm.month = p.month;
+        PERFORM audience_internal.remake_public_sets(ws_id);
     END IF;
 END
 $$;

@@ -1101,6 +1101,29 @@ $$;
 COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timestamptz, text, text) IS
     'Sets a workspace''s time zone (months are counted in it), identification start (earlier views are pseudonymous), counting start (all-time totals count from it), pseudonym rotation (none or monthly) and pseudonym scope (workspace, or requester: each requester sees their own pseudonyms). NULL leaves a setting as it is. Operator only.';
 
+-- The views and the viewer set of the apps public now, for every month of
+-- one workspace (workspace_months.public_views and public_viewers), made
+-- again from the apps' month rollups: set_app_visibility runs it after a
+-- change, under the workspace row's lock (the fold keeps them for the
+-- events it merges, and events not folded yet are folded under the
+-- visibility of their fold), and the 0.1.0 update fills them with it.
+CREATE FUNCTION audience_internal.remake_public_sets(workspace_id bigint)
+RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+    UPDATE audience_internal.workspace_months wm
+       SET public_viewers = p.viewers, public_views = p.views
+      FROM (SELECT m.month,
+                   audience_internal.viewer_set_union(
+                       coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
+                   coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
+              FROM audience_internal.workspace_months m
+              LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
+              LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
+             WHERE m.workspace_id = remake_public_sets.workspace_id
+             GROUP BY m.month) p
+     WHERE wm.workspace_id = remake_public_sets.workspace_id AND wm.month = p.month
+$$;
+
 CREATE OR REPLACE FUNCTION audience.set_app_visibility(workspace text, app text, visibility text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1130,18 +1153,7 @@ BEGIN
         INSERT INTO audience_internal.app_visibility_changes AS c (workspace_id, app_id, changed_at, visibility)
         VALUES (ws_id, a_id, now(), visibility)
         ON CONFLICT (workspace_id, app_id, changed_at) DO UPDATE SET visibility = excluded.visibility;
-        -- Events not folded yet are folded under the new visibility.
-        UPDATE audience_internal.workspace_months wm
-           SET public_viewers = p.viewers, public_views = p.views
-          FROM (SELECT m.month,
-                       audience_internal.viewer_set_union(coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
-                       coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
-                  FROM audience_internal.workspace_months m
-                  LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
-                  LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
-                 WHERE m.workspace_id = ws_id
-                 GROUP BY m.month) p
-         WHERE wm.workspace_id = ws_id AND wm.month = p.month;
+        PERFORM audience_internal.remake_public_sets(ws_id);
     END IF;
 END
 $$;
@@ -3647,15 +3659,7 @@ BEGIN
      WHERE am.workspace_id = v.workspace_id AND am.app_id = v.app_id AND am.month = v.month;
     ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET NOT NULL;
     -- The views and viewers of the apps public now, per workspace and month.
-    UPDATE audience_internal.workspace_months wm SET public_viewers = p.viewers, public_views = p.views
-      FROM (SELECT m.workspace_id, m.month,
-                   audience_internal.viewer_set_union(coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
-                   coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
-              FROM audience_internal.workspace_months m
-              LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
-              LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
-             GROUP BY 1, 2) p
-     WHERE wm.workspace_id = p.workspace_id AND wm.month = p.month;
+    PERFORM audience_internal.remake_public_sets(w.workspace_id) FROM audience_internal.workspaces w;
     ALTER TABLE audience_internal.workspace_months
         ALTER COLUMN public_viewers SET NOT NULL, ALTER COLUMN public_views SET NOT NULL;
 

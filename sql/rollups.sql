@@ -296,6 +296,29 @@ AS $$ SELECT $steps$
     SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)
 $steps$ $$;
 
+-- The views and the viewer set of the apps public now, for every month of
+-- one workspace (workspace_months.public_views and public_viewers), made
+-- again from the apps' month rollups: set_app_visibility runs it after a
+-- change, under the workspace row's lock (the fold keeps them for the
+-- events it merges, and events not folded yet are folded under the
+-- visibility of their fold), and the 0.1.0 update fills them with it.
+CREATE FUNCTION audience_internal.remake_public_sets(workspace_id bigint)
+RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+    UPDATE audience_internal.workspace_months wm
+       SET public_viewers = p.viewers, public_views = p.views
+      FROM (SELECT m.month,
+                   audience_internal.viewer_set_union(
+                       coalesce(array_agg(am.viewers) FILTER (WHERE a.visibility = 'public'), '{}')) AS viewers,
+                   coalesce(sum(am.views) FILTER (WHERE a.visibility = 'public'), 0) AS views
+              FROM audience_internal.workspace_months m
+              LEFT JOIN audience_internal.app_months am ON am.workspace_id = m.workspace_id AND am.month = m.month
+              LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
+             WHERE m.workspace_id = remake_public_sets.workspace_id
+             GROUP BY m.month) p
+     WHERE wm.workspace_id = remake_public_sets.workspace_id AND wm.month = p.month
+$$;
+
 -- Merges a set of events into every rollup: `events`, a query over $1 (the
 -- workspace ids), is a fold of pending events (fold_pending) or all of a
 -- workspace's raw events (rebuild_rollups). Only a definer function of the
