@@ -154,21 +154,28 @@ pub fn combine(kept: &[u8], other: &[u8], subtract: bool) -> Result<Vec<u8>, Aud
 }
 
 /// The sums of many days' counters, per key, for the keys in `only` (all
-/// when None), in key order.
+/// when None), in key order. Summed in a hash map and sorted once: a key
+/// is in many of the values, so the map stays small while the entries
+/// read are many.
 pub fn sum<'a>(
     packed: impl IntoIterator<Item = &'a [u8]>,
     only: Option<&[i64]>,
 ) -> Result<Vec<(i64, Counts)>, AudienceError> {
-    let mut all = BTreeMap::new();
+    let mut all: HashMap<i64, Counts, BuildHasherDefault<IdHasher>> = HashMap::default();
     for bytes in packed {
-        read(bytes, &mut all, 1)?;
+        entries(bytes, |key, counts| all.entry(key).or_default().add(counts, 1))?;
     }
     let only = only.map(|keys| {
         let mut sorted = keys.to_vec();
         sorted.sort_unstable();
         sorted
     });
-    Ok(all.into_iter().filter(|(key, _)| only.as_ref().is_none_or(|keys| keys.binary_search(key).is_ok())).collect())
+    let mut sums: Vec<(i64, Counts)> = all
+        .into_iter()
+        .filter(|(key, _)| only.as_ref().is_none_or(|keys| keys.binary_search(key).is_ok()))
+        .collect();
+    sums.sort_unstable_by_key(|(key, _)| *key);
+    Ok(sums)
 }
 
 /// How the views of one packed value of viewer counters are labelled, for
@@ -244,12 +251,15 @@ pub fn top_viewers<'a>(
 ) -> Result<Vec<Labelled>, AudienceError> {
     let mut members = members.to_vec();
     members.sort_unstable();
+    let values: Vec<(&[u8], &Classes)> = packed.into_iter().collect();
     // A window has few labels (two, and one a month for monthly
     // pseudonyms): each gets a number, and a viewer's sum is keyed by its id
-    // and that number.
+    // and that number. Sized once for every entry there may be (a viewer
+    // entry takes at least five bytes, about fourteen as a rule), so that
+    // the map does not grow, moving all it holds, while it is filled.
     let mut labels: Vec<Class> = Vec::new();
     let mut all: HashMap<(i64, u32), Counts, BuildHasherDefault<IdHasher>> = HashMap::default();
-    for (bytes, classes) in packed {
+    for (bytes, classes) in values {
         let numbers = classes.0.map(|class| match labels.iter().position(|c| *c == class) {
             Some(n) => n as u32,
             None => {
@@ -257,18 +267,18 @@ pub fn top_viewers<'a>(
                 (labels.len() - 1) as u32
             }
         });
-        all.reserve(bytes.len() / 10);
+        // A value's viewer ids ascend, as the members do: one walk over both.
+        let mut next_member = 0;
         entries(bytes, |key, counts| {
             let (viewer_id, identifiable) = viewer_of(key);
-            let label = numbers[Classes::index(members.binary_search(&viewer_id).is_ok(), identifiable)];
+            while next_member < members.len() && members[next_member] < viewer_id {
+                next_member += 1;
+            }
+            let is_member = members.get(next_member) == Some(&viewer_id);
+            let label = numbers[Classes::index(is_member, identifiable)];
             all.entry((viewer_id, label)).or_default().add(counts, 1);
         })?;
     }
-    let mut rows: Vec<Labelled> = all
-        .into_iter()
-        .filter(|(_, c)| c.views() != 0)
-        .map(|((viewer_id, label), counts)| Labelled { viewer_id, class: labels[label as usize], counts })
-        .collect();
     let order = |a: &Labelled, b: &Labelled| {
         b.counts
             .views()
@@ -278,11 +288,24 @@ pub fn top_viewers<'a>(
             .then(a.class.identified.cmp(&b.class.identified))
             .then(a.class.label_at.cmp(&b.class.label_at))
     };
-    if rows.len() > max {
-        rows.select_nth_unstable_by(max, order);
-        rows.truncate(max);
+    // The first `max` in that order, kept as the sums are read: a sum is
+    // looked at further only when it has at least the views of the last
+    // one kept.
+    let mut rows: Vec<Labelled> = Vec::with_capacity(max + 1);
+    for ((viewer_id, label), counts) in all {
+        if counts.views() == 0 || max == 0 {
+            continue;
+        }
+        if rows.len() == max && counts.views() < rows[max - 1].counts.views() {
+            continue;
+        }
+        let row = Labelled { viewer_id, class: labels[label as usize], counts };
+        let at = rows.partition_point(|kept| order(kept, &row).is_lt());
+        if at < max {
+            rows.insert(at, row);
+            rows.truncate(max);
+        }
     }
-    rows.sort_unstable_by(order);
     Ok(rows)
 }
 
@@ -399,5 +422,25 @@ mod tests {
         let rows = top_viewers([(m.as_slice(), &march), (a.as_slice(), &april)], &[], 2).unwrap();
         let got: Vec<(i64, Class)> = rows.iter().map(|r| (r.viewer_id, r.class)).collect();
         assert_eq!(got, vec![(8, month(2)), (8, month(1))], "two pseudonyms; the later first, then id 8 before 9");
+    }
+
+    #[test]
+    fn top_viewers_keep_the_first_rows_of_the_whole_order() {
+        // Many ties in views and times: the rows kept while reading are the
+        // first of the order that sorting every sum gives.
+        let classes = Classes([PSEUDONYM, NAME, NAME, NAME]);
+        let days: Vec<Vec<u8>> = (0..6i64)
+            .map(|d| of((0..40i64).filter(|v| (v * 7 + d) % 3 != 0).map(|v| (viewer_key(v, v % 4 == 0), at(c(v % 3, d % 2, 0), 100 + v % 5)))))
+            .collect();
+        let all = top_viewers(days.iter().map(|d| (d.as_slice(), &classes)), &[5, 9], 1000).unwrap();
+        assert!(all.len() > 30);
+        let key = |r: &Labelled| (-r.counts.views(), -r.counts.last_viewed_at, r.viewer_id, r.class.identified);
+        assert!(all.windows(2).all(|w| key(&w[0]) < key(&w[1])), "every sum, in the order of the result");
+        let with_views = sum(days.iter().map(|d| d.as_slice()), None).unwrap().iter().filter(|(_, c)| c.views() > 0).count();
+        assert!(all.len() >= with_views / 2 && all.len() <= with_views, "a row per viewer and label");
+        for max in [0, 1, 2, 5, 10, 29] {
+            let top = top_viewers(days.iter().map(|d| (d.as_slice(), &classes)), &[5, 9], max).unwrap();
+            assert_eq!(top, all[..max.min(all.len())].to_vec(), "max {max}");
+        }
     }
 }
