@@ -58,7 +58,7 @@ COMMENT ON TYPE audience.monthly_viewers_row IS
 -- where the apps include every app public now, as a viewer member's do, the
 -- union of the month's set of the public apps (workspace_months) and of the
 -- other apps' sets. The events not folded yet add their views, and their
--- viewers not yet in the month's set. PL/pgSQL so that its plan is kept for
+-- viewers are united with the month's set. PL/pgSQL so that its plan is kept for
 -- the session: a SQL function that is not inlined is planned anew at every
 -- call, and this query costs more to plan than to run.
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
@@ -88,20 +88,31 @@ BEGIN
          WHERE p.workspace_id = monthly_viewers.workspace_id
            AND (monthly_viewers.apps IS NULL OR p.app_id = ANY (monthly_viewers.apps))
     )
-    SELECT r.month, coalesce(c.unique_viewers, 0) + n.viewers, coalesce(c.views, 0) + n.views, r.complete
+    SELECT r.month, coalesce(c.unique_viewers, n.viewer_count), coalesce(c.views, 0) + n.views, r.complete
       FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
+     CROSS JOIN LATERAL (
+          SELECT count(*) AS views, count(DISTINCT p.viewer_id) AS viewer_count,
+                 audience_internal.viewer_set(array_agg(p.viewer_id)) AS viewers
+            FROM pending p WHERE p.month = r.month
+     ) n
+      -- The month's rollup row, its set united with the pending viewers'
+      -- when there are any.
       LEFT JOIN LATERAL (
-          SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
+          SELECT CASE WHEN n.viewers IS NULL THEN wm.unique_viewers
+                      ELSE audience_internal.viewer_set_count(ARRAY[wm.viewers, n.viewers]) END AS unique_viewers,
+                 wm.views
+            FROM audience_internal.workspace_months wm
            WHERE monthly_viewers.apps IS NULL AND wm.workspace_id = monthly_viewers.workspace_id AND wm.month = r.month
           UNION ALL
-          SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
+          SELECT CASE WHEN n.viewers IS NULL THEN am.unique_viewers
+                      ELSE audience_internal.viewer_set_count(ARRAY[am.viewers, n.viewers]) END,
+                 am.views
+            FROM audience_internal.app_months am
            WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
           -- Several apps: the union of their month sets (or of the public
           -- apps' set and the others') and of the pending events' viewers.
-          SELECT audience_internal.viewer_set_count(
-                     array_agg(x.viewers)
-                     || (SELECT audience_internal.viewer_set(array_agg(p.viewer_id)) FROM pending p WHERE p.month = r.month)),
+          SELECT audience_internal.viewer_set_count(array_agg(x.viewers) || n.viewers),
                  coalesce(sum(x.views), 0)::bigint
             FROM shown,
                  LATERAL (SELECT wm.public_viewers AS viewers, wm.public_views AS views
@@ -119,20 +130,6 @@ BEGIN
                              AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month) x
           HAVING cardinality(monthly_viewers.apps) <> 1
       ) c ON true
-     CROSS JOIN LATERAL (
-          SELECT count(*) AS views,
-                 count(DISTINCT p.viewer_id) FILTER (WHERE NOT CASE
-                     WHEN monthly_viewers.apps IS NULL THEN EXISTS (
-                         SELECT FROM audience_internal.workspace_month_viewers x
-                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.month = r.month AND x.viewer_id = p.viewer_id)
-                     WHEN cardinality(monthly_viewers.apps) = 1 THEN EXISTS (
-                         SELECT FROM audience_internal.app_month_viewers x
-                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = monthly_viewers.apps[1]
-                            AND x.month = r.month AND x.viewer_id = p.viewer_id)
-                     -- Counted in the union above.
-                     ELSE true END) AS viewers
-            FROM pending p WHERE p.month = r.month
-     ) n
      ORDER BY r.month;
 END
 $$;

@@ -71,7 +71,7 @@ BEGIN
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) e;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n)::audience_internal.workspace_months), '{}')
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
                       FROM unnest(gone_app_months) g
@@ -108,7 +108,6 @@ BEGIN
              WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id;
             DELETE FROM audience_internal.app_totals t USING unnest(gone_totals) g
              WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
-            DELETE FROM audience_internal.app_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.app_months am
                SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views,
                    viewers = audience_internal.viewer_set_without(am.viewers, v_id)
@@ -116,9 +115,9 @@ BEGIN
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
             DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
-            DELETE FROM audience_internal.workspace_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.workspace_months wm
                SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
+                   viewers = audience_internal.viewer_set_without(wm.viewers, v_id),
                    public_viewers = audience_internal.viewer_set_without(wm.public_viewers, v_id),
                    public_views = wm.public_views - g.public_views
               FROM unnest(gone_months) g

@@ -18,9 +18,9 @@
 --    progress, these wait for them, and they take turns with each other. A
 --    writer of several workspaces locks them in workspace_id order.
 -- 2. Then rows, table by table in this order: viewers, view_events,
---    pending_folds, app_viewers, app_totals, app_month_viewers, app_months,
---    workspace_month_viewers, workspace_months, app_day_viewers, app_days,
---    workspace_days; within a table, in primary-key order.
+--    pending_folds, app_viewers, app_totals, app_months, workspace_months,
+--    app_day_viewers, app_days, workspace_days; within a table, in
+--    primary-key order.
 -- App rows are locked FOR KEY SHARE (the foreign keys, the bulk path, the
 -- fold's read of which apps are public), and FOR UPDATE by
 -- set_app_visibility only, after the workspace row: a key-share lock

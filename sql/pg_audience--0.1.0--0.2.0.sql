@@ -86,6 +86,17 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'viewer_set_without_wrapper';
 
+CREATE FUNCTION audience_internal."viewer_set_merge"(
+	"kept" bytea, /* & [u8] */
+	"added" bytea /* & [u8] */
+) RETURNS TABLE (
+	"viewers" bytea,  /* Vec < u8 > */
+	"viewer_count" bigint  /* i64 */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_set_merge_wrapper';
+
 CREATE FUNCTION audience_internal."viewer_set_ids"(
 	"set" bytea /* & [u8] */
 ) RETURNS bigint[] /* Vec < i64 > */
@@ -191,14 +202,18 @@ ALTER TABLE audience_internal.members
     ALTER COLUMN db_role TYPE regrole USING pg_catalog.to_regrole(pg_catalog.quote_ident(db_role));
 ALTER TABLE audience_internal.spent_tokens ALTER COLUMN token_id SET STATISTICS 0;
 
--- Each app month's viewers as a set (filled from app_month_viewers below).
+-- Each app month's and workspace month's viewers as a set, which replaces
+-- the rows per viewer and month (filled from them below, then dropped).
 ALTER TABLE audience_internal.app_months ADD COLUMN viewers bytea;
 COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers, views and the set of viewers per app per month.';
 ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
-ALTER TABLE audience_internal.workspace_months ADD COLUMN public_viewers bytea, ADD COLUMN public_views bigint;
+ALTER TABLE audience_internal.workspace_months
+    ADD COLUMN public_viewers bytea, ADD COLUMN public_views bigint, ADD COLUMN viewers bytea;
 COMMENT ON TABLE audience_internal.workspace_months IS
-    'Rollup: unique viewers and views per workspace per month, and the viewers and views of its apps public now.';
-ALTER TABLE audience_internal.workspace_months ALTER COLUMN public_viewers SET STATISTICS 0;
+    'Rollup: unique viewers, views and the set of viewers per workspace per month, and the viewers and views of its apps public now.';
+ALTER TABLE audience_internal.workspace_months
+    ALTER COLUMN public_viewers SET STATISTICS 0,
+    ALTER COLUMN viewers SET STATISTICS 0;
 
 -- Rollup for the usage questions (sql/usage.sql): each viewer of each app
 -- per day in the workspace's time zone, with the views of that day counted
@@ -668,8 +683,7 @@ AS $$ SELECT (day_of.at AT TIME ZONE day_of.time_zone)::date $$;
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT ARRAY['app_viewers', 'app_totals', 'app_month_viewers', 'app_months',
-                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers',
+    SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_day_viewers',
                  'app_days', 'workspace_days']
 $$;
 
@@ -1581,53 +1595,38 @@ AS $$ SELECT $steps$
            SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
         RETURNING 1
     ),
-    app_month_viewers AS (
-        INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
-        SELECT DISTINCT e.workspace_id, e.app_id, e.month, e.viewer_id
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_totals) >= 0
-         ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
-        ON CONFLICT DO NOTHING
-        RETURNING workspace_id, app_id, month, viewer_id
-    ),
+    -- A month's distinct viewers are its viewer set's size: the batch's set
+    -- is merged into the kept one (viewer_set_merge), which gives both.
     app_months AS (
         INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
-        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
-               audience_internal.viewer_set(array_agg(c.viewer_id) FILTER (WHERE NOT c.added))
-          FROM (SELECT e.workspace_id, e.app_id, e.month, e.viewer_id, false AS added FROM evv e
-                UNION ALL
-                SELECT x.workspace_id, x.app_id, x.month, x.viewer_id, true FROM app_month_viewers x) c
-         GROUP BY c.workspace_id, c.app_id, c.month
-         ORDER BY c.workspace_id, c.app_id, c.month
-        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
-               viewers = audience_internal.viewer_set_union(ARRAY[m.viewers, excluded.viewers])
-        RETURNING 1
-    ),
-    workspace_month_viewers AS (
-        INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
-        SELECT DISTINCT e.workspace_id, e.month, e.viewer_id
+        SELECT e.workspace_id, e.app_id, e.month, count(DISTINCT e.viewer_id), count(*),
+               audience_internal.viewer_set(array_agg(e.viewer_id))
           FROM evv e
-         WHERE (SELECT count(*) FROM app_months) >= 0
-         ORDER BY e.workspace_id, e.month, e.viewer_id
-        ON CONFLICT DO NOTHING
-        RETURNING workspace_id, month
+         WHERE (SELECT count(*) FROM app_totals) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.month
+         ORDER BY e.workspace_id, e.app_id, e.month
+        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+           SET (viewers, unique_viewers) =
+               (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
+               views = m.views + excluded.views
+        RETURNING 1
     ),
     workspace_months AS (
         INSERT INTO audience_internal.workspace_months AS m
-               (workspace_id, month, unique_viewers, views, public_viewers, public_views)
-        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
-               audience_internal.viewer_set(coalesce(array_agg(c.viewer_id) FILTER (WHERE c.public), '{}')),
-               count(*) FILTER (WHERE c.public)
-          FROM (SELECT e.workspace_id, e.month, false AS added, e.viewer_id, p.app_id IS NOT NULL AS public
-                  FROM evv e
-                  LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
-                UNION ALL
-                SELECT x.workspace_id, x.month, true, NULL, false FROM workspace_month_viewers x) c
-         GROUP BY c.workspace_id, c.month
-         ORDER BY c.workspace_id, c.month
+               (workspace_id, month, unique_viewers, views, viewers, public_viewers, public_views)
+        SELECT e.workspace_id, e.month, count(DISTINCT e.viewer_id), count(*),
+               audience_internal.viewer_set(array_agg(e.viewer_id)),
+               audience_internal.viewer_set(coalesce(array_agg(e.viewer_id) FILTER (WHERE p.app_id IS NOT NULL), '{}')),
+               count(*) FILTER (WHERE p.app_id IS NOT NULL)
+          FROM evv e
+          LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
+         WHERE (SELECT count(*) FROM app_months) >= 0
+         GROUP BY e.workspace_id, e.month
+         ORDER BY e.workspace_id, e.month
         ON CONFLICT (workspace_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
+           SET (viewers, unique_viewers) =
+               (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
+               views = m.views + excluded.views,
                public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
                public_views = m.public_views + excluded.public_views
         RETURNING 1
@@ -2024,20 +2023,31 @@ BEGIN
          WHERE p.workspace_id = monthly_viewers.workspace_id
            AND (monthly_viewers.apps IS NULL OR p.app_id = ANY (monthly_viewers.apps))
     )
-    SELECT r.month, coalesce(c.unique_viewers, 0) + n.viewers, coalesce(c.views, 0) + n.views, r.complete
+    SELECT r.month, coalesce(c.unique_viewers, n.viewer_count), coalesce(c.views, 0) + n.views, r.complete
       FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
+     CROSS JOIN LATERAL (
+          SELECT count(*) AS views, count(DISTINCT p.viewer_id) AS viewer_count,
+                 audience_internal.viewer_set(array_agg(p.viewer_id)) AS viewers
+            FROM pending p WHERE p.month = r.month
+     ) n
+      -- The month's rollup row, its set united with the pending viewers'
+      -- when there are any.
       LEFT JOIN LATERAL (
-          SELECT wm.unique_viewers, wm.views FROM audience_internal.workspace_months wm
+          SELECT CASE WHEN n.viewers IS NULL THEN wm.unique_viewers
+                      ELSE audience_internal.viewer_set_count(ARRAY[wm.viewers, n.viewers]) END AS unique_viewers,
+                 wm.views
+            FROM audience_internal.workspace_months wm
            WHERE monthly_viewers.apps IS NULL AND wm.workspace_id = monthly_viewers.workspace_id AND wm.month = r.month
           UNION ALL
-          SELECT am.unique_viewers, am.views FROM audience_internal.app_months am
+          SELECT CASE WHEN n.viewers IS NULL THEN am.unique_viewers
+                      ELSE audience_internal.viewer_set_count(ARRAY[am.viewers, n.viewers]) END,
+                 am.views
+            FROM audience_internal.app_months am
            WHERE cardinality(monthly_viewers.apps) = 1 AND am.workspace_id = monthly_viewers.workspace_id AND am.app_id = monthly_viewers.apps[1] AND am.month = r.month
           UNION ALL
           -- Several apps: the union of their month sets (or of the public
           -- apps' set and the others') and of the pending events' viewers.
-          SELECT audience_internal.viewer_set_count(
-                     array_agg(x.viewers)
-                     || (SELECT audience_internal.viewer_set(array_agg(p.viewer_id)) FROM pending p WHERE p.month = r.month)),
+          SELECT audience_internal.viewer_set_count(array_agg(x.viewers) || n.viewers),
                  coalesce(sum(x.views), 0)::bigint
             FROM shown,
                  LATERAL (SELECT wm.public_viewers AS viewers, wm.public_views AS views
@@ -2055,20 +2065,6 @@ BEGIN
                              AND am.app_id = ANY (monthly_viewers.apps) AND am.month = r.month) x
           HAVING cardinality(monthly_viewers.apps) <> 1
       ) c ON true
-     CROSS JOIN LATERAL (
-          SELECT count(*) AS views,
-                 count(DISTINCT p.viewer_id) FILTER (WHERE NOT CASE
-                     WHEN monthly_viewers.apps IS NULL THEN EXISTS (
-                         SELECT FROM audience_internal.workspace_month_viewers x
-                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.month = r.month AND x.viewer_id = p.viewer_id)
-                     WHEN cardinality(monthly_viewers.apps) = 1 THEN EXISTS (
-                         SELECT FROM audience_internal.app_month_viewers x
-                          WHERE x.workspace_id = monthly_viewers.workspace_id AND x.app_id = monthly_viewers.apps[1]
-                            AND x.month = r.month AND x.viewer_id = p.viewer_id)
-                     -- Counted in the union above.
-                     ELSE true END) AS viewers
-            FROM pending p WHERE p.month = r.month
-     ) n
      ORDER BY r.month;
 END
 $$;
@@ -3137,7 +3133,7 @@ BEGIN
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) e;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n)::audience_internal.workspace_months), '{}')
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
                       FROM unnest(gone_app_months) g
@@ -3174,7 +3170,6 @@ BEGIN
              WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id;
             DELETE FROM audience_internal.app_totals t USING unnest(gone_totals) g
              WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
-            DELETE FROM audience_internal.app_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.app_months am
                SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views,
                    viewers = audience_internal.viewer_set_without(am.viewers, v_id)
@@ -3182,9 +3177,9 @@ BEGIN
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
             DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
              WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
-            DELETE FROM audience_internal.workspace_month_viewers m WHERE m.workspace_id = ws.workspace_id AND m.viewer_id = v_id;
             UPDATE audience_internal.workspace_months wm
                SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
+                   viewers = audience_internal.viewer_set_without(wm.viewers, v_id),
                    public_viewers = audience_internal.viewer_set_without(wm.public_viewers, v_id),
                    public_views = wm.public_views - g.public_views
               FROM unnest(gone_months) g
@@ -3658,6 +3653,12 @@ BEGIN
              GROUP BY 1, 2, 3) v
      WHERE am.workspace_id = v.workspace_id AND am.app_id = v.app_id AND am.month = v.month;
     ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET NOT NULL;
+    UPDATE audience_internal.workspace_months wm SET viewers = v.viewers
+      FROM (SELECT mv.workspace_id, mv.month, audience_internal.viewer_set(array_agg(mv.viewer_id)) AS viewers
+              FROM audience_internal.workspace_month_viewers mv
+             GROUP BY 1, 2) v
+     WHERE wm.workspace_id = v.workspace_id AND wm.month = v.month;
+    ALTER TABLE audience_internal.workspace_months ALTER COLUMN viewers SET NOT NULL;
     -- The views and viewers of the apps public now, per workspace and month.
     PERFORM audience_internal.remake_public_sets(w.workspace_id) FROM audience_internal.workspaces w;
     ALTER TABLE audience_internal.workspace_months
@@ -3690,3 +3691,10 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The rows per viewer and month, now in the month rows' viewer sets (filled
+-- above). Taken out of the extension first, so that they leave its list of
+-- tables pg_dump copies with them.
+ALTER EXTENSION pg_audience DROP TABLE audience_internal.app_month_viewers;
+ALTER EXTENSION pg_audience DROP TABLE audience_internal.workspace_month_viewers;
+DROP TABLE audience_internal.app_month_viewers, audience_internal.workspace_month_viewers;

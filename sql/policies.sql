@@ -42,7 +42,7 @@ BEGIN
                  -- workspace_days counts the viewers of private apps too.
                  WHEN c.relname IN ('members', 'viewers', 'app_access', 'connect_records', 'workspace_days') THEN
                    'workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[])'
-                 WHEN c.relname IN ('workspaces', 'workspace_months', 'workspace_month_viewers') THEN
+                 WHEN c.relname IN ('workspaces', 'workspace_months') THEN
                    'workspace_id = ANY ((SELECT audience_internal.visible_workspace_ids())::bigint[])'
                  ELSE 'app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[])'
                END AS rule

@@ -76,8 +76,7 @@ $$;
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT ARRAY['app_viewers', 'app_totals', 'app_month_viewers', 'app_months',
-                 'workspace_month_viewers', 'workspace_months', 'app_day_viewers',
+    SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_day_viewers',
                  'app_days', 'workspace_days']
 $$;
 
@@ -166,53 +165,38 @@ AS $$ SELECT $steps$
            SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
         RETURNING 1
     ),
-    app_month_viewers AS (
-        INSERT INTO audience_internal.app_month_viewers (workspace_id, app_id, month, viewer_id)
-        SELECT DISTINCT e.workspace_id, e.app_id, e.month, e.viewer_id
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_totals) >= 0
-         ORDER BY e.workspace_id, e.app_id, e.month, e.viewer_id
-        ON CONFLICT DO NOTHING
-        RETURNING workspace_id, app_id, month, viewer_id
-    ),
+    -- A month's distinct viewers are its viewer set's size: the batch's set
+    -- is merged into the kept one (viewer_set_merge), which gives both.
     app_months AS (
         INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
-        SELECT c.workspace_id, c.app_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
-               audience_internal.viewer_set(array_agg(c.viewer_id) FILTER (WHERE NOT c.added))
-          FROM (SELECT e.workspace_id, e.app_id, e.month, e.viewer_id, false AS added FROM evv e
-                UNION ALL
-                SELECT x.workspace_id, x.app_id, x.month, x.viewer_id, true FROM app_month_viewers x) c
-         GROUP BY c.workspace_id, c.app_id, c.month
-         ORDER BY c.workspace_id, c.app_id, c.month
-        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
-               viewers = audience_internal.viewer_set_union(ARRAY[m.viewers, excluded.viewers])
-        RETURNING 1
-    ),
-    workspace_month_viewers AS (
-        INSERT INTO audience_internal.workspace_month_viewers (workspace_id, month, viewer_id)
-        SELECT DISTINCT e.workspace_id, e.month, e.viewer_id
+        SELECT e.workspace_id, e.app_id, e.month, count(DISTINCT e.viewer_id), count(*),
+               audience_internal.viewer_set(array_agg(e.viewer_id))
           FROM evv e
-         WHERE (SELECT count(*) FROM app_months) >= 0
-         ORDER BY e.workspace_id, e.month, e.viewer_id
-        ON CONFLICT DO NOTHING
-        RETURNING workspace_id, month
+         WHERE (SELECT count(*) FROM app_totals) >= 0
+         GROUP BY e.workspace_id, e.app_id, e.month
+         ORDER BY e.workspace_id, e.app_id, e.month
+        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+           SET (viewers, unique_viewers) =
+               (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
+               views = m.views + excluded.views
+        RETURNING 1
     ),
     workspace_months AS (
         INSERT INTO audience_internal.workspace_months AS m
-               (workspace_id, month, unique_viewers, views, public_viewers, public_views)
-        SELECT c.workspace_id, c.month, count(*) FILTER (WHERE c.added), count(*) FILTER (WHERE NOT c.added),
-               audience_internal.viewer_set(coalesce(array_agg(c.viewer_id) FILTER (WHERE c.public), '{}')),
-               count(*) FILTER (WHERE c.public)
-          FROM (SELECT e.workspace_id, e.month, false AS added, e.viewer_id, p.app_id IS NOT NULL AS public
-                  FROM evv e
-                  LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
-                UNION ALL
-                SELECT x.workspace_id, x.month, true, NULL, false FROM workspace_month_viewers x) c
-         GROUP BY c.workspace_id, c.month
-         ORDER BY c.workspace_id, c.month
+               (workspace_id, month, unique_viewers, views, viewers, public_viewers, public_views)
+        SELECT e.workspace_id, e.month, count(DISTINCT e.viewer_id), count(*),
+               audience_internal.viewer_set(array_agg(e.viewer_id)),
+               audience_internal.viewer_set(coalesce(array_agg(e.viewer_id) FILTER (WHERE p.app_id IS NOT NULL), '{}')),
+               count(*) FILTER (WHERE p.app_id IS NOT NULL)
+          FROM evv e
+          LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
+         WHERE (SELECT count(*) FROM app_months) >= 0
+         GROUP BY e.workspace_id, e.month
+         ORDER BY e.workspace_id, e.month
         ON CONFLICT (workspace_id, month) DO UPDATE
-           SET unique_viewers = m.unique_viewers + excluded.unique_viewers, views = m.views + excluded.views,
+           SET (viewers, unique_viewers) =
+               (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
+               views = m.views + excluded.views,
                public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
                public_views = m.public_views + excluded.public_views
         RETURNING 1

@@ -220,17 +220,6 @@ CREATE TABLE audience_internal.app_totals (
 );
 COMMENT ON TABLE audience_internal.app_totals IS 'Rollup: all-time distinct viewers and views per app since the counting start.';
 
-CREATE TABLE audience_internal.app_month_viewers (
-    workspace_id bigint NOT NULL,
-    app_id bigint NOT NULL,
-    month date NOT NULL,
-    viewer_id bigint NOT NULL,
-    PRIMARY KEY (workspace_id, app_id, month, viewer_id),
-    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
-    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
-);
-COMMENT ON TABLE audience_internal.app_month_viewers IS 'Rollup: the distinct viewers of each app per month (exact uniques).';
-
 CREATE TABLE audience_internal.app_months (
     workspace_id bigint NOT NULL,
     app_id bigint NOT NULL,
@@ -238,21 +227,14 @@ CREATE TABLE audience_internal.app_months (
     unique_viewers bigint NOT NULL,
     views bigint NOT NULL,
     -- The month's viewers as a set (audience_internal.viewer_set): the
-    -- distinct viewers of several apps are the union of their sets.
+    -- distinct viewers of several apps are the union of their sets, and
+    -- unique_viewers is its size (a fold merges its viewers into it, not a
+    -- row per viewer).
     viewers bytea NOT NULL,
     PRIMARY KEY (workspace_id, app_id, month),
     FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
 );
 COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers, views and the set of viewers per app per month.';
-
-CREATE TABLE audience_internal.workspace_month_viewers (
-    workspace_id bigint NOT NULL,
-    month date NOT NULL,
-    viewer_id bigint NOT NULL,
-    PRIMARY KEY (workspace_id, month, viewer_id),
-    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
-);
-COMMENT ON TABLE audience_internal.workspace_month_viewers IS 'Rollup: the distinct viewers of each workspace per month.';
 
 CREATE TABLE audience_internal.workspace_months (
     workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
@@ -266,10 +248,12 @@ CREATE TABLE audience_internal.workspace_months (
     -- set_app_visibility makes them again.
     public_viewers bytea NOT NULL,
     public_views bigint NOT NULL,
+    -- The month's viewers of every app as a set; unique_viewers is its size.
+    viewers bytea NOT NULL,
     PRIMARY KEY (workspace_id, month)
 );
 COMMENT ON TABLE audience_internal.workspace_months IS
-    'Rollup: unique viewers and views per workspace per month, and the viewers and views of its apps public now.';
+    'Rollup: unique viewers, views and the set of viewers per workspace per month, and the viewers and views of its apps public now.';
 
 -- Rollup for the usage questions (sql/usage.sql): each viewer of each app
 -- per day in the workspace's time zone, with the views of that day counted
@@ -398,7 +382,9 @@ ALTER TABLE audience_internal.viewers
     ALTER COLUMN viewer_hash SET STATISTICS 0,
     ALTER COLUMN identity SET STATISTICS 0;
 ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
-ALTER TABLE audience_internal.workspace_months ALTER COLUMN public_viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.workspace_months
+    ALTER COLUMN public_viewers SET STATISTICS 0,
+    ALTER COLUMN viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.workspace_days
     ALTER COLUMN viewers SET STATISTICS 0,

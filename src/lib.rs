@@ -205,6 +205,17 @@ mod audience_internal {
         viewer_set::union_count(sets.iter().flatten()).or_raise()
     }
 
+    /// The union of a month row's kept viewer set and the one a fold adds,
+    /// with its size: the month's distinct viewers (sql/rollups.sql), kept
+    /// without a row per viewer and month.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_set_merge(
+        kept: &[u8],
+        added: &[u8],
+    ) -> TableIterator<'static, (name!(viewers, Vec<u8>), name!(viewer_count, i64))> {
+        TableIterator::once(viewer_set::merge(kept, added).or_raise())
+    }
+
     /// The set without one viewer: erasure (audience.forget_viewer).
     #[pg_extern(immutable, strict, parallel_safe)]
     fn viewer_set_without(set: &[u8], viewer_id: i64) -> Vec<u8> {

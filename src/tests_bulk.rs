@@ -178,13 +178,16 @@ mod tests {
              CREATE TEMP TABLE {into}_app_totals AS
                  SELECT a.slug, x.viewers, x.views FROM audience_internal.app_totals x JOIN audience_internal.apps a USING (workspace_id, app_id);
              CREATE TEMP TABLE {into}_app_month_viewers AS
-                 SELECT a.slug, x.month, v.viewer_hash FROM audience_internal.app_month_viewers x
-                   JOIN audience_internal.apps a USING (workspace_id, app_id) JOIN audience_internal.viewers v USING (workspace_id, viewer_id);
+                 SELECT a.slug, x.month, v.viewer_hash FROM audience_internal.app_months x
+                  CROSS JOIN unnest(audience_internal.viewer_set_ids(x.viewers)) s(viewer_id)
+                   JOIN audience_internal.apps a USING (workspace_id, app_id)
+                   JOIN audience_internal.viewers v ON v.workspace_id = x.workspace_id AND v.viewer_id = s.viewer_id;
              CREATE TEMP TABLE {into}_app_months AS
                  SELECT a.slug, x.month, x.unique_viewers, x.views FROM audience_internal.app_months x JOIN audience_internal.apps a USING (workspace_id, app_id);
              CREATE TEMP TABLE {into}_workspace_month_viewers AS
-                 SELECT x.workspace_id, x.month, v.viewer_hash FROM audience_internal.workspace_month_viewers x
-                   JOIN audience_internal.viewers v USING (workspace_id, viewer_id);
+                 SELECT x.workspace_id, x.month, v.viewer_hash FROM audience_internal.workspace_months x
+                  CROSS JOIN unnest(audience_internal.viewer_set_ids(x.viewers)) s(viewer_id)
+                   JOIN audience_internal.viewers v ON v.workspace_id = x.workspace_id AND v.viewer_id = s.viewer_id;
              CREATE TEMP TABLE {into}_workspace_months AS
                  SELECT x.workspace_id, x.month, x.unique_viewers, x.views FROM audience_internal.workspace_months x;
              CREATE TEMP TABLE {into}_app_day_viewers AS

@@ -54,6 +54,14 @@ pub fn union_count<'a>(sets: impl IntoIterator<Item = &'a [u8]>) -> Result<i64, 
     Ok(i64::try_from(all.len()).unwrap_or(i64::MAX))
 }
 
+/// The union of a rollup row's kept set and the set a fold adds to it, and
+/// how many viewers that holds.
+pub fn merge(kept: &[u8], added: &[u8]) -> Result<(Vec<u8>, i64), AudienceError> {
+    let mut all = decode(kept)?;
+    all |= decode(added)?;
+    Ok((encode(&all), i64::try_from(all.len()).unwrap_or(i64::MAX)))
+}
+
 /// The set without one viewer (erasure).
 pub fn without(bytes: &[u8], viewer_id: i64) -> Result<Vec<u8>, AudienceError> {
     let mut set = decode(bytes)?;
@@ -97,9 +105,12 @@ mod tests {
             ])
             .unwrap();
             assert_eq!(direct, merged, "n = {n}");
+            let (kept_and_added, size) = merge(&of_ids(a.clone()).unwrap(), &of_ids(b.clone()).unwrap()).unwrap();
+            assert_eq!(kept_and_added, direct, "n = {n}");
             both.sort_unstable();
             both.dedup();
             assert_eq!(ids(&direct).unwrap(), both);
+            assert_eq!(size, both.len() as i64, "n = {n}");
             assert_eq!(union_count([direct.as_slice()]).unwrap(), both.len() as i64);
             // Taking ids out gives the form of the smaller set built afresh.
             let mut rest = direct.clone();

@@ -161,12 +161,38 @@ pub fn layout(client: &mut Client) -> Layout {
         .collect()
 }
 
+/// Relations of the released version that a later one holds in another
+/// form, and the same rows read from that form: the rows per viewer and
+/// month are the month rows' viewer sets.
+const REPLACED: &[(&str, &str)] = &[
+    (
+        "app_month_viewers",
+        "SELECT json_build_object('workspace_id', m.workspace_id, 'app_id', m.app_id, 'month', m.month, 'viewer_id', s.viewer_id)::text
+           FROM audience_internal.app_months m CROSS JOIN unnest(audience_internal.viewer_set_ids(m.viewers)) s(viewer_id)
+          ORDER BY m.workspace_id, m.app_id, m.month, s.viewer_id",
+    ),
+    (
+        "workspace_month_viewers",
+        "SELECT json_build_object('workspace_id', m.workspace_id, 'month', m.month, 'viewer_id', s.viewer_id)::text
+           FROM audience_internal.workspace_months m CROSS JOIN unnest(audience_internal.viewer_set_ids(m.viewers)) s(viewer_id)
+          ORDER BY m.workspace_id, m.month, s.viewer_id",
+    ),
+];
+
 /// The rows of every relation of `layout`, only its columns, in key order
-/// (by every column where there is no primary key).
+/// (by every column where there is no primary key); a relation a later
+/// version replaced, from its new form (REPLACED).
 pub fn contents(client: &mut Client, layout: &Layout) -> Lines {
     layout
         .iter()
         .map(|(relation, (columns, key))| {
+            let gone: bool = client
+                .query_one("SELECT to_regclass('audience_internal.' || quote_ident($1)) IS NULL", &[relation])
+                .unwrap()
+                .get(0);
+            if let Some((_, sql)) = REPLACED.iter().find(|(name, _)| gone && name == relation) {
+                return (format!("audience_internal.{relation}"), ask(client, sql, &[]));
+            }
             let object: Vec<String> = columns.iter().map(|c| format!("{}, t.{c}", quote_literal(c))).collect();
             let order = if key.is_empty() { "1".to_string() } else { key.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ") };
             let sql = format!(
