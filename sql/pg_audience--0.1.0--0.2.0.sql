@@ -288,8 +288,13 @@ ALTER TABLE audience_internal.workspace_days
     ALTER COLUMN viewer_counts SET STATISTICS 0;
 
 -- The partial days at the edges of a window are read from the raw events of
--- every app of a workspace at once.
-CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at);
+-- every app of a workspace at once, with every column those reads use: an
+-- index-only scan, where fetching each event from the table went to a page
+-- per event (3,900 events of the busiest workspace at 10M read 9.7 to 13 ms
+-- that way and 3.8 ms from the index). It makes the index about 28 bytes
+-- an event larger, and an end_session update is no longer HOT.
+CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at)
+    INCLUDE (app_id, viewer_id, kind, ended_at, identifiable);
 
 -- Which Posit Connect content item is which app, so that later imports of
 -- the same content find their app without the content list.
