@@ -129,6 +129,10 @@ mod tests {
             Err(AudienceError::invalid("viewers", "is not a viewer set"))
         );
         assert_eq!(
+            merge(&of_ids([1]).unwrap(), b"nonsense"),
+            Err(AudienceError::invalid("viewers", "is not a viewer set"))
+        );
+        assert_eq!(
             of_ids([-1]),
             Err(AudienceError::invalid("viewer_id", "must not be negative"))
         );
