@@ -9,7 +9,42 @@
 -- recognised by its natural key (content, user, start, kind) and counted as
 -- a duplicate, except that a session first seen open and now ended gets its
 -- end. Concurrent imports into one workspace take turns (a lock on the
--- workspace row that ingest does not conflict with).
+-- workspace row that ingest does not conflict with); an import that ends a
+-- session stored open also waits for the workspace's other writers, and they
+-- for it (connect_ends_open_session).
+
+-- How a Posit user is keyed in connect_records: a keyed hash of its guid
+-- (the empty key for an anonymous record), so that the table holds no
+-- Posit identifier in clear.
+CREATE FUNCTION audience_internal.connect_user_ref(identity_key bytea, user_guid text)
+RETURNS bytea LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN user_guid IS NULL THEN '\x'::bytea
+                ELSE audience_internal.anonymous_hash(identity_key, 'connect-user:' || user_guid) END
+$$;
+
+-- Whether a page of usage records ends a session an earlier import stored
+-- open. Ending one changes that session's day rows after the page's new
+-- records have been folded, that is it comes back to rollup tables earlier
+-- in the writers' lock order (the top of sql/ingest.sql) than ones it
+-- holds; a concurrent writer of the same rows could deadlock with it. Such
+-- an import therefore locks the workspace row FOR UPDATE, as
+-- configure_workspace does, before it writes anything, so that no other
+-- writer of the workspace runs meanwhile. Records malformed in any way are
+-- passed over here; the import refuses them later.
+CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, identity_key bytea, usage jsonb)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT EXISTS (
+        SELECT FROM jsonb_array_elements(usage) r(rec)
+          JOIN audience_internal.connect_records c
+            ON c.workspace_id = connect_ends_open_session.workspace_id
+           AND c.content_guid = r.rec ->> 'content_guid'
+           AND c.user_ref = audience_internal.connect_user_ref(identity_key, r.rec ->> 'user_guid')
+           AND c.started = audience_internal.as_time(r.rec ->> 'started')
+           AND c.kind = 'session' AND c.ended IS NULL
+         WHERE jsonb_typeof(r.rec) = 'object' AND r.rec ->> 'ended' IS NOT NULL)
+$$;
 
 -- One record of an import, checked: `problem` is why it is refused, or NULL.
 CREATE TYPE audience_internal.connect_import_row AS (
@@ -49,7 +84,18 @@ BEGIN
     IF jsonb_typeof(import_connect.content) IS DISTINCT FROM 'array' AND import_connect.content IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "content": must be a JSON array of content items';
     END IF;
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
+    -- Asked before the lock and again under it: another import may store
+    -- an open session this page ends in between (the lock is then made
+    -- FOR UPDATE before any write). Deciding first spares most such imports
+    -- the change of lock, which waits with a lock already held.
+    IF audience_internal.connect_ends_open_session(ws_id, ikey, import_connect.usage) THEN
+        PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    ELSE
+        PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
+        IF audience_internal.connect_ends_open_session(ws_id, ikey, import_connect.usage) THEN
+            PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+        END IF;
+    END IF;
 
     SELECT c.idx, c.problem INTO bad
       FROM (SELECT c.i - 1 AS idx,
@@ -187,9 +233,7 @@ BEGIN
                         audience_internal.anonymous_hash(ikey,
                             audience_internal.normalize_anonymous_id('anonymous_id', b.anonymous_id))) AS viewer_hash
           FROM unnest(batch) b
-         CROSS JOIN LATERAL (
-              SELECT CASE WHEN b.user_guid IS NULL THEN '\x'::bytea
-                          ELSE audience_internal.anonymous_hash(ikey, 'connect-user:' || b.user_guid) END AS user_ref) r
+         CROSS JOIN LATERAL (SELECT audience_internal.connect_user_ref(ikey, b.user_guid) AS user_ref) r
          -- Of two copies of a record in one import, the one with an end.
          ORDER BY b.content_guid, r.user_ref, b.started, b.kind, b.ended IS NULL, b.idx
     ),
@@ -211,17 +255,16 @@ BEGIN
     )
     SELECT count(*) FROM stored INTO n_new;
 
-    -- Sessions imported while open that this page shows ended. Only once the
-    -- new records are stored and folded (by the statement above), so that events and their day rows are locked in the order
-    -- every writer takes them (the top of sql/ingest.sql), event by event.
+    -- Sessions imported while open that this page shows ended, once the new
+    -- records are stored and folded (by the statement above): the day rows
+    -- are taken a second time, which is safe because the workspace row is
+    -- held FOR UPDATE when there is any (connect_ends_open_session).
     WITH ended AS (
         UPDATE audience_internal.connect_records c SET ended = k.ended
           FROM (SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started) b.content_guid, r.user_ref, b.started,
                        b.ended, b.app_id
                   FROM unnest(batch) b
-                 CROSS JOIN LATERAL (
-                      SELECT CASE WHEN b.user_guid IS NULL THEN '\x'::bytea
-                                  ELSE audience_internal.anonymous_hash(ikey, 'connect-user:' || b.user_guid) END AS user_ref) r
+                 CROSS JOIN LATERAL (SELECT audience_internal.connect_user_ref(ikey, b.user_guid) AS user_ref) r
                  WHERE b.kind = 'session' AND b.ended IS NOT NULL
                  ORDER BY b.content_guid, r.user_ref, b.started, b.idx) k
          WHERE c.workspace_id = ws_id AND c.content_guid = k.content_guid AND c.user_ref = k.user_ref

@@ -13,10 +13,12 @@
 --    the fold take it FOR KEY SHARE, and the fold reads the time zone and
 --    counting start under that lock; other ingest, and import_connect's FOR
 --    NO KEY UPDATE, do not conflict with it. configure_workspace (with
---    rebuild_rollups), set_app_visibility, forget_viewer and
---    delete_workspace take it FOR UPDATE: they wait for the ingest and folds of that workspace in
---    progress, these wait for them, and they take turns with each other. A
---    writer of several workspaces locks them in workspace_id order.
+--    rebuild_rollups), set_app_visibility, forget_viewer,
+--    delete_workspace, and an import_connect that ends sessions stored open
+--    (it writes day rows twice, sql/connect_import.sql) take it FOR UPDATE:
+--    they wait for the ingest and folds of that workspace in progress,
+--    these wait for them, and they take turns with each other. A writer of
+--    several workspaces locks them in workspace_id order.
 -- 2. Then rows, table by table in this order: viewers, view_events,
 --    pending_folds, app_viewers, app_totals, app_months, workspace_months,
 --    app_day_viewers, app_days, workspace_days; within a table, in
