@@ -1026,9 +1026,8 @@ AS $$
 $$;
 
 CREATE FUNCTION audience_internal.label_key(
-    workspace audience_internal.workspaces, is_member boolean, at timestamptz, identifiable boolean,
-    OUT identified boolean, OUT label_at timestamptz)
-RETURNS record LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    workspace audience_internal.workspaces, is_member boolean, at timestamptz, identifiable boolean)
+RETURNS TABLE (identified boolean, label_at timestamptz) LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 1
 AS $$
     SELECT i.identified,
            CASE WHEN (label_key.workspace).pseudonym_rotation = 'monthly' AND NOT i.identified
@@ -2562,11 +2561,19 @@ BEGIN
          WHERE c.place <= top_apps_for.max_apps
          ORDER BY c.views DESC, a.slug
          LIMIT top_apps_for.max_apps
+    ),
+    -- The viewers of the shown apps among the views the day rollups do not
+    -- hold, in one pass over them.
+    unfolded_viewers AS MATERIALIZED (
+        SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
+          FROM unfolded u
+         WHERE u.app_id IN (SELECT t.app_id FROM top t)
+         GROUP BY u.app_id
     )
     SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
            (SELECT audience_internal.viewer_set_count(
                        array_agg(d.viewers)
-                       || (SELECT audience_internal.viewer_set(array_agg(u.viewer_id)) FROM unfolded u WHERE u.app_id = t.app_id))
+                       || (SELECT u.viewers FROM unfolded_viewers u WHERE u.app_id = t.app_id))
               FROM b
               JOIN audience_internal.app_days d
                 ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id AND d.day >= b.first_day AND d.day < b.end_day),

@@ -285,11 +285,19 @@ BEGIN
          WHERE c.place <= top_apps_for.max_apps
          ORDER BY c.views DESC, a.slug
          LIMIT top_apps_for.max_apps
+    ),
+    -- The viewers of the shown apps among the views the day rollups do not
+    -- hold, in one pass over them.
+    unfolded_viewers AS MATERIALIZED (
+        SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
+          FROM unfolded u
+         WHERE u.app_id IN (SELECT t.app_id FROM top t)
+         GROUP BY u.app_id
     )
     SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
            (SELECT audience_internal.viewer_set_count(
                        array_agg(d.viewers)
-                       || (SELECT audience_internal.viewer_set(array_agg(u.viewer_id)) FROM unfolded u WHERE u.app_id = t.app_id))
+                       || (SELECT u.viewers FROM unfolded_viewers u WHERE u.app_id = t.app_id))
               FROM b
               JOIN audience_internal.app_days d
                 ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id AND d.day >= b.first_day AND d.day < b.end_day),

@@ -20,7 +20,9 @@
 //! share an entry.
 
 use crate::error::AudienceError;
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// The latest-view time of an entry whose value does not keep one (apps),
@@ -98,20 +100,42 @@ fn take(bytes: &[u8], at: &mut usize) -> Result<i64, AudienceError> {
     Err(damaged())
 }
 
-/// Calls `each` with every entry of a packed value, in key order (a value
+/// The entries of a packed value, one at a time, in key order (a value
 /// whose keys are not in order was not made here).
-fn entries(bytes: &[u8], mut each: impl FnMut(i64, Counts)) -> Result<(), AudienceError> {
-    let (mut at, mut key, mut last) = (0, 0i64, NO_VIEW_TIME);
-    while at < bytes.len() {
-        let first = at == 0;
-        let step = take(bytes, &mut at)?;
+struct Entries<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    key: i64,
+    last: i64,
+}
+
+impl<'a> Entries<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Entries { bytes, at: 0, key: 0, last: NO_VIEW_TIME }
+    }
+
+    fn next_entry(&mut self) -> Result<Option<(i64, Counts)>, AudienceError> {
+        if self.at >= self.bytes.len() {
+            return Ok(None);
+        }
+        let first = self.at == 0;
+        let step = take(self.bytes, &mut self.at)?;
         if !first && step <= 0 {
             return Err(damaged());
         }
-        key = key.wrapping_add(step);
-        let (sessions, visits, session_micros) = (take(bytes, &mut at)?, take(bytes, &mut at)?, take(bytes, &mut at)?);
-        last = last.wrapping_add(take(bytes, &mut at)?);
-        each(key, Counts { sessions, visits, session_micros, last_viewed_at: last });
+        self.key = self.key.wrapping_add(step);
+        let (sessions, visits, session_micros) =
+            (take(self.bytes, &mut self.at)?, take(self.bytes, &mut self.at)?, take(self.bytes, &mut self.at)?);
+        self.last = self.last.wrapping_add(take(self.bytes, &mut self.at)?);
+        Ok(Some((self.key, Counts { sessions, visits, session_micros, last_viewed_at: self.last })))
+    }
+}
+
+/// Calls `each` with every entry of a packed value, in key order.
+fn entries(bytes: &[u8], mut each: impl FnMut(i64, Counts)) -> Result<(), AudienceError> {
+    let mut all = Entries::new(bytes);
+    while let Some((key, counts)) = all.next_entry()? {
+        each(key, counts);
     }
     Ok(())
 }
@@ -252,11 +276,11 @@ pub fn top_viewers<'a>(
     let mut members = members.to_vec();
     members.sort_unstable();
     // A window has few labels (two, and one a month for monthly
-    // pseudonyms): each gets a number, and a viewer's sum is keyed by its id
-    // and that number. The map grows as it fills: sized up front for every
-    // entry read, it was larger than the distinct viewers and slower.
+    // pseudonyms): each gets a number, and each value maps its four kinds
+    // of views to theirs.
     let mut labels: Vec<Class> = Vec::new();
-    let mut all: HashMap<(i64, u32), Counts, BuildHasherDefault<IdHasher>> = HashMap::default();
+    // Each value's reader, its label numbers, and its entry in the heap.
+    let mut values: Vec<(Entries<'a>, [u32; 4], Counts)> = Vec::new();
     for (bytes, classes) in packed {
         let numbers = classes.0.map(|class| match labels.iter().position(|c| *c == class) {
             Some(n) => n as u32,
@@ -265,17 +289,7 @@ pub fn top_viewers<'a>(
                 (labels.len() - 1) as u32
             }
         });
-        // A value's viewer ids ascend, as the members do: one walk over both.
-        let mut next_member = 0;
-        entries(bytes, |key, counts| {
-            let (viewer_id, identifiable) = viewer_of(key);
-            while next_member < members.len() && members[next_member] < viewer_id {
-                next_member += 1;
-            }
-            let is_member = members.get(next_member) == Some(&viewer_id);
-            let label = numbers[Classes::index(is_member, identifiable)];
-            all.entry((viewer_id, label)).or_default().add(counts, 1);
-        })?;
+        values.push((Entries::new(bytes), numbers, Counts::default()));
     }
     let order = |a: &Labelled, b: &Labelled| {
         b.counts
@@ -286,16 +300,13 @@ pub fn top_viewers<'a>(
             .then(a.class.identified.cmp(&b.class.identified))
             .then(a.class.label_at.cmp(&b.class.label_at))
     };
-    // The first `max` in that order, kept as the sums are read: a sum is
+    // The first `max` in that order, kept as the sums are made: a sum is
     // looked at further only when it has at least the views of the last
     // one kept.
     let mut rows: Vec<Labelled> = Vec::with_capacity(max + 1);
-    for ((viewer_id, label), counts) in all {
-        if counts.views() == 0 || max == 0 {
-            continue;
-        }
-        if rows.len() == max && counts.views() < rows[max - 1].counts.views() {
-            continue;
+    let mut keep = |viewer_id: i64, label: u32, counts: Counts| {
+        if counts.views() == 0 || max == 0 || (rows.len() == max && counts.views() < rows[max - 1].counts.views()) {
+            return;
         }
         let row = Labelled { viewer_id, class: labels[label as usize], counts };
         let at = rows.partition_point(|kept| order(kept, &row).is_lt());
@@ -303,6 +314,60 @@ pub fn top_viewers<'a>(
             rows.insert(at, row);
             rows.truncate(max);
         }
+    };
+    // Each value's keys ascend, and a viewer's two keys (identifiable or
+    // not) are neighbours: merged in key order, the values give each viewer's
+    // entries together, and a viewer's sums per label are complete when the
+    // next viewer comes. A hash map of every viewer of the window was
+    // several times slower: a month of a busy workspace has tens of
+    // thousands.
+    let mut heap = BinaryHeap::with_capacity(values.len());
+    for (n, (value, _, current)) in values.iter_mut().enumerate() {
+        if let Some((key, counts)) = value.next_entry()? {
+            *current = counts;
+            heap.push(Reverse((key, n)));
+        }
+    }
+    let mut viewer: Option<i64> = None;
+    let mut sums: Vec<(u32, Counts)> = Vec::new();
+    let mut next_member = 0;
+    let mut is_member = false;
+    while let Some(mut top) = heap.peek_mut() {
+        let Reverse((key, n)) = *top;
+        let counts = values[n].2;
+        let (viewer_id, identifiable) = viewer_of(key);
+        if viewer != Some(viewer_id) {
+            for (label, sum) in sums.drain(..) {
+                keep(viewer.unwrap_or_default(), label, sum);
+            }
+            viewer = Some(viewer_id);
+            while next_member < members.len() && members[next_member] < viewer_id {
+                next_member += 1;
+            }
+            is_member = members.get(next_member) == Some(&viewer_id);
+        }
+        let label = values[n].1[Classes::index(is_member, identifiable)];
+        match sums.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, sum)) => sum.add(counts, 1),
+            None => {
+                let mut sum = Counts::default();
+                sum.add(counts, 1);
+                sums.push((label, sum));
+            }
+        }
+        // The value's next entry takes its place in the heap.
+        match values[n].0.next_entry()? {
+            Some((next_key, next)) => {
+                values[n].2 = next;
+                *top = Reverse((next_key, n));
+            }
+            None => {
+                PeekMut::pop(top);
+            }
+        }
+    }
+    for (label, sum) in sums.drain(..) {
+        keep(viewer.unwrap_or_default(), label, sum);
     }
     Ok(rows)
 }
