@@ -22,8 +22,6 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
     gone_days audience_internal.app_days[];
-    gone_viewer_days date[];
-    gone_viewer_counts bytea[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     FOR ws IN
@@ -78,22 +76,15 @@ BEGIN
                       JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
                      GROUP BY 1) m;
             SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
-                                          NULL)::audience_internal.app_days), '{}')
+                                          NULL, NULL)::audience_internal.app_days), '{}')
               INTO gone_days
-              FROM (SELECT d.app_id, d.day, sum(d.sessions) AS sessions, sum(d.visits) AS visits,
-                           sum(d.session_micros) AS session_micros
-                      FROM audience_internal.app_day_viewers d
-                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
+              FROM (SELECT e.app_id, audience_internal.day_of(e.viewed_at, tz) AS day,
+                           count(*) FILTER (WHERE e.kind = 'session') AS sessions,
+                           count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+                           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros
+                      FROM audience_internal.view_events e
+                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) d;
-            SELECT coalesce(array_agg(v.day), '{}'), coalesce(array_agg(v.counts), '{}')
-              INTO gone_viewer_days, gone_viewer_counts
-              FROM (SELECT d.day,
-                           audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
-                                                           array_agg(d.sessions), array_agg(d.visits),
-                                                           array_agg(d.session_micros), array_agg(d.last_viewed_at)) AS counts
-                      FROM audience_internal.app_day_viewers d
-                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
-                     GROUP BY 1) v;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -124,11 +115,11 @@ BEGIN
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
-            DELETE FROM audience_internal.app_day_viewers d WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id;
             UPDATE audience_internal.app_days d
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
                    session_micros = d.session_micros - g.session_micros,
-                   viewers = audience_internal.viewer_set_without(d.viewers, v_id)
+                   viewers = audience_internal.viewer_set_without(d.viewers, v_id),
+                   viewer_counts = audience_internal.viewer_counts_without(d.viewer_counts, v_id)
               FROM unnest(gone_days) g
              WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
             DELETE FROM audience_internal.app_days d USING unnest(gone_days) g
@@ -139,13 +130,12 @@ BEGIN
                    session_micros = d.session_micros - g.session_micros,
                    viewers = audience_internal.viewer_set_without(d.viewers, v_id),
                    apps = audience_internal.packed_counts_subtract(d.apps, g.apps),
-                   viewer_counts = audience_internal.packed_counts_subtract(d.viewer_counts, vc.counts)
+                   viewer_counts = audience_internal.viewer_counts_without(d.viewer_counts, v_id)
               FROM (SELECT g.day, sum(g.sessions) AS sessions, sum(g.visits) AS visits,
                            sum(g.session_micros) AS session_micros,
                            audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions),
                                                         array_agg(g.visits), array_agg(g.session_micros)) AS apps
                       FROM unnest(gone_days) g GROUP BY 1) g
-              JOIN unnest(gone_viewer_days, gone_viewer_counts) vc(day, counts) ON vc.day = g.day
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day;
             DELETE FROM audience_internal.workspace_days d USING unnest(gone_days) g
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day AND d.sessions + d.visits = 0;

@@ -21,7 +21,7 @@
 --    several workspaces locks them in workspace_id order.
 -- 2. Then rows, table by table in this order: viewers, view_events,
 --    pending_folds, app_viewers, app_totals, app_months, workspace_months,
---    app_day_viewers, app_days, workspace_days; within a table, in
+--    app_days, workspace_days; within a table, in
 --    primary-key order.
 -- App rows are locked FOR KEY SHARE (the foreign keys, the bulk path, the
 -- fold's read of which apps are public), and FOR UPDATE by
@@ -201,6 +201,7 @@ DECLARE
     ev audience_internal.view_events;
     ev_day date;
     added bigint;
+    viewer_added bytea;
 BEGIN
     SELECT * INTO ev FROM audience_internal.view_events e
      WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
@@ -216,20 +217,18 @@ BEGIN
       FROM audience_internal.workspaces w WHERE w.workspace_id = ev.workspace_id;
     added := audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
              - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at);
-    UPDATE audience_internal.app_day_viewers d
-       SET session_micros = d.session_micros + added
-     WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day
-       AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
+    -- The viewer's counters gain the time and no view.
+    viewer_added := audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
+                                                    ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]);
     UPDATE audience_internal.app_days d
-       SET session_micros = d.session_micros + added
+       SET session_micros = d.session_micros + added,
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
     UPDATE audience_internal.workspace_days d
        SET session_micros = d.session_micros + added,
            apps = audience_internal.packed_counts_add(d.apps,
                       audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added])),
-           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts,
-                               audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
-                                                               ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]))
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
 $$;

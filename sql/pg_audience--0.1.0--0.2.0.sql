@@ -150,6 +150,14 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'packed_counts_subtract_wrapper';
 
+CREATE FUNCTION audience_internal."viewer_counts_without"(
+	"counts" bytea, /* & [u8] */
+	"viewer_id" bigint /* i64 */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_counts_without_wrapper';
+
 CREATE FUNCTION audience_internal."app_counts_sum"(
 	"packed" bytea[], /* Option < Array < & [u8] > > */
 	"apps" bigint[] /* Option < Array < i64 > > */
@@ -215,38 +223,16 @@ ALTER TABLE audience_internal.workspace_months
     ALTER COLUMN public_viewers SET STATISTICS 0,
     ALTER COLUMN viewers SET STATISTICS 0;
 
--- Rollup for the usage questions (sql/usage.sql): each viewer of each app
--- per day in the workspace's time zone, with the views of that day counted
--- separately for identifiable and other views, so that a viewer's labelled
--- and pseudonymous views never share a row. A window's figures are sums and
--- distinct counts over these rows for its whole days, plus the raw events of
--- its partial days.
-CREATE TABLE audience_internal.app_day_viewers (
-    workspace_id bigint NOT NULL,
-    app_id bigint NOT NULL,
-    day date NOT NULL,
-    viewer_id bigint NOT NULL,
-    identifiable boolean NOT NULL,
-    sessions bigint NOT NULL,
-    visits bigint NOT NULL,
-    -- Ended sessions only: an open session has no duration yet.
-    session_micros bigint NOT NULL,
-    last_viewed_at timestamptz NOT NULL,
-    PRIMARY KEY (workspace_id, app_id, day, viewer_id, identifiable),
-    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
-    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
-);
--- A window of every app of a workspace reads its days at once.
-CREATE INDEX app_day_viewers_day ON audience_internal.app_day_viewers (workspace_id, day);
-COMMENT ON TABLE audience_internal.app_day_viewers IS
-    'Rollup: each viewer of each app per day, split by identifiable views, with sessions, visits and ended session time.';
-
 -- Rollups for the usage questions' totals (sql/usage.sql): per app and day,
 -- and per workspace and day, the sessions, visits and ended session time,
 -- and the exact set of viewers (audience_internal.viewer_set, a compressed
 -- bitmap of viewer ids). A window's distinct viewers are the union of its
 -- days' sets, and its counts a sum over a row per day, however many viewers
--- those days had.
+-- those days had. An app's day also packs each viewer's counters
+-- (viewer_counts, src/packed_counts.rs: sessions, visits, ended session
+-- time and latest view, identifiable views apart from the others), which
+-- the questions about people read for some apps: one value per app and
+-- day, where a row per viewer made a batch write as many rows as events.
 CREATE TABLE audience_internal.app_days (
     workspace_id bigint NOT NULL,
     app_id bigint NOT NULL,
@@ -255,12 +241,13 @@ CREATE TABLE audience_internal.app_days (
     visits bigint NOT NULL,
     session_micros bigint NOT NULL,
     viewers bytea NOT NULL,
+    viewer_counts bytea NOT NULL,
     PRIMARY KEY (workspace_id, app_id, day),
     FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
 );
 CREATE INDEX app_days_day ON audience_internal.app_days (workspace_id, day);
 COMMENT ON TABLE audience_internal.app_days IS
-    'Rollup: sessions, visits, ended session time and the set of viewers of each app per day.';
+    'Rollup: sessions, visits, ended session time, the set of viewers and each viewer''s counters of each app per day.';
 
 CREATE TABLE audience_internal.workspace_days (
     workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
@@ -281,7 +268,9 @@ CREATE TABLE audience_internal.workspace_days (
 );
 COMMENT ON TABLE audience_internal.workspace_days IS
     'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app and of each viewer that day.';
-ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.app_days
+    ALTER COLUMN viewers SET STATISTICS 0,
+    ALTER COLUMN viewer_counts SET STATISTICS 0;
 ALTER TABLE audience_internal.workspace_days
     ALTER COLUMN viewers SET STATISTICS 0,
     ALTER COLUMN apps SET STATISTICS 0,
@@ -688,8 +677,7 @@ AS $$ SELECT (day_of.at AT TIME ZONE day_of.time_zone)::date $$;
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_day_viewers',
-                 'app_days', 'workspace_days']
+    SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_days', 'workspace_days']
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.rebuild_rollups(workspace_id bigint)
@@ -1423,6 +1411,7 @@ DECLARE
     ev audience_internal.view_events;
     ev_day date;
     added bigint;
+    viewer_added bytea;
 BEGIN
     SELECT * INTO ev FROM audience_internal.view_events e
      WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
@@ -1438,20 +1427,18 @@ BEGIN
       FROM audience_internal.workspaces w WHERE w.workspace_id = ev.workspace_id;
     added := audience_internal.session_micros(ev.kind, ev.viewed_at, set_view_end.ended_at)
              - audience_internal.session_micros(ev.kind, ev.viewed_at, ev.ended_at);
-    UPDATE audience_internal.app_day_viewers d
-       SET session_micros = d.session_micros + added
-     WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day
-       AND d.viewer_id = ev.viewer_id AND d.identifiable = ev.identifiable;
+    -- The viewer's counters gain the time and no view.
+    viewer_added := audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
+                                                    ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]);
     UPDATE audience_internal.app_days d
-       SET session_micros = d.session_micros + added
+       SET session_micros = d.session_micros + added,
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
     UPDATE audience_internal.workspace_days d
        SET session_micros = d.session_micros + added,
            apps = audience_internal.packed_counts_add(d.apps,
                       audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added])),
-           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts,
-                               audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
-                                                               ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]))
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
 $$;
@@ -1515,16 +1502,6 @@ AS $$
                                                  added.last_viewed_at, added.last_view_identifiable),
            kept.views + added.views,
            kept.counted_views + added.counted_views
-$$;
-
-CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
-RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
-           kept.sessions + added.sessions,
-           kept.visits + added.visits,
-           kept.session_micros + added.session_micros,
-           greatest(kept.last_viewed_at, added.last_viewed_at)
 $$;
 
 CREATE FUNCTION audience_internal.fold_steps()
@@ -1635,6 +1612,9 @@ AS $$ SELECT $steps$
                public_views = m.public_views + excluded.public_views
         RETURNING 1
     ),
+    -- Each viewer's counters per app and day, identifiable views apart:
+    -- packed per app and day (app_days.viewer_counts) and per workspace and
+    -- day (workspace_days.viewer_counts).
     batch_app_day_viewers AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
                count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
@@ -1644,41 +1624,31 @@ AS $$ SELECT $steps$
          WHERE (SELECT count(*) FROM workspace_months) >= 0
          GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
     ),
-    app_day_viewers AS (
-        INSERT INTO audience_internal.app_day_viewers AS d
-               (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-        SELECT b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable, b.sessions, b.visits, b.session_micros,
-               b.last_viewed_at
-          FROM batch_app_day_viewers b
-         ORDER BY b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable
-        ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-           SET (sessions, visits, session_micros, last_viewed_at) =
-               (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
-                  FROM audience_internal.merged_app_day_viewer(d, excluded) m)
-        RETURNING 1
-    ),
-    -- A day row's counters add up and its viewer sets unite; a workspace
-    -- day's are those of its apps' day rows in the batch, and of its
-    -- viewers' (a viewer's views of several apps in one entry).
+    -- A day row's counters add up and its viewer sets and packed counters
+    -- unite; a workspace day's are those of its apps' day rows in the
+    -- batch, and of its viewers' (a viewer's views of several apps in one
+    -- entry).
     batch_app_days AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.day,
-               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)) AS session_micros,
-               audience_internal.viewer_set(array_agg(e.viewer_id)) AS viewers
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_day_viewers) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day
+        SELECT v.workspace_id, v.app_id, v.day, sum(v.sessions)::bigint AS sessions, sum(v.visits)::bigint AS visits,
+               sum(v.session_micros)::bigint AS session_micros,
+               audience_internal.viewer_set(array_agg(v.viewer_id)) AS viewers,
+               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
+                                               array_agg(v.visits), array_agg(v.session_micros),
+                                               array_agg(v.last_viewed_at)) AS viewer_counts
+          FROM batch_app_day_viewers v
+         GROUP BY v.workspace_id, v.app_id, v.day
     ),
     app_days AS (
         INSERT INTO audience_internal.app_days AS d
-               (workspace_id, app_id, day, sessions, visits, session_micros, viewers)
-        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers
+               (workspace_id, app_id, day, sessions, visits, session_micros, viewers, viewer_counts)
+        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.viewer_counts
           FROM batch_app_days b
          ORDER BY b.workspace_id, b.app_id, b.day
         ON CONFLICT (workspace_id, app_id, day) DO UPDATE
            SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
                session_micros = d.session_micros + excluded.session_micros,
-               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers])
+               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
         RETURNING 1
     ),
     batch_day_viewers AS MATERIALIZED (
@@ -2614,13 +2584,14 @@ BEGIN
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
-    -- The window as packed viewer counters (a value per whole day, and per
-    -- day and side of the identification start of the views the day
-    -- rollups do not hold), each with the time its views are labelled at:
-    -- all views of a value are on one side of the identification start and
-    -- in one month. The labelling rule decides, per value, how each kind of
-    -- view is labelled (by a member now or not, identifiable or not); one
-    -- call sums the values per viewer and label and keeps the top.
+    -- The window as packed viewer counters (a value per whole day, or per
+    -- whole day and shown app, and per day and side of the identification
+    -- start of the views the day rollups do not hold), each with the time its
+    -- views are labelled at: all views of a value are on one side of the
+    -- identification start and in one month. The labelling rule decides, per
+    -- value, how each kind of view is labelled (by a member now or not,
+    -- identifiable or not); one call sums the values per viewer and label and
+    -- keeps the top.
     RETURN QUERY
     WITH b AS MATERIALIZED (
         SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until)
@@ -2633,16 +2604,12 @@ BEGIN
                     ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
                  WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
                 UNION ALL
-                SELECT audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
-                                                       array_agg(d.sessions), array_agg(d.visits),
-                                                       array_agg(d.session_micros), array_agg(d.last_viewed_at)),
-                       d.day::timestamp AT TIME ZONE b.time_zone
+                SELECT d.viewer_counts, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b
-                  JOIN audience_internal.app_day_viewers d
+                  JOIN audience_internal.app_days d
                     ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
                    AND d.day >= b.first_day AND d.day < b.end_day
                  WHERE shown_apps IS NOT NULL AND d.day IS DISTINCT FROM b.identification_day
-                 GROUP BY d.day, b.time_zone
                 UNION ALL
                 SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
                                                        array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
@@ -3137,8 +3104,6 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
     gone_days audience_internal.app_days[];
-    gone_viewer_days date[];
-    gone_viewer_counts bytea[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     FOR ws IN
@@ -3193,22 +3158,15 @@ BEGIN
                       JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
                      GROUP BY 1) m;
             SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
-                                          NULL)::audience_internal.app_days), '{}')
+                                          NULL, NULL)::audience_internal.app_days), '{}')
               INTO gone_days
-              FROM (SELECT d.app_id, d.day, sum(d.sessions) AS sessions, sum(d.visits) AS visits,
-                           sum(d.session_micros) AS session_micros
-                      FROM audience_internal.app_day_viewers d
-                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
+              FROM (SELECT e.app_id, audience_internal.day_of(e.viewed_at, tz) AS day,
+                           count(*) FILTER (WHERE e.kind = 'session') AS sessions,
+                           count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+                           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros
+                      FROM audience_internal.view_events e
+                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
                      GROUP BY 1, 2) d;
-            SELECT coalesce(array_agg(v.day), '{}'), coalesce(array_agg(v.counts), '{}')
-              INTO gone_viewer_days, gone_viewer_counts
-              FROM (SELECT d.day,
-                           audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
-                                                           array_agg(d.sessions), array_agg(d.visits),
-                                                           array_agg(d.session_micros), array_agg(d.last_viewed_at)) AS counts
-                      FROM audience_internal.app_day_viewers d
-                     WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id
-                     GROUP BY 1) v;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -3239,11 +3197,11 @@ BEGIN
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
-            DELETE FROM audience_internal.app_day_viewers d WHERE d.workspace_id = ws.workspace_id AND d.viewer_id = v_id;
             UPDATE audience_internal.app_days d
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
                    session_micros = d.session_micros - g.session_micros,
-                   viewers = audience_internal.viewer_set_without(d.viewers, v_id)
+                   viewers = audience_internal.viewer_set_without(d.viewers, v_id),
+                   viewer_counts = audience_internal.viewer_counts_without(d.viewer_counts, v_id)
               FROM unnest(gone_days) g
              WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
             DELETE FROM audience_internal.app_days d USING unnest(gone_days) g
@@ -3254,13 +3212,12 @@ BEGIN
                    session_micros = d.session_micros - g.session_micros,
                    viewers = audience_internal.viewer_set_without(d.viewers, v_id),
                    apps = audience_internal.packed_counts_subtract(d.apps, g.apps),
-                   viewer_counts = audience_internal.packed_counts_subtract(d.viewer_counts, vc.counts)
+                   viewer_counts = audience_internal.viewer_counts_without(d.viewer_counts, v_id)
               FROM (SELECT g.day, sum(g.sessions) AS sessions, sum(g.visits) AS visits,
                            sum(g.session_micros) AS session_micros,
                            audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions),
                                                         array_agg(g.visits), array_agg(g.session_micros)) AS apps
                       FROM unnest(gone_days) g GROUP BY 1) g
-              JOIN unnest(gone_viewer_days, gone_viewer_counts) vc(day, counts) ON vc.day = g.day
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day;
             DELETE FROM audience_internal.workspace_days d USING unnest(gone_days) g
              WHERE d.workspace_id = ws.workspace_id AND d.day = g.day AND d.sessions + d.visits = 0;
@@ -3476,10 +3433,6 @@ COMMENT ON SCHEMA audience IS
     'Viewer analytics of an app-hosting platform (pg_audience), answered for whoever asks: views for BI tools, and the read, ingest and management functions.';
 
 -- Row-level security on the new tables, as on every table (sql/policies.sql).
-ALTER TABLE audience_internal.app_day_viewers ENABLE ROW LEVEL SECURITY;
-ALTER TABLE audience_internal.app_day_viewers FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.app_day_viewers FOR SELECT
-    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
 ALTER TABLE audience_internal.app_days ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.app_days FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.app_days FOR SELECT
@@ -3597,7 +3550,6 @@ GRANT SELECT ON
     audience.app_access
 TO audience_reader, audience_manager;
 
-SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_day_viewers', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.app_days', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.workspace_days', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.pending_folds', '');
@@ -3691,14 +3643,6 @@ BEGIN
         RAISE WARNING 'pg_audience: % view event(s) before 1970 deleted', n;
     END IF;
 
-    -- The day rollup of the events stored so far.
-    INSERT INTO audience_internal.app_day_viewers
-    SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE w.time_zone)::date, e.viewer_id, e.identifiable,
-           count(*) FILTER (WHERE e.kind = 'session'), count(*) FILTER (WHERE e.kind = 'visit'),
-           sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)), max(e.viewed_at)
-      FROM audience_internal.view_events e
-      JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
-     GROUP BY 1, 2, 3, 4, 5;
     -- The viewer sets of the month rollup.
     UPDATE audience_internal.app_months am SET viewers = v.viewers
       FROM (SELECT mv.workspace_id, mv.app_id, mv.month, audience_internal.viewer_set(array_agg(mv.viewer_id)) AS viewers
@@ -3717,12 +3661,28 @@ BEGIN
     ALTER TABLE audience_internal.workspace_months
         ALTER COLUMN public_viewers SET NOT NULL, ALTER COLUMN public_views SET NOT NULL;
 
-    -- And its totals and viewer sets per app and per workspace.
-    INSERT INTO audience_internal.app_days
-    SELECT d.workspace_id, d.app_id, d.day, sum(d.sessions), sum(d.visits), sum(d.session_micros),
-           audience_internal.viewer_set(array_agg(d.viewer_id))
-      FROM audience_internal.app_day_viewers d
-     GROUP BY 1, 2, 3;
+    -- The day rollups of the events stored so far: per app and per
+    -- workspace, their totals, viewer sets and each viewer's counters.
+    WITH day_viewers AS MATERIALIZED (
+        SELECT e.workspace_id, e.app_id, (e.viewed_at AT TIME ZONE w.time_zone)::date AS day, e.viewer_id, e.identifiable,
+               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
+               max(e.viewed_at) AS last_viewed_at
+          FROM audience_internal.view_events e
+          JOIN audience_internal.workspaces w ON w.workspace_id = e.workspace_id
+         GROUP BY 1, 2, 3, 4, 5
+    ),
+    app_days AS (
+        INSERT INTO audience_internal.app_days
+        SELECT d.workspace_id, d.app_id, d.day, sum(d.sessions), sum(d.visits), sum(d.session_micros),
+               audience_internal.viewer_set(array_agg(d.viewer_id)),
+               audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
+                                               array_agg(d.sessions), array_agg(d.visits),
+                                               array_agg(d.session_micros), array_agg(d.last_viewed_at))
+          FROM day_viewers d
+         GROUP BY 1, 2, 3
+        RETURNING *
+    )
     INSERT INTO audience_internal.workspace_days
     SELECT d.workspace_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers, d.apps, v.viewer_counts
       FROM (SELECT d.workspace_id, d.day, sum(d.sessions) AS sessions, sum(d.visits) AS visits,
@@ -3730,13 +3690,13 @@ BEGIN
                    audience_internal.viewer_set_union(array_agg(d.viewers)) AS viewers,
                    audience_internal.app_counts(array_agg(d.app_id), array_agg(d.sessions), array_agg(d.visits),
                                                 array_agg(d.session_micros)) AS apps
-              FROM audience_internal.app_days d
+              FROM app_days d
              GROUP BY 1, 2) d
       JOIN (SELECT v.workspace_id, v.day,
                    audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable),
                                                    array_agg(v.sessions), array_agg(v.visits),
                                                    array_agg(v.session_micros), array_agg(v.last_viewed_at)) AS viewer_counts
-              FROM audience_internal.app_day_viewers v
+              FROM day_viewers v
              GROUP BY 1, 2) v ON v.workspace_id = d.workspace_id AND v.day = d.day;
 
     IF affected IS NOT NULL THEN

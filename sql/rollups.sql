@@ -61,23 +61,12 @@ AS $$
            kept.counted_views + added.counted_views
 $$;
 
-CREATE FUNCTION audience_internal.merged_app_day_viewer(kept audience_internal.app_day_viewers, added audience_internal.app_day_viewers)
-RETURNS audience_internal.app_day_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.day, kept.viewer_id, kept.identifiable,
-           kept.sessions + added.sessions,
-           kept.visits + added.visits,
-           kept.session_micros + added.session_micros,
-           greatest(kept.last_viewed_at, added.last_viewed_at)
-$$;
-
 -- The rollup tables, in the writers' lock order: each must always equal what
 -- rebuild_rollups computes from the raw events (rollups_vs_rebuild).
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_day_viewers',
-                 'app_days', 'workspace_days']
+    SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_days', 'workspace_days']
 $$;
 
 -- The fold's steps: the rest of one statement that merges a set of events
@@ -201,6 +190,9 @@ AS $$ SELECT $steps$
                public_views = m.public_views + excluded.public_views
         RETURNING 1
     ),
+    -- Each viewer's counters per app and day, identifiable views apart:
+    -- packed per app and day (app_days.viewer_counts) and per workspace and
+    -- day (workspace_days.viewer_counts).
     batch_app_day_viewers AS MATERIALIZED (
         SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
                count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
@@ -210,41 +202,31 @@ AS $$ SELECT $steps$
          WHERE (SELECT count(*) FROM workspace_months) >= 0
          GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
     ),
-    app_day_viewers AS (
-        INSERT INTO audience_internal.app_day_viewers AS d
-               (workspace_id, app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
-        SELECT b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable, b.sessions, b.visits, b.session_micros,
-               b.last_viewed_at
-          FROM batch_app_day_viewers b
-         ORDER BY b.workspace_id, b.app_id, b.day, b.viewer_id, b.identifiable
-        ON CONFLICT (workspace_id, app_id, day, viewer_id, identifiable) DO UPDATE
-           SET (sessions, visits, session_micros, last_viewed_at) =
-               (SELECT m.sessions, m.visits, m.session_micros, m.last_viewed_at
-                  FROM audience_internal.merged_app_day_viewer(d, excluded) m)
-        RETURNING 1
-    ),
-    -- A day row's counters add up and its viewer sets unite; a workspace
-    -- day's are those of its apps' day rows in the batch, and of its
-    -- viewers' (a viewer's views of several apps in one entry).
+    -- A day row's counters add up and its viewer sets and packed counters
+    -- unite; a workspace day's are those of its apps' day rows in the
+    -- batch, and of its viewers' (a viewer's views of several apps in one
+    -- entry).
     batch_app_days AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.day,
-               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)) AS session_micros,
-               audience_internal.viewer_set(array_agg(e.viewer_id)) AS viewers
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_day_viewers) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day
+        SELECT v.workspace_id, v.app_id, v.day, sum(v.sessions)::bigint AS sessions, sum(v.visits)::bigint AS visits,
+               sum(v.session_micros)::bigint AS session_micros,
+               audience_internal.viewer_set(array_agg(v.viewer_id)) AS viewers,
+               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
+                                               array_agg(v.visits), array_agg(v.session_micros),
+                                               array_agg(v.last_viewed_at)) AS viewer_counts
+          FROM batch_app_day_viewers v
+         GROUP BY v.workspace_id, v.app_id, v.day
     ),
     app_days AS (
         INSERT INTO audience_internal.app_days AS d
-               (workspace_id, app_id, day, sessions, visits, session_micros, viewers)
-        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers
+               (workspace_id, app_id, day, sessions, visits, session_micros, viewers, viewer_counts)
+        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.viewer_counts
           FROM batch_app_days b
          ORDER BY b.workspace_id, b.app_id, b.day
         ON CONFLICT (workspace_id, app_id, day) DO UPDATE
            SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
                session_micros = d.session_micros + excluded.session_micros,
-               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers])
+               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
         RETURNING 1
     ),
     batch_day_viewers AS MATERIALIZED (

@@ -255,38 +255,16 @@ CREATE TABLE audience_internal.workspace_months (
 COMMENT ON TABLE audience_internal.workspace_months IS
     'Rollup: unique viewers, views and the set of viewers per workspace per month, and the viewers and views of its apps public now.';
 
--- Rollup for the usage questions (sql/usage.sql): each viewer of each app
--- per day in the workspace's time zone, with the views of that day counted
--- separately for identifiable and other views, so that a viewer's labelled
--- and pseudonymous views never share a row. A window's figures are sums and
--- distinct counts over these rows for its whole days, plus the raw events of
--- its partial days.
-CREATE TABLE audience_internal.app_day_viewers (
-    workspace_id bigint NOT NULL,
-    app_id bigint NOT NULL,
-    day date NOT NULL,
-    viewer_id bigint NOT NULL,
-    identifiable boolean NOT NULL,
-    sessions bigint NOT NULL,
-    visits bigint NOT NULL,
-    -- Ended sessions only: an open session has no duration yet.
-    session_micros bigint NOT NULL,
-    last_viewed_at timestamptz NOT NULL,
-    PRIMARY KEY (workspace_id, app_id, day, viewer_id, identifiable),
-    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
-    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE
-);
--- A window of every app of a workspace reads its days at once.
-CREATE INDEX app_day_viewers_day ON audience_internal.app_day_viewers (workspace_id, day);
-COMMENT ON TABLE audience_internal.app_day_viewers IS
-    'Rollup: each viewer of each app per day, split by identifiable views, with sessions, visits and ended session time.';
-
 -- Rollups for the usage questions' totals (sql/usage.sql): per app and day,
 -- and per workspace and day, the sessions, visits and ended session time,
 -- and the exact set of viewers (audience_internal.viewer_set, a compressed
 -- bitmap of viewer ids). A window's distinct viewers are the union of its
 -- days' sets, and its counts a sum over a row per day, however many viewers
--- those days had.
+-- those days had. An app's day also packs each viewer's counters
+-- (viewer_counts, src/packed_counts.rs: sessions, visits, ended session
+-- time and latest view, identifiable views apart from the others), which
+-- the questions about people read for some apps: one value per app and
+-- day, where a row per viewer made a batch write as many rows as events.
 CREATE TABLE audience_internal.app_days (
     workspace_id bigint NOT NULL,
     app_id bigint NOT NULL,
@@ -295,12 +273,13 @@ CREATE TABLE audience_internal.app_days (
     visits bigint NOT NULL,
     session_micros bigint NOT NULL,
     viewers bytea NOT NULL,
+    viewer_counts bytea NOT NULL,
     PRIMARY KEY (workspace_id, app_id, day),
     FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE
 );
 CREATE INDEX app_days_day ON audience_internal.app_days (workspace_id, day);
 COMMENT ON TABLE audience_internal.app_days IS
-    'Rollup: sessions, visits, ended session time and the set of viewers of each app per day.';
+    'Rollup: sessions, visits, ended session time, the set of viewers and each viewer''s counters of each app per day.';
 
 CREATE TABLE audience_internal.workspace_days (
     workspace_id bigint NOT NULL REFERENCES audience_internal.workspaces ON DELETE CASCADE,
@@ -390,7 +369,9 @@ ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.workspace_months
     ALTER COLUMN public_viewers SET STATISTICS 0,
     ALTER COLUMN viewers SET STATISTICS 0;
-ALTER TABLE audience_internal.app_days ALTER COLUMN viewers SET STATISTICS 0;
+ALTER TABLE audience_internal.app_days
+    ALTER COLUMN viewers SET STATISTICS 0,
+    ALTER COLUMN viewer_counts SET STATISTICS 0;
 ALTER TABLE audience_internal.workspace_days
     ALTER COLUMN viewers SET STATISTICS 0,
     ALTER COLUMN apps SET STATISTICS 0,

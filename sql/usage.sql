@@ -10,7 +10,7 @@
 -- events: counts and distinct viewers from app_days and workspace_days (a
 -- row and a viewer set per day), the questions about people (top_viewers)
 -- from the packed viewer counters of workspace_days (or, for some apps,
--- from app_day_viewers); the day the workspace's identification start
+-- of app_days); the day the workspace's identification start
 -- falls in is read from the raw events there. Labels are decided view by
 -- view (sql/labels.sql): a person's identified and pseudonymous views are
 -- never merged into one row.
@@ -353,13 +353,14 @@ BEGIN
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
-    -- The window as packed viewer counters (a value per whole day, and per
-    -- day and side of the identification start of the views the day
-    -- rollups do not hold), each with the time its views are labelled at:
-    -- all views of a value are on one side of the identification start and
-    -- in one month. The labelling rule decides, per value, how each kind of
-    -- view is labelled (by a member now or not, identifiable or not); one
-    -- call sums the values per viewer and label and keeps the top.
+    -- The window as packed viewer counters (a value per whole day, or per
+    -- whole day and shown app, and per day and side of the identification
+    -- start of the views the day rollups do not hold), each with the time its
+    -- views are labelled at: all views of a value are on one side of the
+    -- identification start and in one month. The labelling rule decides, per
+    -- value, how each kind of view is labelled (by a member now or not,
+    -- identifiable or not); one call sums the values per viewer and label and
+    -- keeps the top.
     RETURN QUERY
     WITH b AS MATERIALIZED (
         SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until)
@@ -372,16 +373,12 @@ BEGIN
                     ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
                  WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
                 UNION ALL
-                SELECT audience_internal.viewer_counts(array_agg(d.viewer_id), array_agg(d.identifiable),
-                                                       array_agg(d.sessions), array_agg(d.visits),
-                                                       array_agg(d.session_micros), array_agg(d.last_viewed_at)),
-                       d.day::timestamp AT TIME ZONE b.time_zone
+                SELECT d.viewer_counts, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b
-                  JOIN audience_internal.app_day_viewers d
+                  JOIN audience_internal.app_days d
                     ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
                    AND d.day >= b.first_day AND d.day < b.end_day
                  WHERE shown_apps IS NOT NULL AND d.day IS DISTINCT FROM b.identification_day
-                 GROUP BY d.day, b.time_zone
                 UNION ALL
                 SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
                                                        array_agg(u.sessions::bigint), array_agg(u.visits::bigint),

@@ -297,6 +297,12 @@ mod audience_internal {
         packed_counts::combine(kept, gone, true).or_raise()
     }
 
+    /// Viewer counters without one viewer's: erasure (audience.forget_viewer).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_counts_without(counts: &[u8], viewer_id: i64) -> Vec<u8> {
+        packed_counts::without_viewer(counts, viewer_id).or_raise()
+    }
+
     /// The sums of packed counters per app, for the apps in `apps` (every
     /// app when NULL).
     #[pg_extern(immutable, parallel_safe)]

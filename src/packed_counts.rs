@@ -177,6 +177,19 @@ pub fn combine(kept: &[u8], other: &[u8], subtract: bool) -> Result<Vec<u8>, Aud
     Ok(write(&all, true))
 }
 
+/// A value of viewer counters without one viewer's entries (both of its
+/// keys, identifiable or not), every other entry as it was: erasure.
+pub fn without_viewer(bytes: &[u8], viewer_id: i64) -> Result<Vec<u8>, AudienceError> {
+    let gone = [viewer_key(viewer_id, false), viewer_key(viewer_id, true)];
+    let mut kept = BTreeMap::new();
+    entries(bytes, |key, counts| {
+        if !gone.contains(&key) {
+            kept.insert(key, counts);
+        }
+    })?;
+    Ok(write(&kept, false))
+}
+
 /// The sums of many days' counters, per key, for the keys in `only` (all
 /// when None), in key order. Summed in a hash map and sorted once: a key
 /// is in many of the values, so the map stays small while the entries
@@ -416,6 +429,25 @@ mod tests {
         let ended = of([(5, c(0, 0, 3))]);
         assert_eq!(sum([ended.as_slice()], None).unwrap(), vec![(5, c(0, 0, 3))]);
         assert_eq!(combine(&both, &ended, false).unwrap(), of([(5, c(3, 0, 10)), (2, c(0, 2, 0)), (1, c(1, 0, 0))]));
+    }
+
+    #[test]
+    fn a_viewer_leaves_whole_and_the_rest_as_it_was() {
+        let day = of([
+            (viewer_key(4, false), at(c(1, 0, 5), 100)),
+            (viewer_key(4, true), at(c(0, 2, 0), 120)),
+            (viewer_key(7, false), at(c(3, 0, 9), 90)),
+            (viewer_key(9, true), at(c(0, 1, 0), 130)),
+        ]);
+        let without = without_viewer(&day, 4).unwrap();
+        assert_eq!(
+            without,
+            of([(viewer_key(7, false), at(c(3, 0, 9), 90)), (viewer_key(9, true), at(c(0, 1, 0), 130))]),
+            "the form a value made of the others alone has"
+        );
+        assert_eq!(without_viewer(&day, 8).unwrap(), day, "a viewer without entries changes nothing");
+        assert_eq!(without_viewer(&without_viewer(&without, 7).unwrap(), 9).unwrap(), Vec::<u8>::new());
+        assert!(without_viewer(&[0x80], 4).is_err(), "a damaged value is refused");
     }
 
     #[test]

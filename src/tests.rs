@@ -92,7 +92,7 @@ mod tests {
         let tables: Vec<String> = Spi::get_one::<Vec<String>>("SELECT audience_internal.rollup_tables()")
             .unwrap()
             .unwrap();
-        assert_eq!(tables.len(), 7);
+        assert_eq!(tables.len(), 6);
         for table in tables {
             // One row gone from the kept rollup: the rebuild has one row more.
             run(&format!(

@@ -191,9 +191,14 @@ mod tests {
              CREATE TEMP TABLE {into}_workspace_months AS
                  SELECT x.workspace_id, x.month, x.unique_viewers, x.views FROM audience_internal.workspace_months x;
              CREATE TEMP TABLE {into}_app_day_viewers AS
-                 SELECT a.slug, x.day, v.viewer_hash, x.identifiable, x.sessions, x.visits, x.session_micros, x.last_viewed_at
-                   FROM audience_internal.app_day_viewers x JOIN audience_internal.apps a USING (workspace_id, app_id)
-                   JOIN audience_internal.viewers v USING (workspace_id, viewer_id);"
+                 SELECT a.slug, x.day, v.viewer_hash, t.identified AS identifiable, t.sessions, t.visits, t.session_micros,
+                        t.last_viewed_at
+                   FROM audience_internal.app_days x
+                  CROSS JOIN LATERAL audience_internal.viewer_counts_top(
+                            ARRAY[x.viewer_counts], ARRAY[false, true, false, true], ARRAY[NULL, NULL, NULL, NULL]::timestamptz[],
+                            '{{}}', 1000000) t
+                   JOIN audience_internal.apps a USING (workspace_id, app_id)
+                   JOIN audience_internal.viewers v ON v.workspace_id = x.workspace_id AND v.viewer_id = t.viewer_id;"
         ));
     }
 
