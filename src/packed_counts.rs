@@ -362,11 +362,7 @@ pub fn top_viewers<'a>(
         let label = values[n].1[Classes::index(is_member, identifiable)];
         match sums.iter_mut().find(|(l, _)| *l == label) {
             Some((_, sum)) => sum.add(counts, 1),
-            None => {
-                let mut sum = Counts::default();
-                sum.add(counts, 1);
-                sums.push((label, sum));
-            }
+            None => sums.push((label, counts)),
         }
         // The value's next entry takes its place in the heap.
         match values[n].0.next_entry()? {
