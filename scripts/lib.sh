@@ -25,8 +25,9 @@ ensure_packages() {
     local missing=()
     # The build, the server and PgBouncer; then the clients the tests drive:
     # Python's venv, a JDK with pgjdbc (Metabase's driver), and Chromium
-    # with its WebDriver for the dashboard's browser test.
-    for p in postgresql-15 postgresql-server-dev-15 sudo libclang-dev clang pkg-config pgbouncer \
+    # with its WebDriver for the dashboard's browser test; pg_cron, which
+    # the retention test schedules retire_events with.
+    for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo libclang-dev clang pkg-config pgbouncer \
              python3-venv default-jdk-headless libpostgresql-jdbc-java chromium chromium-driver; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done

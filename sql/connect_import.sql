@@ -84,6 +84,15 @@ BEGIN
     IF jsonb_typeof(import_connect.content) IS DISTINCT FROM 'array' AND import_connect.content IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "content": must be a JSON array of content items';
     END IF;
+    -- The partitions of the records' months before any row lock
+    -- (sql/event_store.sql); a record whose time is not one is refused
+    -- below.
+    PERFORM audience_internal.add_event_month(m.month)
+       FROM (SELECT DISTINCT date_trunc('month', audience_internal.as_time(coalesce(r ->> 'started', r ->> 'time')), 'UTC') AS month
+               FROM jsonb_array_elements(import_connect.usage) r
+              WHERE jsonb_typeof(r) = 'object') m
+      WHERE m.month IS NOT NULL
+      ORDER BY m.month;
     -- Asked before the lock and again under it: another import may store
     -- an open session this page ends in between (the lock is then made
     -- FOR UPDATE before any write). Deciding first spares most such imports

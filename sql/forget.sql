@@ -22,8 +22,14 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
     gone_days audience_internal.app_days[];
+    retired timestamptz;
 BEGIN
     PERFORM audience_internal.require_read_committed();
+    -- Where the raw events stop (audience.retire_events), asked under a lock
+    -- that a retirement in progress takes first: it commits, and is seen,
+    -- before any event is read.
+    LOCK TABLE ONLY audience_internal.view_events IN ACCESS SHARE MODE;
+    retired := audience_internal.retired_before();
     FOR ws IN
         SELECT w.workspace_id, w.slug, audience_internal.identity_hash(k.identity_key, ident) AS hash
           FROM audience_internal.workspaces w
@@ -63,18 +69,10 @@ BEGIN
               INTO n_apps, gone_totals
               FROM audience_internal.app_viewers av
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n, NULL)::audience_internal.app_months), '{}')
-              INTO gone_app_months
-              FROM (SELECT e.app_id, audience_internal.month_of(e.viewed_at, tz) AS month, count(*) AS n
-                      FROM audience_internal.view_events e
-                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
-                     GROUP BY 1, 2) e;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
-              INTO gone_months
-              FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
-                      FROM unnest(gone_app_months) g
-                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
-                     GROUP BY 1) m;
+            -- Their counters of each app and day: from their events, and
+            -- for the days whose events may have been retired
+            -- (retire_events), from the day's packed counters, which hold
+            -- them whole. Months and workspace totals are sums of these.
             SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
                                           NULL, NULL)::audience_internal.app_days), '{}')
               INTO gone_days
@@ -84,7 +82,25 @@ BEGIN
                            sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
-                     GROUP BY 1, 2) d;
+                       AND (retired IS NULL OR audience_internal.day_of(e.viewed_at, tz) > audience_internal.day_of(retired, tz))
+                     GROUP BY 1, 2
+                    UNION ALL
+                    SELECT d.app_id, d.day, c.share[1], c.share[2], c.share[3]
+                      FROM audience_internal.app_days d
+                     CROSS JOIN LATERAL (SELECT audience_internal.viewer_counts_of(d.viewer_counts, v_id) AS share) c
+                     WHERE d.workspace_id = ws.workspace_id AND d.day <= audience_internal.day_of(retired, tz)
+                       AND c.share IS NOT NULL) d;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, g.app_id, g.month, 1, g.n, NULL)::audience_internal.app_months), '{}')
+              INTO gone_app_months
+              FROM (SELECT g.app_id, audience_internal.month_of_day(g.day) AS month, sum(g.sessions + g.visits) AS n
+                      FROM unnest(gone_days) g
+                     GROUP BY 1, 2) g;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
+              INTO gone_months
+              FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
+                      FROM unnest(gone_app_months) g
+                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
+                     GROUP BY 1) m;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,

@@ -8,6 +8,9 @@
 -- writers of one workspace wait for each other but never deadlock, and no
 -- rollup is written under a workspace setting that changes before it
 -- commits:
+-- 0. The partitions of the events' months (sql/event_store.sql), made
+--    before any row is locked: making one takes a lock on view_events that
+--    other makers wait for, held until commit.
 -- 1. The workspace row, before any other row of the workspace. Ingest
 --    (record_view, end_session, the bulk paths in sql/bulk_ingest.sql) and
 --    the fold take it FOR KEY SHARE, and the fold reads the time zone and
@@ -23,8 +26,8 @@
 --    pending_folds, app_viewers, app_totals, app_months, workspace_months,
 --    app_days, workspace_days; within a table, in
 --    primary-key order.
--- App rows are locked FOR KEY SHARE (the foreign keys, the bulk path, the
--- fold's read of which apps are public), and FOR UPDATE by
+-- App rows are locked FOR KEY SHARE (the rollups' foreign keys, the bulk
+-- path, the fold's read of which apps are public), and FOR UPDATE by
 -- set_app_visibility only, after the workspace row: a key-share lock
 -- waiting for it gets the app as changed.
 --
@@ -57,6 +60,19 @@ AS $$
            END
 $$;
 
+-- Why a time cannot be a view's (NULL when it can): the rule for viewed_at,
+-- which also says which months may get a partition (sql/event_store.sql).
+CREATE FUNCTION audience_internal.time_problem(argument text, at timestamptz)
+RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN at IS NULL THEN audience_internal.null_argument(argument)
+        WHEN NOT isfinite(at) THEN audience_internal.invalid_argument(argument, 'must be a finite time')
+        WHEN at < '1970-01-01 00:00:00+00' THEN audience_internal.invalid_argument(argument, 'before 1970-01-01 00:00 UTC')
+        WHEN at > now() + interval '1 hour' THEN audience_internal.in_the_future(argument)
+    END
+$$;
+
 -- What record_view would refuse in these arguments (NULL when it would accept
 -- them): the checks of every write path, in one place. workspace_id and
 -- app_id are the looked-up ids of workspace and app (NULL when unknown). A
@@ -75,10 +91,8 @@ CREATE FUNCTION audience_internal.view_problem(
 RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN viewed_at IS NULL THEN audience_internal.null_argument('viewed_at')
-        WHEN NOT isfinite(viewed_at) THEN audience_internal.invalid_argument('viewed_at', 'must be a finite time')
-        WHEN viewed_at < '1970-01-01 00:00:00+00' THEN audience_internal.invalid_argument('viewed_at', 'before 1970-01-01 00:00 UTC')
-        WHEN viewed_at > now() + interval '1 hour' THEN audience_internal.in_the_future('viewed_at')
+        WHEN audience_internal.time_problem('viewed_at', viewed_at) IS NOT NULL
+            THEN audience_internal.time_problem('viewed_at', viewed_at)
         WHEN ended_at < viewed_at THEN audience_internal.invalid_argument('ended_at', 'before "viewed_at"')
         WHEN ended_at > now() + interval '1 hour' THEN audience_internal.in_the_future('ended_at')
         WHEN kind IS NULL THEN audience_internal.null_argument('kind')
@@ -123,6 +137,8 @@ DECLARE
     problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
+    -- The partition of its month before any row lock (sql/event_store.sql).
+    PERFORM audience_internal.add_event_month(record_view.viewed_at);
     -- The workspace first (the lock order at the top of this file): a change
     -- of time zone or counting start either committed before this event, or
     -- waits for its transaction (the fold reads the settings).

@@ -315,7 +315,7 @@ BEGIN
         SELECT c.oid::regclass
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'workspace_id' AND NOT a.attisdropped
-         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
+         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
            AND c.oid NOT IN ('audience_internal.workspaces'::regclass, 'audience_internal.view_events'::regclass)
          ORDER BY c.relname
     LOOP

@@ -158,6 +158,14 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'viewer_counts_without_wrapper';
 
+CREATE FUNCTION audience_internal."viewer_counts_of"(
+	"counts" bytea, /* & [u8] */
+	"viewer_id" bigint /* i64 */
+) RETURNS bigint[] /* :: std :: option :: Option < Vec < i64 > > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'viewer_counts_of_wrapper';
+
 CREATE FUNCTION audience_internal."app_counts_sum"(
 	"packed" bytea[], /* Option < Array < & [u8] > > */
 	"apps" bigint[] /* Option < Array < i64 > > */
@@ -275,15 +283,6 @@ ALTER TABLE audience_internal.workspace_days
     ALTER COLUMN viewers SET STATISTICS 0,
     ALTER COLUMN apps SET STATISTICS 0,
     ALTER COLUMN viewer_counts SET STATISTICS 0;
-
--- The partial days at the edges of a window are read from the raw events of
--- every app of a workspace at once, with every column those reads use: an
--- index-only scan, where fetching each event from the table went to a page
--- per event (3,900 events of the busiest workspace at 10M read 9.7 to 13 ms
--- that way and 3.8 ms from the index). It makes the index about 28 bytes
--- an event larger, and an end_session update is no longer HOT.
-CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at)
-    INCLUDE (app_id, viewer_id, kind, ended_at, identifiable);
 
 -- Which Posit Connect content item is which app, so that later imports of
 -- the same content find their app without the content list.
@@ -665,14 +664,201 @@ AS $$
     SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id
 $$;
 
--- sql/rollups.sql
-CREATE FUNCTION audience_internal.month_of(at timestamptz, time_zone text)
-RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT date_trunc('month', month_of.at AT TIME ZONE month_of.time_zone)::date $$;
+-- sql/event_store.sql
+-- The raw event store (audience_internal.view_events, sql/schema.sql): a
+-- partition per calendar month in UTC, added when the first event of the
+-- month arrives, dropped whole when the month is retired.
+--
+-- Partitions are months in UTC, not in each workspace's time zone: they are
+-- shared by every workspace. The rollups keep their own calendar (the
+-- workspace's), so what a retirement removes is raw events only; every
+-- figure the rollups hold stays.
 
+-- The months retired, and how many events each had: a partition dropped is
+-- gone, and what needs raw events (erasure, a rebuild of the rollups) must
+-- know that the events before retired_before() are not there to read.
+CREATE TABLE audience_internal.retired_months (
+    month date PRIMARY KEY CHECK (month = date_trunc('month', month)),
+    events bigint NOT NULL,
+    retired_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE audience_internal.retired_months IS
+    'Calendar months (UTC) whose raw events were retired by audience.retire_events, and how many there were.';
+
+-- The end of the last retired month, NULL when nothing was retired: raw
+-- events before it may be missing, though the rollups count them.
+CREATE FUNCTION audience_internal.retired_before()
+RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r
+$$;
+
+-- Makes sure the partition of the month of `at` exists before a writer
+-- stores events of that month, and the partition of the month a week from
+-- now, so that the writers of a new month find it made rather than all
+-- make it at its first second. Called before any row lock is taken (the
+-- lock order at the top of sql/ingest.sql). A time no view may have gets
+-- no partition: the writer refuses it afterwards.
+CREATE FUNCTION audience_internal.add_event_month(at timestamptz)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    month timestamp;
+BEGIN
+    IF audience_internal.time_problem('at', at) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    -- The lock the insert takes anyway, taken before looking: a retirement
+    -- in progress holds view_events while it drops partitions, and a
+    -- partition seen before it commits would be gone for the insert.
+    LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
+    FOREACH month IN ARRAY ARRAY[date_trunc('month', at AT TIME ZONE 'UTC'),
+                                 date_trunc('month', (now() + interval '7 days') AT TIME ZONE 'UTC')] LOOP
+        IF pg_catalog.to_regclass('audience_internal.view_events_' || to_char(month, 'YYYY_MM')) IS NULL THEN
+            PERFORM audience_internal.create_event_month(month);
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- A month's partition, made as a table and then attached: ATTACH takes a
+-- lock on view_events that lets reads and writes go on, where CREATE
+-- TABLE ... PARTITION OF would lock them out until the writer commits.
+-- That lock conflicts with itself, so creators take turns; taking it also
+-- brings this session's catalog up to date, so that a partition another
+-- creator committed meanwhile is found, not made twice. The storage
+-- settings are the database's, whatever the calling session set.
+CREATE FUNCTION audience_internal.create_event_month(month timestamp)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET default_tablespace = ''
+SET default_table_access_method = 'heap'
+AS $$
+DECLARE
+    part text := 'view_events_' || to_char(month, 'YYYY_MM');
+BEGIN
+    LOCK TABLE ONLY audience_internal.view_events IN SHARE UPDATE EXCLUSIVE MODE;
+    IF pg_catalog.to_regclass('audience_internal.' || part) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TABLE audience_internal.%I (LIKE audience_internal.view_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+    -- end_session finds an event by its id alone; the fold and the reads
+    -- of one app by app and time; erasure (forget_viewer) a person's events
+    -- without scanning the workspace.
+    EXECUTE format('ALTER TABLE audience_internal.%1$I ADD CONSTRAINT %1$I_pkey PRIMARY KEY (workspace_id, event_id)', part);
+    EXECUTE format('CREATE INDEX %1$I_event_id ON audience_internal.%1$I (event_id)', part);
+    EXECUTE format('CREATE INDEX %1$I_app_time ON audience_internal.%1$I (workspace_id, app_id, viewed_at)', part);
+    EXECUTE format('CREATE INDEX %1$I_viewer ON audience_internal.%1$I (workspace_id, viewer_id)', part);
+    -- The partial days at the edges of a window are read from the raw
+    -- events of every app of a workspace at once, with every column those
+    -- reads use: an index-only scan, where fetching each event from the
+    -- table went to a page per event (3,900 events of the busiest workspace
+    -- at 10M read 9.7 to 13 ms that way and 3.8 ms from the index). It
+    -- makes the index about 28 bytes an event larger, and an end_session
+    -- update is no longer HOT.
+    EXECUTE format('CREATE INDEX %1$I_time ON audience_internal.%1$I (workspace_id, viewed_at)
+                        INCLUDE (app_id, viewer_id, kind, ended_at, identifiable)', part);
+    -- Read through view_events only: no role holds a privilege on a
+    -- partition, and its row security lets nothing through if one were
+    -- granted (the policy of view_events does not apply to a partition read
+    -- directly).
+    EXECUTE format('ALTER TABLE audience_internal.%I ENABLE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE audience_internal.%I FORCE ROW LEVEL SECURITY', part);
+    EXECUTE format('ALTER TABLE audience_internal.view_events ATTACH PARTITION audience_internal.%I FOR VALUES FROM (%L) TO (%L)',
+                   part, month::text || '+00', (month + interval '1 month')::text || '+00');
+    -- A partition made by ALTER EXTENSION UPDATE (which moves older events
+    -- into partitions) would be part of the extension, and could then be
+    -- neither dropped by retire_events nor kept by pg_dump: it is a table of
+    -- data, like those made later.
+    IF EXISTS (SELECT FROM pg_catalog.pg_depend d
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass
+                  AND d.objid = ('audience_internal.' || part)::regclass AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pg_audience DROP TABLE audience_internal.%I', part);
+    END IF;
+END
+$$;
+
+-- Retention (docs/spec.md §4): the raw events of every whole calendar
+-- month (UTC) before `before` go, a partition dropped per month, not rows
+-- deleted. The rollups keep what they count: monthly uniques, totals,
+-- recent viewers, and the usage questions over whole days. What reads raw
+-- events loses the retired months: the sessions listed by app_sessions,
+-- the partial first and last days of a usage window, and a rebuild of the
+-- rollups (refused from then on). Erasure reads a person's share of the
+-- retired days from the rollups, so forget_viewer still reaches everything.
+CREATE FUNCTION audience.retire_events(before date)
+RETURNS TABLE (month date, events bigint)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- Definer rights: it drops partitions of a table the caller holds no
+-- privilege on.
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    until timestamptz;
+    parts text[];
+    months date[];
+    counts bigint[];
+    n bigint;
+    i int;
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    IF NOT isfinite(audience_internal.require(retire_events.before, 'before')) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "before": must be a finite date';
+    END IF;
+    -- The month in progress is never whole: a date past its first day is
+    -- a mistake (a year mistyped), which would retire every month there is.
+    IF retire_events.before > date_trunc('month', now() AT TIME ZONE 'UTC')::date THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'invalid argument "before": after the first day of the current month (UTC)';
+    END IF;
+    until := retire_events.before::timestamp AT TIME ZONE 'UTC';
+    -- Writers wait from here (readers go on) while the months are counted,
+    -- so that the counts are what goes: a write in progress commits first
+    -- and is counted, a later one waits and finds its month gone (and makes
+    -- it anew). The drops then wait for the reads in progress.
+    LOCK TABLE ONLY audience_internal.view_events IN SHARE ROW EXCLUSIVE MODE;
+    SELECT coalesce(array_agg(p.relname ORDER BY p.month), '{}'), coalesce(array_agg(p.month ORDER BY p.month), '{}')
+      INTO parts, months
+      FROM (SELECT c.relname::text AS relname,
+                   to_date(substr(c.relname, length('view_events_') + 1), 'YYYY_MM') AS month
+              FROM pg_catalog.pg_inherits h
+              JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
+             WHERE h.inhparent = 'audience_internal.view_events'::regclass) p
+     WHERE (p.month + interval '1 month') AT TIME ZONE 'UTC' <= until;
+    counts := '{}';
+    FOR i IN 1 .. cardinality(parts) LOOP
+        EXECUTE format('SELECT count(*) FROM audience_internal.%I', parts[i]) INTO n;
+        counts := counts || n;
+    END LOOP;
+    IF cardinality(parts) > 0 THEN
+        LOCK TABLE ONLY audience_internal.view_events IN ACCESS EXCLUSIVE MODE;
+    END IF;
+    FOR i IN 1 .. cardinality(parts) LOOP
+        EXECUTE format('DROP TABLE audience_internal.%I', parts[i]);
+        INSERT INTO audience_internal.retired_months AS r (month, events) VALUES (months[i], counts[i])
+        ON CONFLICT (month) DO UPDATE SET events = r.events + excluded.events, retired_at = excluded.retired_at;
+        month := months[i];
+        events := counts[i];
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION audience.retire_events(date) IS
+    'Drops the raw view events of every whole calendar month (UTC) before a date, a partition per month, and returns each month removed with its number of events. Monthly uniques, totals, recent viewers and whole-day usage stay as the rollups hold them; sessions listed by app_sessions and rebuilds from raw events lose those months. Manager only.';
+
+-- sql/rollups.sql
+-- A day's month is the month of each of its instants.
 CREATE FUNCTION audience_internal.day_of(at timestamptz, time_zone text)
 RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT (day_of.at AT TIME ZONE day_of.time_zone)::date $$;
+
+CREATE FUNCTION audience_internal.month_of_day(day date)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT date_trunc('month', month_of_day.day)::date $$;
+
+CREATE FUNCTION audience_internal.month_of(at timestamptz, time_zone text)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT audience_internal.month_of_day(audience_internal.day_of(month_of.at, month_of.time_zone)) $$;
 
 CREATE FUNCTION audience_internal.rollup_tables()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -685,10 +871,26 @@ RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     ws_id bigint;
+    retired timestamptz;
     t text;
 BEGIN
     SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w
      WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    -- The rollups hold the retired months' events (audience.retire_events),
+    -- the raw events no longer: rebuilt, those counts would be lost. Asked
+    -- under a lock that a retirement in progress takes first: it commits,
+    -- and is seen, before the events are read. Whether the workspace has
+    -- an event before the retired instant, whatever its time zone was.
+    LOCK TABLE ONLY audience_internal.view_events IN ACCESS SHARE MODE;
+    retired := audience_internal.retired_before();
+    IF EXISTS (SELECT FROM audience_internal.app_viewers av
+                WHERE av.workspace_id = ws_id AND av.first_viewed_at < retired)
+       OR EXISTS (SELECT FROM audience_internal.pending_folds p
+                   WHERE p.workspace_id = ws_id AND p.viewed_at < retired) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('the time zone and counting start of this workspace cannot change: its rollups would be rebuilt from its raw events, and those before %s UTC were retired (retire_events)',
+                             to_char(retired AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'));
+    END IF;
     DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws_id;
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
         EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws_id;
@@ -1238,7 +1440,7 @@ BEGIN
         SELECT c.oid::regclass
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'workspace_id' AND NOT a.attisdropped
-         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
+         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
            AND c.oid NOT IN ('audience_internal.workspaces'::regclass, 'audience_internal.view_events'::regclass)
          ORDER BY c.relname
     LOOP
@@ -1278,6 +1480,19 @@ AS $$
            END
 $$;
 
+-- Why a time cannot be a view's (NULL when it can): the rule for viewed_at,
+-- which also says which months may get a partition (sql/event_store.sql).
+CREATE FUNCTION audience_internal.time_problem(argument text, at timestamptz)
+RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN at IS NULL THEN audience_internal.null_argument(argument)
+        WHEN NOT isfinite(at) THEN audience_internal.invalid_argument(argument, 'must be a finite time')
+        WHEN at < '1970-01-01 00:00:00+00' THEN audience_internal.invalid_argument(argument, 'before 1970-01-01 00:00 UTC')
+        WHEN at > now() + interval '1 hour' THEN audience_internal.in_the_future(argument)
+    END
+$$;
+
 DROP FUNCTION audience_internal.view_problem;
 CREATE FUNCTION audience_internal.view_problem(
     workspace text,
@@ -1292,10 +1507,8 @@ CREATE FUNCTION audience_internal.view_problem(
 RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN viewed_at IS NULL THEN audience_internal.null_argument('viewed_at')
-        WHEN NOT isfinite(viewed_at) THEN audience_internal.invalid_argument('viewed_at', 'must be a finite time')
-        WHEN viewed_at < '1970-01-01 00:00:00+00' THEN audience_internal.invalid_argument('viewed_at', 'before 1970-01-01 00:00 UTC')
-        WHEN viewed_at > now() + interval '1 hour' THEN audience_internal.in_the_future('viewed_at')
+        WHEN audience_internal.time_problem('viewed_at', viewed_at) IS NOT NULL
+            THEN audience_internal.time_problem('viewed_at', viewed_at)
         WHEN ended_at < viewed_at THEN audience_internal.invalid_argument('ended_at', 'before "viewed_at"')
         WHEN ended_at > now() + interval '1 hour' THEN audience_internal.in_the_future('ended_at')
         WHEN kind IS NULL THEN audience_internal.null_argument('kind')
@@ -1340,6 +1553,8 @@ DECLARE
     problem audience_internal.problem;
 BEGIN
     PERFORM audience_internal.require_read_committed();
+    -- The partition of its month before any row lock (sql/event_store.sql).
+    PERFORM audience_internal.add_event_month(record_view.viewed_at);
     -- The workspace first (the lock order at the top of this file): a change
     -- of time zone or counting start either committed before this event, or
     -- waits for its transaction (the fold reads the settings).
@@ -1770,6 +1985,8 @@ BEGIN
         PERFORM set_config('enable_nestloop', 'off', true);
         PERFORM set_config('enable_mergejoin', 'off', true);
     END IF;
+    PERFORM audience_internal.add_event_month(m.month)
+       FROM (SELECT DISTINCT date_trunc('month', r.viewed_at, 'UTC') AS month FROM new_rows r ORDER BY 1) m;
 
     -- One statement, planned for this batch. Each data-modifying step starts
     -- only once the previous one has finished (its result is counted in a
@@ -2872,6 +3089,15 @@ BEGIN
     IF jsonb_typeof(import_connect.content) IS DISTINCT FROM 'array' AND import_connect.content IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "content": must be a JSON array of content items';
     END IF;
+    -- The partitions of the records' months before any row lock
+    -- (sql/event_store.sql); a record whose time is not one is refused
+    -- below.
+    PERFORM audience_internal.add_event_month(m.month)
+       FROM (SELECT DISTINCT date_trunc('month', audience_internal.as_time(coalesce(r ->> 'started', r ->> 'time')), 'UTC') AS month
+               FROM jsonb_array_elements(import_connect.usage) r
+              WHERE jsonb_typeof(r) = 'object') m
+      WHERE m.month IS NOT NULL
+      ORDER BY m.month;
     -- Asked before the lock and again under it: another import may store
     -- an open session this page ends in between (the lock is then made
     -- FOR UPDATE before any write). Deciding first spares most such imports
@@ -3104,8 +3330,14 @@ DECLARE
     gone_app_months audience_internal.app_months[];
     gone_months audience_internal.workspace_months[];
     gone_days audience_internal.app_days[];
+    retired timestamptz;
 BEGIN
     PERFORM audience_internal.require_read_committed();
+    -- Where the raw events stop (audience.retire_events), asked under a lock
+    -- that a retirement in progress takes first: it commits, and is seen,
+    -- before any event is read.
+    LOCK TABLE ONLY audience_internal.view_events IN ACCESS SHARE MODE;
+    retired := audience_internal.retired_before();
     FOR ws IN
         SELECT w.workspace_id, w.slug, audience_internal.identity_hash(k.identity_key, ident) AS hash
           FROM audience_internal.workspaces w
@@ -3145,18 +3377,10 @@ BEGIN
               INTO n_apps, gone_totals
               FROM audience_internal.app_viewers av
              WHERE av.workspace_id = ws.workspace_id AND av.viewer_id = v_id;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, e.app_id, e.month, 1, e.n, NULL)::audience_internal.app_months), '{}')
-              INTO gone_app_months
-              FROM (SELECT e.app_id, audience_internal.month_of(e.viewed_at, tz) AS month, count(*) AS n
-                      FROM audience_internal.view_events e
-                     WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
-                     GROUP BY 1, 2) e;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
-              INTO gone_months
-              FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
-                      FROM unnest(gone_app_months) g
-                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
-                     GROUP BY 1) m;
+            -- Their counters of each app and day: from their events, and
+            -- for the days whose events may have been retired
+            -- (retire_events), from the day's packed counters, which hold
+            -- them whole. Months and workspace totals are sums of these.
             SELECT coalesce(array_agg(ROW(ws.workspace_id, d.app_id, d.day, d.sessions, d.visits, d.session_micros,
                                           NULL, NULL)::audience_internal.app_days), '{}')
               INTO gone_days
@@ -3166,7 +3390,25 @@ BEGIN
                            sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros
                       FROM audience_internal.view_events e
                      WHERE e.workspace_id = ws.workspace_id AND e.viewer_id = v_id
-                     GROUP BY 1, 2) d;
+                       AND (retired IS NULL OR audience_internal.day_of(e.viewed_at, tz) > audience_internal.day_of(retired, tz))
+                     GROUP BY 1, 2
+                    UNION ALL
+                    SELECT d.app_id, d.day, c.share[1], c.share[2], c.share[3]
+                      FROM audience_internal.app_days d
+                     CROSS JOIN LATERAL (SELECT audience_internal.viewer_counts_of(d.viewer_counts, v_id) AS share) c
+                     WHERE d.workspace_id = ws.workspace_id AND d.day <= audience_internal.day_of(retired, tz)
+                       AND c.share IS NOT NULL) d;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, g.app_id, g.month, 1, g.n, NULL)::audience_internal.app_months), '{}')
+              INTO gone_app_months
+              FROM (SELECT g.app_id, audience_internal.month_of_day(g.day) AS month, sum(g.sessions + g.visits) AS n
+                      FROM unnest(gone_days) g
+                     GROUP BY 1, 2) g;
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
+              INTO gone_months
+              FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
+                      FROM unnest(gone_app_months) g
+                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
+                     GROUP BY 1) m;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -3449,6 +3691,9 @@ ALTER TABLE audience_internal.pending_folds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.pending_folds FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.pending_folds FOR SELECT
     USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+ALTER TABLE audience_internal.retired_months ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.retired_months FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.retired_months FOR SELECT USING (false);
 ALTER TABLE audience_internal.spent_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.spent_tokens FORCE ROW LEVEL SECURITY;
 CREATE POLICY requester_sees ON audience_internal.spent_tokens FOR SELECT USING (false);
@@ -3480,7 +3725,8 @@ GRANT EXECUTE ON FUNCTION
     audience.rotate_pseudonym_key(text),
     audience.set_token_secret(text),
     audience.forget_viewer(text),
-    audience.delete_workspace(text)
+    audience.delete_workspace(text),
+    audience.retire_events(date)
 TO audience_manager;
 
 GRANT EXECUTE ON FUNCTION
@@ -3556,6 +3802,7 @@ SELECT pg_catalog.pg_extension_config_dump('audience_internal.pending_folds', ''
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.spent_tokens', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_content', '');
 SELECT pg_catalog.pg_extension_config_dump('audience_internal.connect_records', '');
+SELECT pg_catalog.pg_extension_config_dump('audience_internal.retired_months', '');
 
 
 -- Stored data that the rules of 0.2.0 refuse. Nothing a person can be
@@ -3711,3 +3958,44 @@ $$;
 ALTER EXTENSION pg_audience DROP TABLE audience_internal.app_month_viewers;
 ALTER EXTENSION pg_audience DROP TABLE audience_internal.workspace_month_viewers;
 DROP TABLE audience_internal.app_month_viewers, audience_internal.workspace_month_viewers;
+
+-- The raw events move into a partition per calendar month in UTC
+-- (sql/schema.sql, sql/event_store.sql), each with its own keys and
+-- indexes, without foreign keys. The table of 0.1.0 leaves the extension
+-- first, so that it leaves the list of tables pg_dump copies with it.
+ALTER EXTENSION pg_audience DROP TABLE audience_internal.view_events;
+ALTER TABLE audience_internal.view_events RENAME TO view_events_0_1_0;
+-- Its checks' names go to the new table.
+ALTER TABLE audience_internal.view_events_0_1_0
+    DROP CONSTRAINT view_events_check, DROP CONSTRAINT view_events_kind_check;
+CREATE TABLE audience_internal.view_events (
+    workspace_id bigint NOT NULL,
+    event_id bigint NOT NULL DEFAULT nextval('audience_internal.event_id_seq'),
+    app_id bigint NOT NULL,
+    viewer_id bigint NOT NULL,
+    viewed_at timestamptz NOT NULL,
+    ended_at timestamptz,
+    kind text NOT NULL CHECK (kind IN ('session', 'visit')),
+    -- An authenticated view of the app while it was private: its viewer may
+    -- be shown by identity.
+    identifiable boolean NOT NULL,
+    -- The database login that recorded the event (audience_internal.session_login,
+    -- by OID), to which alone end_session answers about it: no other login
+    -- learns when it was viewed, or that it exists. NULL for events stored
+    -- before 0.2.0, which only the operator can end.
+    recorded_by oid DEFAULT audience_internal.session_login(),
+    CHECK (ended_at IS NULL OR ended_at >= viewed_at)
+) PARTITION BY RANGE (viewed_at);
+COMMENT ON TABLE audience_internal.view_events IS
+    'One opening of one app by one viewer: the raw events, a partition per calendar month (UTC).';
+SELECT audience_internal.add_event_month(m.month)
+  FROM (SELECT DISTINCT date_trunc('month', e.viewed_at, 'UTC') AS month
+          FROM audience_internal.view_events_0_1_0 e ORDER BY 1) m;
+INSERT INTO audience_internal.view_events
+SELECT * FROM audience_internal.view_events_0_1_0 e ORDER BY e.workspace_id, e.app_id, e.viewed_at;
+DROP TABLE audience_internal.view_events_0_1_0;
+ALTER TABLE audience_internal.view_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE audience_internal.view_events FORCE ROW LEVEL SECURITY;
+CREATE POLICY requester_sees ON audience_internal.view_events FOR SELECT
+    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
+REVOKE ALL ON audience_internal.view_events FROM PUBLIC;

@@ -42,12 +42,14 @@ BEGIN
                  -- workspace_days counts the viewers of private apps too.
                  WHEN c.relname IN ('members', 'viewers', 'app_access', 'connect_records', 'workspace_days') THEN
                    'workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[])'
+                 -- Which months were retired is no one's but the operator's.
+                 WHEN c.relname = 'retired_months' THEN 'false'
                  WHEN c.relname IN ('workspaces', 'workspace_months') THEN
                    'workspace_id = ANY ((SELECT audience_internal.visible_workspace_ids())::bigint[])'
                  ELSE 'app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[])'
                END AS rule
           FROM pg_catalog.pg_class c
-         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind = 'r'
+         WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
     LOOP
         EXECUTE format('ALTER TABLE audience_internal.%I ENABLE ROW LEVEL SECURITY', t.relname);
         EXECUTE format('ALTER TABLE audience_internal.%I FORCE ROW LEVEL SECURITY', t.relname);

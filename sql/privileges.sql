@@ -22,7 +22,8 @@ GRANT EXECUTE ON FUNCTION
     audience.rotate_pseudonym_key(text),
     audience.set_token_secret(text),
     audience.forget_viewer(text),
-    audience.delete_workspace(text)
+    audience.delete_workspace(text),
+    audience.retire_events(date)
 TO audience_manager;
 
 GRANT EXECUTE ON FUNCTION

@@ -18,13 +18,18 @@
 
 -- The calendar month and the day of an instant in a workspace's time zone:
 -- the buckets of every monthly and daily rollup and of every read of them.
-CREATE FUNCTION audience_internal.month_of(at timestamptz, time_zone text)
-RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT date_trunc('month', month_of.at AT TIME ZONE month_of.time_zone)::date $$;
-
+-- A day's month is the month of each of its instants.
 CREATE FUNCTION audience_internal.day_of(at timestamptz, time_zone text)
 RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT (day_of.at AT TIME ZONE day_of.time_zone)::date $$;
+
+CREATE FUNCTION audience_internal.month_of_day(day date)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT date_trunc('month', month_of_day.day)::date $$;
+
+CREATE FUNCTION audience_internal.month_of(at timestamptz, time_zone text)
+RETURNS date LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT audience_internal.month_of_day(audience_internal.day_of(month_of.at, month_of.time_zone)) $$;
 
 -- The time a view adds to its app's session time: an ended session's
 -- duration, in microseconds; nothing for a visit or a session still open.
@@ -358,10 +363,26 @@ RETURNS void LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     ws_id bigint;
+    retired timestamptz;
     t text;
 BEGIN
     SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w
      WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    -- The rollups hold the retired months' events (audience.retire_events),
+    -- the raw events no longer: rebuilt, those counts would be lost. Asked
+    -- under a lock that a retirement in progress takes first: it commits,
+    -- and is seen, before the events are read. Whether the workspace has
+    -- an event before the retired instant, whatever its time zone was.
+    LOCK TABLE ONLY audience_internal.view_events IN ACCESS SHARE MODE;
+    retired := audience_internal.retired_before();
+    IF EXISTS (SELECT FROM audience_internal.app_viewers av
+                WHERE av.workspace_id = ws_id AND av.first_viewed_at < retired)
+       OR EXISTS (SELECT FROM audience_internal.pending_folds p
+                   WHERE p.workspace_id = ws_id AND p.viewed_at < retired) THEN
+        RAISE EXCEPTION USING ERRCODE = '55000',
+            MESSAGE = format('the time zone and counting start of this workspace cannot change: its rollups would be rebuilt from its raw events, and those before %s UTC were retired (retire_events)',
+                             to_char(retired AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'));
+    END IF;
     DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws_id;
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
         EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws_id;

@@ -137,6 +137,19 @@ CREATE TABLE audience_internal.viewers (
 COMMENT ON TABLE audience_internal.viewers IS
     'Viewers of a workspace by keyed hash; identity only for authenticated views of private apps.';
 
+-- The raw events, a partition per calendar month in UTC
+-- (sql/event_store.sql adds them as events arrive and drops them when a
+-- month is retired), so that old months go as whole tables and a read of
+-- recent days touches recent partitions only. No foreign key: adding a
+-- partition would otherwise lock the apps and viewers tables against every
+-- writer, and each event would pay two key lookups and a row lock. The
+-- writers keep the references instead: an event is stored under a lock on
+-- its workspace row that delete_workspace and forget_viewer, the only
+-- deleters of apps and viewers, wait for, and they delete the events
+-- themselves. Each partition has its own keys and indexes
+-- (add_event_month), the table none: pg_dump copies a partition with its
+-- indexes, and restoring them into a table that made its own on ATTACH
+-- would fail.
 CREATE TABLE audience_internal.view_events (
     workspace_id bigint NOT NULL,
     event_id bigint NOT NULL DEFAULT nextval('audience_internal.event_id_seq'),
@@ -153,16 +166,10 @@ CREATE TABLE audience_internal.view_events (
     -- learns when it was viewed, or that it exists. NULL for events stored
     -- before 0.2.0, which only the operator can end.
     recorded_by oid DEFAULT audience_internal.session_login(),
-    PRIMARY KEY (workspace_id, event_id),
-    FOREIGN KEY (workspace_id, app_id) REFERENCES audience_internal.apps ON DELETE CASCADE,
-    FOREIGN KEY (workspace_id, viewer_id) REFERENCES audience_internal.viewers ON DELETE CASCADE,
     CHECK (ended_at IS NULL OR ended_at >= viewed_at)
-);
-CREATE INDEX view_events_event_id ON audience_internal.view_events (event_id);
-CREATE INDEX view_events_app_time ON audience_internal.view_events (workspace_id, app_id, viewed_at);
--- Erasure (forget_viewer) finds a person's events without scanning the workspace.
-CREATE INDEX view_events_viewer ON audience_internal.view_events (workspace_id, viewer_id);
-COMMENT ON TABLE audience_internal.view_events IS 'One opening of one app by one viewer: the raw events.';
+) PARTITION BY RANGE (viewed_at);
+COMMENT ON TABLE audience_internal.view_events IS
+    'One opening of one app by one viewer: the raw events, a partition per calendar month (UTC).';
 
 -- Events stored but not yet folded into the rollups (sql/rollups.sql): a copy
 -- of what the fold needs, kept until a fold moves them into the rollups in
@@ -300,15 +307,6 @@ CREATE TABLE audience_internal.workspace_days (
 );
 COMMENT ON TABLE audience_internal.workspace_days IS
     'Rollup: sessions, visits, ended session time and the set of viewers of each workspace per day, and the counters of each app and of each viewer that day.';
-
--- The partial days at the edges of a window are read from the raw events of
--- every app of a workspace at once, with every column those reads use: an
--- index-only scan, where fetching each event from the table went to a page
--- per event (3,900 events of the busiest workspace at 10M read 9.7 to 13 ms
--- that way and 3.8 ms from the index). It makes the index about 28 bytes
--- an event larger, and an end_session update is no longer HOT.
-CREATE INDEX view_events_time ON audience_internal.view_events (workspace_id, viewed_at)
-    INCLUDE (app_id, viewer_id, kind, ended_at, identifiable);
 
 -- Which Posit Connect content item is which app, so that later imports of
 -- the same content find their app without the content list.

@@ -62,11 +62,13 @@ extension_sql_file!(
         audience_internal::normalize_identity_nfc
     ]
 );
+extension_sql_file!("../sql/event_store.sql", name = "event_store", requires = ["checks"]);
 extension_sql_file!(
     "../sql/ingest.sql",
     name = "ingest",
     requires = [
         "management",
+        "event_store",
         "labels",
         audience_internal::anonymous_hash,
         audience_internal::normalize_anonymous_id,
@@ -108,7 +110,13 @@ extension_sql_file!("../sql/view_columns.sql", name = "view_columns", requires =
 extension_sql_file!(
     "../sql/forget.sql",
     name = "forget",
-    requires = ["analytics", audience_internal::viewer_set_without, audience_internal::packed_counts_subtract]
+    requires = [
+        "analytics",
+        "event_store",
+        audience_internal::viewer_set_without,
+        audience_internal::packed_counts_subtract,
+        audience_internal::viewer_counts_of
+    ]
 );
 extension_sql_file!(
     "../sql/policies.sql",
@@ -301,6 +309,16 @@ mod audience_internal {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn viewer_counts_without(counts: &[u8], viewer_id: i64) -> Vec<u8> {
         packed_counts::without_viewer(counts, viewer_id).or_raise()
+    }
+
+    /// One viewer's sessions, visits and ended session time in packed viewer
+    /// counters, NULL when it has none: erasure of retired days
+    /// (audience.forget_viewer).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn viewer_counts_of(counts: &[u8], viewer_id: i64) -> Option<Vec<i64>> {
+        packed_counts::viewer_share(counts, viewer_id)
+            .or_raise()
+            .map(|c| vec![c.sessions, c.visits, c.session_micros])
     }
 
     /// The sums of packed counters per app, for the apps in `apps` (every
@@ -496,6 +514,8 @@ mod tests_bulk;
 mod tests_delete;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_requester;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_retire;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_usage;
 #[cfg(any(test, feature = "pg_test"))]

@@ -190,6 +190,20 @@ pub fn without_viewer(bytes: &[u8], viewer_id: i64) -> Result<Vec<u8>, AudienceE
     Ok(write(&kept, false))
 }
 
+/// One viewer's counters in a value of viewer counters, both of its keys
+/// added up; None when it has no entry: what erasure takes off a day whose
+/// raw events were retired.
+pub fn viewer_share(bytes: &[u8], viewer_id: i64) -> Result<Option<Counts>, AudienceError> {
+    let keys = [viewer_key(viewer_id, false), viewer_key(viewer_id, true)];
+    let mut share: Option<Counts> = None;
+    entries(bytes, |key, counts| {
+        if keys.contains(&key) {
+            share.get_or_insert_with(Counts::default).add(counts, 1);
+        }
+    })?;
+    Ok(share)
+}
+
 /// The sums of many days' counters, per key, for the keys in `only` (all
 /// when None), in key order. Summed in a hash map and sorted once: a key
 /// is in many of the values, so the map stays small while the entries
@@ -444,6 +458,11 @@ mod tests {
         assert_eq!(without_viewer(&day, 8).unwrap(), day, "a viewer without entries changes nothing");
         assert_eq!(without_viewer(&without_viewer(&without, 7).unwrap(), 9).unwrap(), Vec::<u8>::new());
         assert!(without_viewer(&[0x80], 4).is_err(), "a damaged value is refused");
+        assert_eq!(viewer_share(&day, 4).unwrap(), Some(at(c(1, 2, 5), 120)), "both kinds of views add up");
+        assert_eq!(viewer_share(&day, 9).unwrap(), Some(at(c(0, 1, 0), 130)));
+        assert_eq!(viewer_share(&day, 8).unwrap(), None, "no entry, no share");
+        assert_eq!(viewer_share(&without, 4).unwrap(), None);
+        assert!(viewer_share(&[0x80], 4).is_err(), "a damaged value is refused");
     }
 
     #[test]
