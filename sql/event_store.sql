@@ -26,6 +26,12 @@ AS $$
     SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r
 $$;
 
+-- The name of a month's partition; retire_events reads the month back
+-- from it.
+CREATE FUNCTION audience_internal.event_partition(month timestamp)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
+
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -47,7 +53,7 @@ BEGIN
     LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
     FOREACH month IN ARRAY ARRAY[date_trunc('month', at AT TIME ZONE 'UTC'),
                                  date_trunc('month', (now() + interval '7 days') AT TIME ZONE 'UTC')] LOOP
-        IF pg_catalog.to_regclass('audience_internal.view_events_' || to_char(month, 'YYYY_MM')) IS NULL THEN
+        IF pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month)) IS NULL THEN
             PERFORM audience_internal.create_event_month(month);
         END IF;
     END LOOP;
@@ -67,7 +73,7 @@ SET default_tablespace = ''
 SET default_table_access_method = 'heap'
 AS $$
 DECLARE
-    part text := 'view_events_' || to_char(month, 'YYYY_MM');
+    part text := audience_internal.event_partition(month);
 BEGIN
     LOCK TABLE ONLY audience_internal.view_events IN SHARE UPDATE EXCLUSIVE MODE;
     IF pg_catalog.to_regclass('audience_internal.' || part) IS NOT NULL THEN

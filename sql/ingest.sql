@@ -90,9 +90,7 @@ CREATE FUNCTION audience_internal.view_problem(
     app_id bigint)
 RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT CASE
-        WHEN audience_internal.time_problem('viewed_at', viewed_at) IS NOT NULL
-            THEN audience_internal.time_problem('viewed_at', viewed_at)
+    SELECT coalesce(audience_internal.time_problem('viewed_at', viewed_at), CASE
         WHEN ended_at < viewed_at THEN audience_internal.invalid_argument('ended_at', 'before "viewed_at"')
         WHEN ended_at > now() + interval '1 hour' THEN audience_internal.in_the_future('ended_at')
         WHEN kind IS NULL THEN audience_internal.null_argument('kind')
@@ -105,7 +103,7 @@ AS $$
         WHEN app_id IS NULL THEN audience_internal.missing_app(workspace, app)
         WHEN viewer IS NOT NULL THEN audience_internal.identity_problem('viewer', viewer, false)
         ELSE audience_internal.identity_problem('anonymous_id', anonymous_id, true)
-    END
+    END)
 $$;
 COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
     'What record_view would refuse in these arguments, as a problem (SQLSTATE and message), or NULL.';

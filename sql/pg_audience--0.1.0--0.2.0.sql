@@ -693,6 +693,12 @@ AS $$
     SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r
 $$;
 
+-- The name of a month's partition; retire_events reads the month back
+-- from it.
+CREATE FUNCTION audience_internal.event_partition(month timestamp)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
+
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -714,7 +720,7 @@ BEGIN
     LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
     FOREACH month IN ARRAY ARRAY[date_trunc('month', at AT TIME ZONE 'UTC'),
                                  date_trunc('month', (now() + interval '7 days') AT TIME ZONE 'UTC')] LOOP
-        IF pg_catalog.to_regclass('audience_internal.view_events_' || to_char(month, 'YYYY_MM')) IS NULL THEN
+        IF pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month)) IS NULL THEN
             PERFORM audience_internal.create_event_month(month);
         END IF;
     END LOOP;
@@ -734,7 +740,7 @@ SET default_tablespace = ''
 SET default_table_access_method = 'heap'
 AS $$
 DECLARE
-    part text := 'view_events_' || to_char(month, 'YYYY_MM');
+    part text := audience_internal.event_partition(month);
 BEGIN
     LOCK TABLE ONLY audience_internal.view_events IN SHARE UPDATE EXCLUSIVE MODE;
     IF pg_catalog.to_regclass('audience_internal.' || part) IS NOT NULL THEN
@@ -1506,9 +1512,7 @@ CREATE FUNCTION audience_internal.view_problem(
     app_id bigint)
 RETURNS audience_internal.problem LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT CASE
-        WHEN audience_internal.time_problem('viewed_at', viewed_at) IS NOT NULL
-            THEN audience_internal.time_problem('viewed_at', viewed_at)
+    SELECT coalesce(audience_internal.time_problem('viewed_at', viewed_at), CASE
         WHEN ended_at < viewed_at THEN audience_internal.invalid_argument('ended_at', 'before "viewed_at"')
         WHEN ended_at > now() + interval '1 hour' THEN audience_internal.in_the_future('ended_at')
         WHEN kind IS NULL THEN audience_internal.null_argument('kind')
@@ -1521,7 +1525,7 @@ AS $$
         WHEN app_id IS NULL THEN audience_internal.missing_app(workspace, app)
         WHEN viewer IS NOT NULL THEN audience_internal.identity_problem('viewer', viewer, false)
         ELSE audience_internal.identity_problem('anonymous_id', anonymous_id, true)
-    END
+    END)
 $$;
 COMMENT ON FUNCTION audience_internal.view_problem(text, text, text, timestamptz, text, timestamptz, text, bigint, bigint) IS
     'What record_view would refuse in these arguments, as a problem (SQLSTATE and message), or NULL.';
