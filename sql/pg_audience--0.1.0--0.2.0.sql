@@ -1782,13 +1782,17 @@ AS $$ SELECT $steps$
     ),
     -- A viewer enters the all-time total with its first counted view, that
     -- is when all its counted views so far are in this batch: its count
-    -- after the batch equals the batch's.
+    -- after the batch equals the batch's. (The one-time filter runs
+    -- app_viewers first even for a batch of no counted views, whose join
+    -- would not read it: left to the end of the statement, its inserts
+    -- would come after the later tables' and break the lock order.)
     app_totals AS (
         INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
         SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
           FROM batch_app_viewers b
           JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
          WHERE b.counted_views > 0
+           AND (SELECT count(*) FROM app_viewers) >= 0
          GROUP BY b.workspace_id, b.app_id
          ORDER BY b.workspace_id, b.app_id
         ON CONFLICT (workspace_id, app_id) DO UPDATE
