@@ -72,16 +72,31 @@ ensure_python_env() {
 }
 
 # Builds the extension and installs it into the system PostgreSQL 15, with the
-# install scripts of released versions.
+# install scripts of released versions. Each file is written under a
+# temporary name beside its destination and renamed into place: install(1)
+# and `cargo pgrx install` remove the old file and write the new one at its
+# path, and a session of a running server that loads the library meanwhile
+# maps a partial file and crashes, which takes the server through crash
+# recovery. A rename swaps the whole file at once.
 install_extension() {
     log "building and installing pg_audience ($1 profile)"
-    local flag=()
-    [ "$1" = release ] && flag=(--release)
-    (cd "$ROOT" && as_root cargo pgrx install "${flag[@]}" --pg-config "$PG_CONFIG" >/dev/null)
+    local flag=(--debug) out="$RUN_DIR/package" file files=()
+    [ "$1" = release ] && flag=()
+    as_root rm -rf "$out"
+    (cd "$ROOT" && as_root cargo pgrx package "${flag[@]}" --pg-config "$PG_CONFIG" --out-dir "$out" >/dev/null)
+    mapfile -t files < <(cd "$out" && find . -type f -printf '%P\n')
+    if [ ! -f "$out$("$PG_CONFIG" --pkglibdir)/pg_audience.so" ] || [ ${#files[@]} -lt 3 ]; then
+        echo "cargo pgrx package left no library in $out" >&2
+        return 1
+    fi
+    for file in "${files[@]}"; do
+        as_root install -D -m "$([[ $file == *.so ]] && echo 0755 || echo 0644)" "$out/$file" "/$file.new.$$"
+        as_root mv -f "/$file.new.$$" "/$file"
+    done
     install_released_scripts
 }
 
-# cargo pgrx install writes the install script of the version being built and
+# cargo pgrx package writes the install script of the version being built and
 # copies the update scripts (sql/pg_audience--OLD--NEW.sql). Creating a
 # database at a released version, as the upgrade test does, also needs that
 # version's own install script: those are kept in sql/released/. The script of
