@@ -344,10 +344,16 @@ BEGIN
                   ORDER BY x.last_viewed_at DESC, x.viewer_id DESC
                   LIMIT recent_viewers_for.max_viewers)
                 UNION
+                -- A lookup per pending viewer, whatever the plan: a generic
+                -- plan, which guesses one row of the app's viewers, would
+                -- read them all to join them to a pending set that is
+                -- mostly empty.
                 SELECT x.workspace_id, x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
                   FROM pending q
-                  JOIN audience_internal.app_viewers x
-                    ON x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1] AND x.viewer_id = q.viewer_id) a
+                 CROSS JOIN LATERAL (
+                      SELECT y.* FROM audience_internal.app_viewers y
+                       WHERE y.workspace_id = ws.workspace_id AND y.app_id = ws.app_ids[1] AND y.viewer_id = q.viewer_id
+                       LIMIT 1) x) a
           FULL JOIN pending p ON p.viewer_id = a.viewer_id
     )
     SELECT l.viewer, l.viewer_ref, l.pseudonymous, m.last_viewed_at,

@@ -965,11 +965,13 @@ $$;
 
 -- sql/requester.sql
 CREATE FUNCTION audience_internal.operator_role(role_id oid)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles r
+BEGIN
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_roles r
                     WHERE r.oid = operator_role.role_id
-                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
+                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')));
+END
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.requester_is_operator()
@@ -1014,14 +1016,16 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.workspace_access(workspace_id bigint)
-RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT CASE WHEN audience_internal.requester_is_operator() THEN 'all'
+BEGIN
+    RETURN CASE WHEN audience_internal.requester_is_operator() THEN 'all'
                 ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
                                   WHEN count(*) > 0 THEN 'some' END
                         FROM audience_internal.requester_memberships() m
                        WHERE m.workspace_id = workspace_access.workspace_id)
-           END
+           END;
+END
 $$;
 
 -- The apps of one workspace the requester sees, given their access to it:
@@ -1045,10 +1049,12 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
-                    WHERE v.app_id = app_visible.app_id)
+BEGIN
+    RETURN EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
+                    WHERE v.app_id = app_visible.app_id);
+END
 $$;
 
 CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
@@ -2456,10 +2462,16 @@ BEGIN
                   ORDER BY x.last_viewed_at DESC, x.viewer_id DESC
                   LIMIT recent_viewers_for.max_viewers)
                 UNION
+                -- A lookup per pending viewer, whatever the plan: a generic
+                -- plan, which guesses one row of the app's viewers, would
+                -- read them all to join them to a pending set that is
+                -- mostly empty.
                 SELECT x.workspace_id, x.viewer_id, x.last_viewed_at, x.last_view_identifiable, x.views
                   FROM pending q
-                  JOIN audience_internal.app_viewers x
-                    ON x.workspace_id = ws.workspace_id AND x.app_id = ws.app_ids[1] AND x.viewer_id = q.viewer_id) a
+                 CROSS JOIN LATERAL (
+                      SELECT y.* FROM audience_internal.app_viewers y
+                       WHERE y.workspace_id = ws.workspace_id AND y.app_id = ws.app_ids[1] AND y.viewer_id = q.viewer_id
+                       LIMIT 1) x) a
           FULL JOIN pending p ON p.viewer_id = a.viewer_id
     )
     SELECT l.viewer, l.viewer_ref, l.pseudonymous, m.last_viewed_at,

@@ -12,18 +12,24 @@
 -- A platform operator (a superuser, or a member of audience_manager) without
 -- a token sees every workspace in full.
 --
--- These helpers are plain SQL without SET clauses so that the planner can
--- inline them; they are only ever called by the SECURITY DEFINER functions
--- of this extension, whose search_path is pinned.
+-- These helpers have no SET clauses, so that they run in the caller's
+-- settings and the planner can inline the plain SQL ones. A scalar SQL
+-- function with a sub-select is never inlined, and is planned again at each
+-- query that calls it (about a millisecond a read): those are PL/pgSQL,
+-- whose plans are kept for the session. They are only ever called by the
+-- SECURITY DEFINER functions of this extension, whose search_path is
+-- pinned.
 
 -- Whether a role is the platform operator's: a superuser, or a member of
 -- audience_manager.
 CREATE FUNCTION audience_internal.operator_role(role_id oid)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT EXISTS (SELECT FROM pg_catalog.pg_roles r
+BEGIN
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_roles r
                     WHERE r.oid = operator_role.role_id
-                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')))
+                      AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'audience_manager', 'MEMBER')));
+END
 $$;
 
 CREATE FUNCTION audience_internal.requester_is_operator()
@@ -76,14 +82,16 @@ $$;
 -- admin, developer), 'some' (an accepted viewer member), or NULL: nothing,
 -- not even that it exists.
 CREATE FUNCTION audience_internal.workspace_access(workspace_id bigint)
-RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT CASE WHEN audience_internal.requester_is_operator() THEN 'all'
+BEGIN
+    RETURN CASE WHEN audience_internal.requester_is_operator() THEN 'all'
                 ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
                                   WHEN count(*) > 0 THEN 'some' END
                         FROM audience_internal.requester_memberships() m
                        WHERE m.workspace_id = workspace_access.workspace_id)
-           END
+           END;
+END
 $$;
 
 -- The apps of one workspace the requester sees, given their access to it:
@@ -108,10 +116,12 @@ $$;
 
 -- Whether the requester sees one app, given their access to its workspace.
 CREATE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
-                    WHERE v.app_id = app_visible.app_id)
+BEGIN
+    RETURN EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
+                    WHERE v.app_id = app_visible.app_id);
+END
 $$;
 
 -- Every app the requester sees, with their access to its workspace.
