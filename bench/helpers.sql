@@ -111,3 +111,40 @@ BEGIN
     RETURN bytes;
 END
 $$;
+
+-- Bytes on disk per event of the data set as loaded, each table with its
+-- indexes and TOAST: the events (every partition of view_events), the
+-- viewers and rollups (every other table of the extension), and both.
+CREATE OR REPLACE FUNCTION public.bench_bytes_per_event(events bigint)
+RETURNS TABLE (event_bytes bigint, rollup_bytes bigint, all_bytes bigint) LANGUAGE sql AS $$
+    WITH sizes AS (
+        SELECT c.relispartition AS is_event, pg_total_relation_size(c.oid) AS bytes
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('audience_internal', 'audience_ingest') AND c.relkind = 'r'
+    )
+    SELECT (sum(bytes) FILTER (WHERE is_event) / events)::bigint,
+           (sum(bytes) FILTER (WHERE NOT is_event) / events)::bigint,
+           (sum(bytes) / events)::bigint
+      FROM sizes
+$$;
+
+-- Bytes on disk per row of a bare table (the staging table's columns, no
+-- index) holding the rows of a server-side file; undone afterwards.
+CREATE OR REPLACE FUNCTION public.bench_bare_bytes_per_row(file text)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    bytes bigint;
+    n bigint;
+BEGIN
+    BEGIN
+        CREATE TABLE public.bench_bare (LIKE public.bench_plain);
+        EXECUTE format('COPY public.bench_bare (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM %L', file);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        bytes := pg_total_relation_size('public.bench_bare') / n;
+        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
+    EXCEPTION WHEN raise_exception THEN
+        NULL;
+    END;
+    RETURN bytes;
+END
+$$;

@@ -19,6 +19,7 @@ pub const APPS: usize = 10_000;
 pub const PEOPLE: u64 = 2_000_000;
 const DAY: i64 = 86_400;
 const SPAN_DAYS: i64 = 730;
+pub const SPAN_SECONDS: i64 = SPAN_DAYS * DAY;
 /// Events of a given time are written from a per-day prefix; days are this
 /// many in the cache (the span plus slack for the clock).
 const DAYS_CACHED: usize = SPAN_DAYS as usize + 3;
@@ -181,8 +182,10 @@ fn number(buf: &mut Vec<u8>, mut n: u64) {
 }
 
 /// `stream` 0 is the data set itself; other streams are further events on
-/// the same platform, for timing ingest on top of it.
-pub fn events(out: &mut impl Write, seed: u64, stream: u64, events: usize, now: i64) -> io::Result<()> {
+/// the same platform, for timing ingest on top of it. `recent`: the events
+/// fall evenly in that many seconds before `now`, as a platform's steady
+/// ingest brings them, rather than over the two years.
+pub fn events(out: &mut impl Write, seed: u64, stream: u64, events: usize, now: i64, recent: Option<i64>) -> io::Result<()> {
     let p = platform(seed);
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(stream.wrapping_mul(0x2545_f491_4f6c_dd1d)));
     let app_pick = Zipf::new(APPS, 1.05);
@@ -200,8 +203,11 @@ pub fn events(out: &mut impl Write, seed: u64, stream: u64, events: usize, now: 
     for _ in 0..events {
         let a = app_pick.sample(&mut rng);
         let w = p.app_workspace[a];
-        // Traffic grows over the two years: density rises linearly.
-        let t = start + ((SPAN_DAYS * DAY) as f64 * rng.gen::<f64>().sqrt()) as i64 - 60;
+        let t = match recent {
+            Some(span) => now - 1 - (span as f64 * rng.gen::<f64>()) as i64,
+            // Traffic grows over the two years: density rises linearly.
+            None => start + ((SPAN_DAYS * DAY) as f64 * rng.gen::<f64>().sqrt()) as i64 - 60,
+        };
         let members = &p.members[w];
         let roll = rng.gen_range(0..100);
         buf.extend_from_slice(workspace_slugs[w].as_bytes());

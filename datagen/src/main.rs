@@ -125,6 +125,9 @@ struct Args {
     bench_part: Option<String>,
     /// Another sample of events on the same platform (bench only).
     stream: u64,
+    /// Events of the last this many seconds only, as steady ingest brings
+    /// them, instead of the two years of the data set (bench only).
+    recent: Option<i64>,
     /// Where the Posit Connect workspace's JSON goes (demo only).
     posit_dir: Option<std::path::PathBuf>,
 }
@@ -133,6 +136,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         bench_part: None,
         stream: 0,
+        recent: None,
         posit_dir: None,
         events: 120_000,
         seed: 20_261_126,
@@ -154,11 +158,16 @@ fn parse_args() -> Args {
             "--profile" => profile = value.clone(),
             "--part" => part = Some(value.clone()),
             "--stream" => args.stream = number() as u64,
+            "--recent" if (1..=bench::SPAN_SECONDS).contains(&number()) => args.recent = Some(number()),
+            "--recent" => usage("--recent takes a number of seconds from 1 to two years"),
             "--posit-dir" => args.posit_dir = Some(value.clone().into()),
             _ => usage(&format!("unknown option {flag}")),
         }
     }
     match (profile.as_str(), part.as_deref()) {
+        (_, part) if args.recent.is_some() && part != Some("events") => {
+            usage("--recent belongs to the bench profile's events")
+        }
         ("demo", None) => {}
         ("bench", _) if args.posit_dir.is_some() => usage("--posit-dir belongs to the demo profile"),
         ("bench", Some("setup" | "events")) => args.bench_part = part,
@@ -170,7 +179,7 @@ fn parse_args() -> Args {
 
 fn usage(problem: &str) -> ! {
     eprintln!("pg_audience-datagen: {problem}\nusage: pg_audience-datagen [--events N] [--seed S] [--now UNIX_SECONDS] [--posit-dir DIR]\n\
-         \x20      pg_audience-datagen --profile bench --part setup|events [--events N] [--seed S] [--stream K] [--now UNIX_SECONDS]");
+         \x20      pg_audience-datagen --profile bench --part setup|events [--events N] [--seed S] [--stream K] [--recent SECONDS] [--now UNIX_SECONDS]");
     std::process::exit(2)
 }
 
@@ -248,7 +257,7 @@ fn main() -> io::Result<()> {
         let mut out = BufWriter::new(out.lock());
         match part.as_str() {
             "setup" => bench::setup(&mut out, args.seed)?,
-            _ => bench::events(&mut out, args.seed, args.stream, args.events, args.now)?,
+            _ => bench::events(&mut out, args.seed, args.stream, args.events, args.now, args.recent)?,
         }
         return out.flush();
     }
