@@ -104,13 +104,17 @@ AS $$ SELECT $steps$
     -- reason above (set_app_visibility changes one under the workspace
     -- row's lock, and makes the public sets again; it holds the app row FOR
     -- UPDATE before it changes it, so that a key-share lock finds the new
-    -- version).
-    public_apps AS MATERIALIZED (
-        SELECT a.workspace_id, a.app_id
+    -- version). Every app of the events is locked and its visibility tested
+    -- after: a test in the locking read would see the statement's snapshot
+    -- first, and skip an app made public since without reading it again.
+    batch_apps AS MATERIALIZED (
+        SELECT a.workspace_id, a.app_id, a.visibility
           FROM audience_internal.apps a
          WHERE (a.workspace_id, a.app_id) IN (SELECT m.workspace_id, m.app_id FROM added m)
-           AND a.visibility = 'public'
            FOR KEY SHARE
+    ),
+    public_apps AS MATERIALIZED (
+        SELECT b.workspace_id, b.app_id FROM batch_apps b WHERE b.visibility = 'public'
     ),
     evv AS MATERIALIZED (
         SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
