@@ -25,23 +25,30 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION public.bench_median_ms(text, integer) TO PUBLIC;
 
--- The time in milliseconds of one COPY from a server-side file into
--- `target`, undone afterwards (the data set stays as built).
-CREATE OR REPLACE FUNCTION public.bench_copy_ms(target text, file text)
-RETURNS double precision LANGUAGE plpgsql AS $$
+-- One COPY from a server-side file into `target`, undone afterwards (the
+-- data set stays as built; its WAL stays written): its time in
+-- milliseconds, the bytes of WAL it wrote, and the bytes on disk of
+-- `target` per row copied (the size of a row for a table made empty for it).
+CREATE OR REPLACE FUNCTION public.bench_copy(target text, file text,
+    OUT ms double precision, OUT wal_bytes numeric, OUT bytes_per_row bigint)
+LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz;
-    elapsed double precision;
+    before pg_lsn;
+    n bigint;
 BEGIN
     BEGIN
+        before := pg_current_wal_insert_lsn();
         started := clock_timestamp();
         EXECUTE format('COPY %s (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM %L', target, file);
-        elapsed := 1000 * extract(epoch FROM clock_timestamp() - started)::double precision;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        ms := 1000 * extract(epoch FROM clock_timestamp() - started)::double precision;
+        wal_bytes := pg_wal_lsn_diff(pg_current_wal_insert_lsn(), before);
+        bytes_per_row := pg_total_relation_size(target::regclass) / nullif(n, 0);
         RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
     EXCEPTION WHEN raise_exception THEN
         NULL;
     END;
-    RETURN elapsed;
 END
 $$;
 
@@ -92,25 +99,6 @@ BEGIN
 END
 $$;
 
--- The bytes of WAL one COPY from a server-side file into `target` writes,
--- undone afterwards (its WAL stays written; the data set stays as built).
-CREATE OR REPLACE FUNCTION public.bench_copy_wal_bytes(target text, file text)
-RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE
-    before pg_lsn;
-    bytes numeric;
-BEGIN
-    BEGIN
-        before := pg_current_wal_insert_lsn();
-        EXECUTE format('COPY %s (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM %L', target, file);
-        bytes := pg_wal_lsn_diff(pg_current_wal_insert_lsn(), before);
-        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
-    EXCEPTION WHEN raise_exception THEN
-        NULL;
-    END;
-    RETURN bytes;
-END
-$$;
 
 -- Bytes on disk per event of the data set as loaded, each table with its
 -- indexes and TOAST: the events (every partition of view_events), the
@@ -128,23 +116,3 @@ RETURNS TABLE (event_bytes bigint, rollup_bytes bigint, all_bytes bigint) LANGUA
       FROM sizes
 $$;
 
--- Bytes on disk per row of a bare table (the staging table's columns, no
--- index) holding the rows of a server-side file; undone afterwards.
-CREATE OR REPLACE FUNCTION public.bench_bare_bytes_per_row(file text)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    bytes bigint;
-    n bigint;
-BEGIN
-    BEGIN
-        CREATE TABLE public.bench_bare (LIKE public.bench_plain);
-        EXECUTE format('COPY public.bench_bare (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM %L', file);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        bytes := pg_total_relation_size('public.bench_bare') / n;
-        RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
-    EXCEPTION WHEN raise_exception THEN
-        NULL;
-    END;
-    RETURN bytes;
-END
-$$;
