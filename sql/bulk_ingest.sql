@@ -97,8 +97,8 @@ BEGIN
         PERFORM set_config('enable_nestloop', 'off', true);
         PERFORM set_config('enable_mergejoin', 'off', true);
     END IF;
-    PERFORM audience_internal.add_event_month(m.month)
-       FROM (SELECT DISTINCT date_trunc('month', r.viewed_at, 'UTC') AS month FROM new_rows r ORDER BY 1) m;
+    PERFORM audience_internal.add_event_month(m.at)
+       FROM (SELECT min(r.viewed_at) AS at FROM new_rows r GROUP BY audience_internal.event_month(r.viewed_at) ORDER BY 1) m;
 
     -- One statement, planned for this batch. Each data-modifying step starts
     -- only once the previous one has finished (its result is counted in a

@@ -87,12 +87,13 @@ BEGIN
     -- The partitions of the records' months before any row lock
     -- (sql/event_store.sql); a record whose time is not one is refused
     -- below.
-    PERFORM audience_internal.add_event_month(m.month)
-       FROM (SELECT DISTINCT date_trunc('month', audience_internal.as_time(coalesce(r ->> 'started', r ->> 'time')), 'UTC') AS month
+    PERFORM audience_internal.add_event_month(m.at)
+       FROM (SELECT min(t.at) AS at
                FROM jsonb_array_elements(import_connect.usage) r
-              WHERE jsonb_typeof(r) = 'object') m
-      WHERE m.month IS NOT NULL
-      ORDER BY m.month;
+              CROSS JOIN LATERAL (SELECT audience_internal.as_time(coalesce(r ->> 'started', r ->> 'time')) AS at) t
+              WHERE jsonb_typeof(r) = 'object' AND t.at IS NOT NULL
+              GROUP BY audience_internal.event_month(t.at)) m
+      ORDER BY m.at;
     -- Asked before the lock and again under it: another import may store
     -- an open session this page ends in between (the lock is then made
     -- FOR UPDATE before any write). Deciding first spares most such imports

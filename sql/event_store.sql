@@ -26,6 +26,13 @@ AS $$
     SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r
 $$;
 
+-- The month whose partition holds a view at `at`: calendar months in UTC,
+-- shared by every workspace (the rollups keep the workspace's own calendar,
+-- month_of in sql/rollups.sql).
+CREATE FUNCTION audience_internal.event_month(at timestamptz)
+RETURNS timestamp LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT date_trunc('month', event_month.at AT TIME ZONE 'UTC') $$;
+
 -- The name of a month's partition; retire_events reads the month back
 -- from it.
 CREATE FUNCTION audience_internal.event_partition(month timestamp)
@@ -51,8 +58,8 @@ BEGIN
     -- in progress holds view_events while it drops partitions, and a
     -- partition seen before it commits would be gone for the insert.
     LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
-    FOREACH month IN ARRAY ARRAY[date_trunc('month', at AT TIME ZONE 'UTC'),
-                                 date_trunc('month', (now() + interval '7 days') AT TIME ZONE 'UTC')] LOOP
+    FOREACH month IN ARRAY ARRAY[audience_internal.event_month(at),
+                                 audience_internal.event_month(now() + interval '7 days')] LOOP
         IF pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month)) IS NULL THEN
             PERFORM audience_internal.create_event_month(month);
         END IF;
@@ -146,7 +153,7 @@ BEGIN
     END IF;
     -- The month in progress is never whole: a date past its first day is
     -- a mistake (a year mistyped), which would retire every month there is.
-    IF retire_events.before > date_trunc('month', now() AT TIME ZONE 'UTC')::date THEN
+    IF retire_events.before > audience_internal.event_month(now())::date THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'invalid argument "before": after the first day of the current month (UTC)';
     END IF;

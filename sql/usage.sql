@@ -42,88 +42,123 @@ $$;
 -- How a window [since, until) splits in a workspace's days: the whole days
 -- first_day <= day < end_day (none when first_day >= end_day), and the day
 -- the identification start falls in (NULL without one), whose views are on
--- both sides of it.
+-- both sides of it. A first or last day that the window cuts counts as
+-- whole when no view of it lies outside the window: a window up to now
+-- leaves none of today's views out, and the day's rollup row then answers
+-- for the day, where its raw events were read one by one. The raw events
+-- are the witness, so a day of a retired month (retired_before) is never
+-- taken whole. Each probe is planned for its bounds: it then reads one
+-- partition's index, where a generic plan scanned every partition.
 CREATE FUNCTION audience_internal.window_days(workspace_id bigint, since timestamptz, until timestamptz)
 RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
+SET plan_cache_mode = force_custom_plan
 AS $$
-    SELECT w.time_zone,
-           CASE WHEN (window_days.since AT TIME ZONE w.time_zone)::time = '00:00'
-                THEN audience_internal.day_of(window_days.since, w.time_zone)
-                ELSE audience_internal.day_of(window_days.since, w.time_zone) + 1 END,
-           audience_internal.day_of(window_days.until, w.time_zone),
-           CASE WHEN isfinite(w.identification_start)
-                THEN audience_internal.day_of(w.identification_start, w.time_zone) END
-      FROM audience_internal.workspaces w
-     WHERE w.workspace_id = window_days.workspace_id
+DECLARE
+    w audience_internal.workspaces;
+    starts timestamptz;
+    raw_from timestamptz := coalesce(audience_internal.retired_before(), '-infinity');
+BEGIN
+    SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = window_days.workspace_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    time_zone := w.time_zone;
+    first_day := audience_internal.day_of(window_days.since, w.time_zone);
+    starts := first_day::timestamp AT TIME ZONE w.time_zone;
+    IF starts < window_days.since
+       AND (starts < raw_from
+            OR EXISTS (SELECT FROM audience_internal.view_events x
+                        WHERE x.workspace_id = window_days.workspace_id
+                          AND x.viewed_at >= starts AND x.viewed_at < window_days.since)) THEN
+        first_day := first_day + 1;
+    END IF;
+    end_day := audience_internal.day_of(window_days.until, w.time_zone);
+    starts := end_day::timestamp AT TIME ZONE w.time_zone;
+    IF starts < window_days.until AND starts >= raw_from
+       AND NOT EXISTS (SELECT FROM audience_internal.view_events x
+                        WHERE x.workspace_id = window_days.workspace_id
+                          AND x.viewed_at >= window_days.until
+                          AND x.viewed_at < (end_day + 1)::timestamp AT TIME ZONE w.time_zone) THEN
+        end_day := end_day + 1;
+    END IF;
+    identification_day := CASE WHEN isfinite(w.identification_start)
+                               THEN audience_internal.day_of(w.identification_start, w.time_zone) END;
+    RETURN NEXT;
+END
 $$;
 
 -- The parts of a window outside its whole days: the time ranges whose raw
--- events a read adds to the day rollups.
+-- events a read adds to the day rollups (none beside a cut day taken whole).
 CREATE FUNCTION audience_internal.window_edges(
     since timestamptz, until timestamptz, time_zone text, first_day date, end_day date)
 RETURNS TABLE (lo timestamptz, hi timestamptz)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT window_edges.since,
-           CASE WHEN window_edges.first_day < window_edges.end_day
-                THEN window_edges.first_day::timestamp AT TIME ZONE window_edges.time_zone ELSE window_edges.until END
-    UNION ALL
-    SELECT window_edges.end_day::timestamp AT TIME ZONE window_edges.time_zone, window_edges.until
-     WHERE window_edges.first_day < window_edges.end_day
+    SELECT e.lo, e.hi
+      FROM (SELECT window_edges.since AS lo,
+                   CASE WHEN window_edges.first_day < window_edges.end_day
+                        THEN window_edges.first_day::timestamp AT TIME ZONE window_edges.time_zone
+                        ELSE window_edges.until END AS hi
+            UNION ALL
+            SELECT window_edges.end_day::timestamp AT TIME ZONE window_edges.time_zone, window_edges.until
+             WHERE window_edges.first_day < window_edges.end_day) e
+     WHERE e.lo < e.hi
 $$;
 
 -- The views of some apps of one workspace in a window (`apps` NULL: every
 -- app) that the day rollups do not hold: the raw events of its edges, and
 -- the events of its whole days not folded yet (pending_folds). A read that
 -- cannot use the rollup of one whole day (`raw_day`) has its raw events
--- too.
+-- too. Each range of raw events is planned for its own bounds, so that only
+-- its partition is planned: planning every month's partition for bounds
+-- known only when the query runs took longer than reading the events.
 CREATE FUNCTION audience_internal.unfolded_views(
     workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, raw_day date DEFAULT NULL)
 RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
                identifiable boolean, viewed_at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET plan_cache_mode = force_custom_plan
 AS $$
-    WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(unfolded_views.workspace_id, unfolded_views.since, unfolded_views.until)
-    ),
-    edges AS MATERIALIZED (
-        SELECT r.lo, r.hi
-          FROM b
-         CROSS JOIN LATERAL audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
-                                                            b.time_zone, b.first_day, b.end_day) r
-        UNION ALL
-        SELECT unfolded_views.raw_day::timestamp AT TIME ZONE b.time_zone,
-               (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE b.time_zone
-          FROM b
-         WHERE unfolded_views.raw_day >= b.first_day AND unfolded_views.raw_day < b.end_day
-    )
-    SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
-           (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
-           audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
-      FROM b,
-           (-- Each edge through the index that fits its own bounds: by time
-            -- for every app, by app and time for some.
-            SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
-              FROM edges r
-             CROSS JOIN LATERAL (
-                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
-                    FROM audience_internal.view_events x
-                   WHERE unfolded_views.apps IS NULL AND x.workspace_id = unfolded_views.workspace_id
-                     AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
-                  UNION ALL
-                  SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
-                    FROM audience_internal.view_events x
-                   WHERE unfolded_views.apps IS NOT NULL AND x.workspace_id = unfolded_views.workspace_id
-                     AND x.app_id = ANY (unfolded_views.apps) AND x.viewed_at >= r.lo AND x.viewed_at < r.hi) x
-            UNION ALL
-            SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at, p.identifiable
-              FROM b
-              JOIN audience_internal.pending_folds p ON p.workspace_id = unfolded_views.workspace_id
-             WHERE (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
-               AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
-               AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day
-               AND audience_internal.day_of(p.viewed_at, b.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x
+#variable_conflict use_column
+DECLARE
+    b record;
+    r record;
+BEGIN
+    SELECT * INTO b FROM audience_internal.window_days(unfolded_views.workspace_id, unfolded_views.since, unfolded_views.until);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- The ranges of raw events, and then the pending rows.
+    FOR r IN SELECT e.lo, e.hi, false AS pending
+               FROM audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
+                                                    b.time_zone, b.first_day, b.end_day) e
+             UNION ALL
+             SELECT unfolded_views.raw_day::timestamp AT TIME ZONE b.time_zone,
+                    (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE b.time_zone, false
+              WHERE unfolded_views.raw_day >= b.first_day AND unfolded_views.raw_day < b.end_day
+             UNION ALL
+             SELECT NULL, NULL, true
+    LOOP
+        RETURN QUERY
+        SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
+               (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
+               audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
+          FROM (SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
+                  FROM audience_internal.view_events x
+                 WHERE NOT r.pending AND x.workspace_id = unfolded_views.workspace_id
+                   AND (unfolded_views.apps IS NULL OR x.app_id = ANY (unfolded_views.apps))
+                   AND x.viewed_at >= r.lo AND x.viewed_at < r.hi
+                UNION ALL
+                SELECT p.app_id, p.viewer_id, p.kind, p.viewed_at, p.ended_at, p.identifiable
+                  FROM audience_internal.pending_folds p
+                 WHERE r.pending AND p.workspace_id = unfolded_views.workspace_id
+                   AND (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
+                   AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
+                   AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day
+                   AND audience_internal.day_of(p.viewed_at, b.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x;
+    END LOOP;
+END
 $$;
 
 -- Sessions, visits, ended session time and the set of viewers of some apps
@@ -247,6 +282,10 @@ CREATE FUNCTION audience_internal.top_apps_for(
 RETURNS SETOF audience.top_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Planned for the arguments of each call: the generic plan that the plan
+-- cache turns to after five calls took half as long again (a busy
+-- workspace's 30 days, 17 ms against 11 ms).
+SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -141,9 +141,9 @@ pub(crate) fn load_usage_data(time_zone: &str) {
 
 /// Windows (name, since, until) as SQL: aligned to local midnight, starting
 /// or ending mid-day, within one day, a second either side of midnight,
-/// containing the identification start, around now, everything, UTC
-/// midnights, and none of the data.
-pub(crate) const WINDOWS: [(&str, &str, &str); 12] = [
+/// containing the identification start, around now, up to now (views of
+/// today after it), everything, UTC midnights, and none of the data.
+pub(crate) const WINDOWS: [(&str, &str, &str); 13] = [
     ("30 whole local days", "pg_temp.local(30)", "pg_temp.local(0)"),
     ("mid-day to mid-day", "pg_temp.local(20, '07:13')", "pg_temp.local(2, '16:00')"),
     ("within the identification day", "pg_temp.local(5, '01:00')", "pg_temp.local(5, '20:00')"),
@@ -153,6 +153,7 @@ pub(crate) const WINDOWS: [(&str, &str, &str); 12] = [
     ("whole days around the identification day", "pg_temp.local(6)", "pg_temp.local(4)"),
     ("identification day to mid-day", "pg_temp.local(5)", "pg_temp.local(4, '12:00')"),
     ("around now", "now() - interval '3 days'", "now() + interval '2 hours'"),
+    ("up to now, the day's latest views after it", "now() - interval '20 days'", "now()"),
     ("everything", "now() - interval '430 days'", "now() + interval '1 hour'"),
     ("UTC midnights", "(current_date - 15)::timestamp AT TIME ZONE 'UTC'", "(current_date - 1)::timestamp AT TIME ZONE 'UTC'"),
     ("no data", "pg_temp.local(1000)", "pg_temp.local(999, '12:00')"),
@@ -510,6 +511,37 @@ mod tests {
                          WHERE extract(day FROM period) <> 1"),
             0
         );
+    }
+
+    #[pg_test]
+    fn a_cut_day_counts_whole_only_when_the_window_holds_all_its_views() {
+        load_usage_data("America/New_York");
+        // The fixture's latest views are at now() + 5 and + 10 minutes, and
+        // its earliest more than 420 days ago; one is at local midnight ten
+        // days ago. Days as offsets from the local date of now().
+        let offset = |sql: &str| format!("(({sql}) AT TIME ZONE 'America/New_York')::date - (now() AT TIME ZONE 'America/New_York')::date");
+        for (name, since, until, first_day, end_day) in [
+            ("today after its last view", "pg_temp.local(20)", "now() + interval '2 hours'",
+             "-20".to_string(), format!("{} + 1", offset("now() + interval '2 hours'"))),
+            // Whole only if the later views fell on the next local day.
+            ("today before its last views", "pg_temp.local(20)", "now()",
+             "-20".to_string(), format!("{} + ({} > {})::integer", offset("now()"), offset("now() + interval '5 minutes'"), offset("now()"))),
+            ("a first day without a view before the window", "now() - interval '430 days'", "pg_temp.local(0)",
+             offset("now() - interval '430 days'"), "0".to_string()),
+            ("a first day with a view before the window", "pg_temp.local(10) + interval '1 second'", "pg_temp.local(9)",
+             "-9".to_string(), "-9".to_string()),
+        ] {
+            assert_eq!(
+                one::<String>(&format!(
+                    "SELECT (d.first_day - (now() AT TIME ZONE w.time_zone)::date) || ' ' || (d.end_day - (now() AT TIME ZONE w.time_zone)::date)
+                       FROM audience_internal.workspaces w,
+                            audience_internal.window_days(w.workspace_id, {since}, {until}) d
+                      WHERE w.slug = 'use'"
+                )),
+                one::<String>(&format!("SELECT ({first_day}) || ' ' || ({end_day})")),
+                "{name}"
+            );
+        }
     }
 
     #[pg_test]

@@ -68,6 +68,12 @@ fn counts(client: &mut Client, ws: &str) -> String {
                FROM audience.app_monthly_viewers('{ws}', 'pub', 1200) m WHERE m.views > 0
              UNION ALL SELECT 'top ' || t::text
                FROM audience.top_apps('{ws}', '2026-01-01 00:00 America/New_York', '2026-05-01 00:00 America/New_York') t
+             -- None: January 20 (New York) has one view, at the window's
+             -- end. Once January is retired no raw event says so, and the
+             -- day's rollup row, which holds it, is not to stand for the
+             -- cut day.
+             UNION ALL SELECT 'cut day ' || t::text
+               FROM audience.top_apps('{ws}', '2026-01-20 00:00 America/New_York', '2026-01-20 12:00+00') t
              UNION ALL SELECT 'total ' || a || ' ' || audience.app_total_viewers('{ws}', a)
                FROM unnest(ARRAY['pub', 'priv']) a
              UNION ALL SELECT 'recent ' || a || ' ' || (SELECT count(*) FROM audience.recent_viewers('{ws}', a))
