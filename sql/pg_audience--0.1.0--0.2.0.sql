@@ -2804,7 +2804,13 @@ BEGIN
     -- united for the apps shown only.
     RETURN QUERY
     WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until)
+        -- The window's whole days, and the whole months among them:
+        -- whole_from <= month < whole_to.
+        SELECT d.*,
+               CASE WHEN audience_internal.month_of_day(d.first_day) = d.first_day THEN d.first_day
+                    ELSE (audience_internal.month_of_day(d.first_day) + interval '1 month')::date END AS whole_from,
+               audience_internal.month_of_day(d.end_day) AS whole_to
+          FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until) d
     ),
     unfolded AS MATERIALIZED (
         SELECT * FROM audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until)
@@ -2834,13 +2840,26 @@ BEGIN
          WHERE u.app_id IN (SELECT t.app_id FROM top t)
          GROUP BY u.app_id
     )
+    -- A shown app's distinct viewers: the sets of the window's whole
+    -- months (app_months, the union of their days' sets), of its other
+    -- whole days, and of the views the day rollups do not hold; a year is
+    -- then a few dozen sets to unite, not 365.
     SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
            (SELECT audience_internal.viewer_set_count(
-                       array_agg(d.viewers)
+                       array_agg(s.viewers)
                        || (SELECT u.viewers FROM unfolded_viewers u WHERE u.app_id = t.app_id))
-              FROM b
-              JOIN audience_internal.app_days d
-                ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id AND d.day >= b.first_day AND d.day < b.end_day),
+              FROM (SELECT m.viewers
+                      FROM b
+                      JOIN audience_internal.app_months m
+                        ON m.workspace_id = ws.workspace_id AND m.app_id = t.app_id
+                       AND m.month >= b.whole_from AND m.month < b.whole_to
+                    UNION ALL
+                    SELECT d.viewers
+                      FROM b
+                      JOIN audience_internal.app_days d
+                        ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id
+                       AND d.day >= b.first_day AND d.day < b.end_day
+                     WHERE d.day < b.whole_from OR d.day >= b.whole_to) s),
            audience_internal.micros_interval(t.session_micros)
       FROM top t
      ORDER BY t.views DESC, t.slug;

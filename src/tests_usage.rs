@@ -142,8 +142,9 @@ pub(crate) fn load_usage_data(time_zone: &str) {
 /// Windows (name, since, until) as SQL: aligned to local midnight, starting
 /// or ending mid-day, within one day, a second either side of midnight,
 /// containing the identification start, around now, up to now (views of
-/// today after it), everything, UTC midnights, and none of the data.
-pub(crate) const WINDOWS: [(&str, &str, &str); 13] = [
+/// today after it), whole months and parts of two, everything, UTC
+/// midnights, and none of the data.
+pub(crate) const WINDOWS: [(&str, &str, &str); 14] = [
     ("30 whole local days", "pg_temp.local(30)", "pg_temp.local(0)"),
     ("mid-day to mid-day", "pg_temp.local(20, '07:13')", "pg_temp.local(2, '16:00')"),
     ("within the identification day", "pg_temp.local(5, '01:00')", "pg_temp.local(5, '20:00')"),
@@ -154,6 +155,7 @@ pub(crate) const WINDOWS: [(&str, &str, &str); 13] = [
     ("identification day to mid-day", "pg_temp.local(5)", "pg_temp.local(4, '12:00')"),
     ("around now", "now() - interval '3 days'", "now() + interval '2 hours'"),
     ("up to now, the day's latest views after it", "now() - interval '20 days'", "now()"),
+    ("whole months and parts of two", "pg_temp.local(100, '12:00')", "pg_temp.local(20, '12:00')"),
     ("everything", "now() - interval '430 days'", "now() + interval '1 hour'"),
     ("UTC midnights", "(current_date - 15)::timestamp AT TIME ZONE 'UTC'", "(current_date - 1)::timestamp AT TIME ZONE 'UTC'"),
     ("no data", "pg_temp.local(1000)", "pg_temp.local(999, '12:00')"),
