@@ -2625,14 +2625,17 @@ AS $$
 $$;
 
 -- The views of some apps of one workspace in a window (`apps` NULL: every
--- app) that the day rollups do not hold: the raw events of its edges, and
--- the events of its whole days not folded yet (pending_folds). A read that
+-- app) that the day rollups do not hold, given the window's days as the
+-- caller had them from window_days (whose probes are then not run twice):
+-- the raw events of its edges, and the events of its whole days not
+-- folded yet (pending_folds). A read that
 -- cannot use the rollup of one whole day (`raw_day`) has its raw events
 -- too. Each range of raw events is planned for its own bounds, so that only
 -- its partition is planned: planning every month's partition for bounds
 -- known only when the query runs took longer than reading the events.
 CREATE FUNCTION audience_internal.unfolded_views(
-    workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, raw_day date DEFAULT NULL)
+    workspace_id bigint, apps bigint[], since timestamptz, until timestamptz,
+    time_zone text, first_day date, end_day date, raw_day date DEFAULT NULL)
 RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
                identifiable boolean, viewed_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -2640,26 +2643,21 @@ SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-    b record;
     r record;
 BEGIN
-    SELECT * INTO b FROM audience_internal.window_days(unfolded_views.workspace_id, unfolded_views.since, unfolded_views.until);
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
     -- The ranges of raw events, and then the pending rows.
     FOR r IN SELECT e.lo, e.hi, false AS pending
                FROM audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
-                                                    b.time_zone, b.first_day, b.end_day) e
+                                                    unfolded_views.time_zone, unfolded_views.first_day, unfolded_views.end_day) e
              UNION ALL
-             SELECT unfolded_views.raw_day::timestamp AT TIME ZONE b.time_zone,
-                    (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE b.time_zone, false
-              WHERE unfolded_views.raw_day >= b.first_day AND unfolded_views.raw_day < b.end_day
+             SELECT unfolded_views.raw_day::timestamp AT TIME ZONE unfolded_views.time_zone,
+                    (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE unfolded_views.time_zone, false
+              WHERE unfolded_views.raw_day >= unfolded_views.first_day AND unfolded_views.raw_day < unfolded_views.end_day
              UNION ALL
              SELECT NULL, NULL, true
     LOOP
         RETURN QUERY
-        SELECT x.app_id, audience_internal.day_of(x.viewed_at, b.time_zone), x.viewer_id,
+        SELECT x.app_id, audience_internal.day_of(x.viewed_at, unfolded_views.time_zone), x.viewer_id,
                (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
                audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
           FROM (SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
@@ -2672,9 +2670,9 @@ BEGIN
                   FROM audience_internal.pending_folds p
                  WHERE r.pending AND p.workspace_id = unfolded_views.workspace_id
                    AND (unfolded_views.apps IS NULL OR p.app_id = ANY (unfolded_views.apps))
-                   AND audience_internal.day_of(p.viewed_at, b.time_zone) >= b.first_day
-                   AND audience_internal.day_of(p.viewed_at, b.time_zone) < b.end_day
-                   AND audience_internal.day_of(p.viewed_at, b.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x;
+                   AND audience_internal.day_of(p.viewed_at, unfolded_views.time_zone) >= unfolded_views.first_day
+                   AND audience_internal.day_of(p.viewed_at, unfolded_views.time_zone) < unfolded_views.end_day
+                   AND audience_internal.day_of(p.viewed_at, unfolded_views.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x;
     END LOOP;
 END
 $$;
@@ -2715,7 +2713,9 @@ AS $$
     SELECT CASE WHEN usage_days.by_app OR usage_days.apps IS NOT NULL THEN u.app_id END, u.day,
            sum(u.sessions), sum(u.visits), sum(u.session_micros)::bigint,
            audience_internal.viewer_set(array_agg(u.viewer_id))
-      FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since, usage_days.until) u
+      FROM b
+     CROSS JOIN LATERAL audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since,
+                                                         usage_days.until, b.time_zone, b.first_day, b.end_day) u
      GROUP BY 1, 2
 $$;
 
@@ -2813,7 +2813,10 @@ BEGIN
           FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until) d
     ),
     unfolded AS MATERIALIZED (
-        SELECT * FROM audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until)
+        SELECT u.*
+          FROM b
+         CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
+                                                             b.time_zone, b.first_day, b.end_day) u
     ),
     top AS MATERIALIZED (
         SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
@@ -2935,7 +2938,7 @@ BEGIN
                           FROM b
                          CROSS JOIN LATERAL audience_internal.unfolded_views(
                                    ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
-                                   b.identification_day) u) u
+                                   b.time_zone, b.first_day, b.end_day, b.identification_day) u) u
                  GROUP BY u.day, u.after_start, u.time_zone) p
     ),
     classes AS MATERIALIZED (
