@@ -2567,14 +2567,25 @@ $$;
 -- are the witness, so a day of a retired month (retired_before) is never
 -- taken whole. Each probe is planned for its bounds: it then reads one
 -- partition's index, where a generic plan scanned every partition.
-CREATE FUNCTION audience_internal.window_days(workspace_id bigint, since timestamptz, until timestamptz)
-RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date)
+--
+-- A read that can take views off (`subtract_first`) may also take a cut
+-- first day whole when less of it lies before the window than in it:
+-- `minus_before` is then `since`, and the raw views of first_day before it
+-- come with their counts negated (unfolded_views). Counts subtract; a
+-- viewer set does not, and such a read takes the day's viewers from its raw
+-- events in the window. A window of 30 days up to now begins at the time
+-- of day it is asked: for half of the day, most of its first day is in it,
+-- and those views were read one by one.
+CREATE FUNCTION audience_internal.window_days(
+    workspace_id bigint, since timestamptz, until timestamptz, subtract_first boolean DEFAULT false)
+RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date, minus_before timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
 SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     w audience_internal.workspaces;
     starts timestamptz;
+    ends timestamptz;
     raw_from timestamptz := coalesce(audience_internal.retired_before(), '-infinity');
 BEGIN
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = window_days.workspace_id;
@@ -2582,14 +2593,23 @@ BEGIN
         RETURN;
     END IF;
     time_zone := w.time_zone;
+    identification_day := CASE WHEN isfinite(w.identification_start)
+                               THEN audience_internal.day_of(w.identification_start, w.time_zone) END;
     first_day := audience_internal.day_of(window_days.since, w.time_zone);
     starts := first_day::timestamp AT TIME ZONE w.time_zone;
+    ends := (first_day + 1)::timestamp AT TIME ZONE w.time_zone;
     IF starts < window_days.since
        AND (starts < raw_from
             OR EXISTS (SELECT FROM audience_internal.view_events x
                         WHERE x.workspace_id = window_days.workspace_id
                           AND x.viewed_at >= starts AND x.viewed_at < window_days.since)) THEN
-        first_day := first_day + 1;
+        IF window_days.subtract_first AND starts >= raw_from AND ends <= window_days.until
+           AND first_day IS DISTINCT FROM identification_day
+           AND window_days.since - starts < ends - window_days.since THEN
+            minus_before := window_days.since;
+        ELSE
+            first_day := first_day + 1;
+        END IF;
     END IF;
     end_day := audience_internal.day_of(window_days.until, w.time_zone);
     starts := end_day::timestamp AT TIME ZONE w.time_zone;
@@ -2600,8 +2620,6 @@ BEGIN
                           AND x.viewed_at < (end_day + 1)::timestamp AT TIME ZONE w.time_zone) THEN
         end_day := end_day + 1;
     END IF;
-    identification_day := CASE WHEN isfinite(w.identification_start)
-                               THEN audience_internal.day_of(w.identification_start, w.time_zone) END;
     RETURN NEXT;
 END
 $$;
@@ -2630,12 +2648,15 @@ $$;
 -- the raw events of its edges, and the events of its whole days not
 -- folded yet (pending_folds). A read that
 -- cannot use the rollup of one whole day (`raw_day`) has its raw events
--- too. Each range of raw events is planned for its own bounds, so that only
+-- too. With `minus_before`, the raw events of first_day before it come
+-- with their counts negated (sessions, visits and session time below
+-- zero): the day's rollup and pending rows hold them, and the window does
+-- not. Each range of raw events is planned for its own bounds, so that only
 -- its partition is planned: planning every month's partition for bounds
 -- known only when the query runs took longer than reading the events.
 CREATE FUNCTION audience_internal.unfolded_views(
     workspace_id bigint, apps bigint[], since timestamptz, until timestamptz,
-    time_zone text, first_day date, end_day date, raw_day date DEFAULT NULL)
+    time_zone text, first_day date, end_day date, raw_day date DEFAULT NULL, minus_before timestamptz DEFAULT NULL)
 RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
                identifiable boolean, viewed_at timestamptz)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
@@ -2645,21 +2666,24 @@ AS $$
 DECLARE
     r record;
 BEGIN
-    -- The ranges of raw events, and then the pending rows.
-    FOR r IN SELECT e.lo, e.hi, false AS pending
+    -- The ranges of raw events (sign -1: taken off), and then the pending rows.
+    FOR r IN SELECT e.lo, e.hi, 1 AS sign, false AS pending
                FROM audience_internal.window_edges(unfolded_views.since, unfolded_views.until,
                                                     unfolded_views.time_zone, unfolded_views.first_day, unfolded_views.end_day) e
              UNION ALL
              SELECT unfolded_views.raw_day::timestamp AT TIME ZONE unfolded_views.time_zone,
-                    (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE unfolded_views.time_zone, false
+                    (unfolded_views.raw_day + 1)::timestamp AT TIME ZONE unfolded_views.time_zone, 1, false
               WHERE unfolded_views.raw_day >= unfolded_views.first_day AND unfolded_views.raw_day < unfolded_views.end_day
              UNION ALL
-             SELECT NULL, NULL, true
+             SELECT unfolded_views.first_day::timestamp AT TIME ZONE unfolded_views.time_zone, unfolded_views.minus_before, -1, false
+              WHERE unfolded_views.minus_before IS NOT NULL
+             UNION ALL
+             SELECT NULL, NULL, 1, true
     LOOP
         RETURN QUERY
         SELECT x.app_id, audience_internal.day_of(x.viewed_at, unfolded_views.time_zone), x.viewer_id,
-               (x.kind = 'session')::integer, (x.kind = 'visit')::integer,
-               audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
+               r.sign * (x.kind = 'session')::integer, r.sign * (x.kind = 'visit')::integer,
+               r.sign * audience_internal.session_micros(x.kind, x.viewed_at, x.ended_at), x.identifiable, x.viewed_at
           FROM (SELECT x.app_id, x.viewer_id, x.kind, x.viewed_at, x.ended_at, x.identifiable
                   FROM audience_internal.view_events x
                  WHERE NOT r.pending AND x.workspace_id = unfolded_views.workspace_id
@@ -2674,6 +2698,25 @@ BEGIN
                    AND audience_internal.day_of(p.viewed_at, unfolded_views.time_zone) < unfolded_views.end_day
                    AND audience_internal.day_of(p.viewed_at, unfolded_views.time_zone) IS DISTINCT FROM unfolded_views.raw_day) x;
     END LOOP;
+END
+$$;
+
+-- The set of viewers of each of some apps of one workspace in [lo, hi),
+-- from the raw events; planned for its bounds, so for one partition.
+CREATE FUNCTION audience_internal.app_viewers_between(
+    workspace_id bigint, apps bigint[], lo timestamptz, hi timestamptz)
+RETURNS TABLE (app_id bigint, viewers bytea)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET plan_cache_mode = force_custom_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT x.app_id, audience_internal.viewer_set(array_agg(x.viewer_id))
+      FROM audience_internal.view_events x
+     WHERE x.workspace_id = app_viewers_between.workspace_id AND x.app_id = ANY (app_viewers_between.apps)
+       AND x.viewed_at >= app_viewers_between.lo AND x.viewed_at < app_viewers_between.hi
+     GROUP BY x.app_id;
 END
 $$;
 
@@ -2801,22 +2844,26 @@ BEGIN
     -- day (workspace_days.apps) and one made of the views those do not hold.
     -- Only the apps with at least as many views as the last one shown are
     -- looked up for their slugs, which break ties; the viewer sets are
-    -- united for the apps shown only.
+    -- united for the apps shown only. A cut first day may come as its day
+    -- value and the views before the window negated (window_days,
+    -- subtract_first); its viewers, which a set cannot take off, are then
+    -- those of the shown apps' raw events in the window.
     RETURN QUERY
     WITH b AS MATERIALIZED (
         -- The window's whole days, and the whole months among them:
         -- whole_from <= month < whole_to.
         SELECT d.*,
-               CASE WHEN audience_internal.month_of_day(d.first_day) = d.first_day THEN d.first_day
+               CASE WHEN audience_internal.month_of_day(d.first_day) = d.first_day AND d.minus_before IS NULL
+                    THEN d.first_day
                     ELSE (audience_internal.month_of_day(d.first_day) + interval '1 month')::date END AS whole_from,
                audience_internal.month_of_day(d.end_day) AS whole_to
-          FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until) d
+          FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until, true) d
     ),
     unfolded AS MATERIALIZED (
         SELECT u.*
           FROM b
          CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
-                                                             b.time_zone, b.first_day, b.end_day) u
+                                                             b.time_zone, b.first_day, b.end_day, NULL, b.minus_before) u
     ),
     top AS MATERIALIZED (
         SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
@@ -2829,19 +2876,31 @@ BEGIN
                            || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
                                                                    array_agg(u.visits::bigint), array_agg(u.session_micros))
                                  FROM unfolded u),
-                           apps) c) c
+                           apps) c
+                 -- An app seen only before the window on its cut first day.
+                 WHERE c.sessions + c.visits > 0) c
           JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id
          WHERE c.place <= top_apps_for.max_apps
          ORDER BY c.views DESC, a.slug
          LIMIT top_apps_for.max_apps
     ),
-    -- The viewers of the shown apps among the views the day rollups do not
-    -- hold, in one pass over them.
+    -- The viewers of the shown apps among the views in the window that the
+    -- day rollups do not hold, in one pass over them.
     unfolded_viewers AS MATERIALIZED (
         SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
           FROM unfolded u
          WHERE u.app_id IN (SELECT t.app_id FROM top t)
+           AND u.sessions + u.visits > 0 AND u.viewed_at >= top_apps_for.since
          GROUP BY u.app_id
+    ),
+    -- The shown apps' viewers in the window on a cut first day taken whole.
+    cut_viewers AS MATERIALIZED (
+        SELECT v.app_id, v.viewers
+          FROM b
+         CROSS JOIN LATERAL audience_internal.app_viewers_between(
+                   ws.workspace_id, ARRAY(SELECT t.app_id FROM top t),
+                   b.minus_before, (b.first_day + 1)::timestamp AT TIME ZONE b.time_zone) v
+         WHERE b.minus_before IS NOT NULL
     )
     -- A shown app's distinct viewers: the sets of the window's whole
     -- months (app_months, the union of their days' sets), of its other
@@ -2862,7 +2921,10 @@ BEGIN
                       JOIN audience_internal.app_days d
                         ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id
                        AND d.day >= b.first_day AND d.day < b.end_day
-                     WHERE d.day < b.whole_from OR d.day >= b.whole_to) s),
+                     WHERE (d.day < b.whole_from OR d.day >= b.whole_to)
+                       AND (d.day > b.first_day OR b.minus_before IS NULL)
+                    UNION ALL
+                    SELECT c.viewers FROM cut_viewers c WHERE c.app_id = t.app_id) s),
            audience_internal.micros_interval(t.session_micros)
       FROM top t
      ORDER BY t.views DESC, t.slug;
@@ -2907,10 +2969,14 @@ BEGIN
     -- identification start and in one month. The labelling rule decides, per
     -- value, how each kind of view is labelled (by a member now or not,
     -- identifiable or not); one call sums the values per viewer and label and
-    -- keeps the top.
+    -- keeps the top. A cut first day may come as its day value and the views
+    -- before the window negated (window_days, subtract_first): the sums are
+    -- exact, and so is each viewer's latest view, as the views taken off are
+    -- earlier than any in the window; a viewer seen only before it sums to
+    -- no views and is not shown.
     RETURN QUERY
     WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until)
+        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true)
     ),
     parts AS MATERIALIZED (
         SELECT row_number() OVER () AS n, p.counts, p.at
@@ -2938,7 +3004,7 @@ BEGIN
                           FROM b
                          CROSS JOIN LATERAL audience_internal.unfolded_views(
                                    ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
-                                   b.time_zone, b.first_day, b.end_day, b.identification_day) u) u
+                                   b.time_zone, b.first_day, b.end_day, b.identification_day, b.minus_before) u) u
                  GROUP BY u.day, u.after_start, u.time_zone) p
     ),
     classes AS MATERIALIZED (

@@ -140,13 +140,15 @@ pub(crate) fn load_usage_data(time_zone: &str) {
 }
 
 /// Windows (name, since, until) as SQL: aligned to local midnight, starting
-/// or ending mid-day, within one day, a second either side of midnight,
+/// or ending mid-day, starting just after views of its first day (which a
+/// read that only counts takes whole, less those views), within one day, a second either side of midnight,
 /// containing the identification start, around now, up to now (views of
 /// today after it), whole months and parts of two, everything, UTC
 /// midnights, and none of the data.
-pub(crate) const WINDOWS: [(&str, &str, &str); 14] = [
+pub(crate) const WINDOWS: [(&str, &str, &str); 15] = [
     ("30 whole local days", "pg_temp.local(30)", "pg_temp.local(0)"),
     ("mid-day to mid-day", "pg_temp.local(20, '07:13')", "pg_temp.local(2, '16:00')"),
+    ("just after a midnight with views", "pg_temp.local(10) + interval '500 milliseconds'", "pg_temp.local(3, '08:30')"),
     ("within the identification day", "pg_temp.local(5, '01:00')", "pg_temp.local(5, '20:00')"),
     ("a second either side of midnight", "pg_temp.local(10) - interval '1 second'", "pg_temp.local(10) + interval '1 second'"),
     ("ending at midnight", "pg_temp.local(12, '18:00')", "pg_temp.local(10)"),
@@ -542,6 +544,27 @@ mod tests {
                 )),
                 one::<String>(&format!("SELECT ({first_day}) || ' ' || ({end_day})")),
                 "{name}"
+            );
+        }
+        // A read that only counts takes a cut first day whole, less the views
+        // before the window, when less of the day lies before it than in it;
+        // not when more does, nor when the window ends within that day, nor
+        // on the identification day (local(5)).
+        for (name, since, until, first_day, minus_before) in [
+            ("a second into a day", "pg_temp.local(10) + interval '1 second'", "pg_temp.local(9)", "-10", true),
+            ("a second into a day, ending in it", "pg_temp.local(10) + interval '1 second'", "pg_temp.local(10, '12:00')", "-9", false),
+            ("late in a day", "pg_temp.local(10, '23:00')", "pg_temp.local(8)", "-9", false),
+            ("the identification day", "pg_temp.local(5, '01:00:01')", "pg_temp.local(3)", "-4", false),
+        ] {
+            assert_eq!(
+                one::<String>(&format!(
+                    "SELECT (d.first_day - (now() AT TIME ZONE w.time_zone)::date) || ' ' || (d.minus_before IS NOT DISTINCT FROM {since})
+                       FROM audience_internal.workspaces w,
+                            audience_internal.window_days(w.workspace_id, {since}, {until}, true) d
+                      WHERE w.slug = 'use'"
+                )),
+                format!("{first_day} {minus_before}"),
+                "{name}, subtracting"
             );
         }
     }
