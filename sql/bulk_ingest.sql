@@ -192,6 +192,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
+    PERFORM audience_internal.close_months(ARRAY(
+        SELECT w.workspace_id FROM audience_internal.workspaces w
+         WHERE w.slug IN (SELECT r.workspace FROM new_rows r)));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows

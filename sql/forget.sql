@@ -95,12 +95,20 @@ BEGIN
               FROM (SELECT g.app_id, audience_internal.month_of_day(g.day) AS month, sum(g.sessions + g.visits) AS n
                       FROM unnest(gone_days) g
                      GROUP BY 1, 2) g;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
+            -- A month's apps: what its packed counters of apps lose, if the
+            -- month is over (close_months).
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL, p.apps, NULL)
+                                          ::audience_internal.workspace_months), '{}')
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
                       FROM unnest(gone_app_months) g
                       JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
-                     GROUP BY 1) m;
+                     GROUP BY 1) m
+              JOIN (SELECT audience_internal.month_of_day(g.day) AS month,
+                           audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions), array_agg(g.visits),
+                                                        array_agg(g.session_micros)) AS apps
+                      FROM unnest(gone_days) g
+                     GROUP BY 1) p ON p.month = m.month;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -126,7 +134,9 @@ BEGIN
                SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
                    viewers = audience_internal.viewer_set_without(wm.viewers, v_id),
                    public_viewers = audience_internal.viewer_set_without(wm.public_viewers, v_id),
-                   public_views = wm.public_views - g.public_views
+                   public_views = wm.public_views - g.public_views,
+                   apps = audience_internal.packed_counts_subtract(wm.apps, g.apps),
+                   viewer_counts = audience_internal.viewer_counts_without(wm.viewer_counts, v_id)
               FROM unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g

@@ -216,6 +216,8 @@ DECLARE
     ev_day date;
     added bigint;
     viewer_added bytea;
+    app_added bytea;
+    month_closed boolean;
 BEGIN
     SELECT * INTO ev FROM audience_internal.view_events e
      WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
@@ -234,14 +236,26 @@ BEGIN
     -- The viewer's counters gain the time and no view.
     viewer_added := audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
                                                     ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]);
+    app_added := audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added]);
+    -- So do the sums of a month that is over (close_months). Its row is
+    -- locked first, as a fold locks it before the day rows.
+    SELECT m.viewer_counts IS NOT NULL INTO month_closed
+      FROM audience_internal.workspace_months m
+     WHERE m.workspace_id = ev.workspace_id AND m.month = audience_internal.month_of_day(ev_day)
+       FOR NO KEY UPDATE;
+    IF month_closed THEN
+        UPDATE audience_internal.workspace_months m
+           SET apps = audience_internal.packed_counts_add(m.apps, app_added),
+               viewer_counts = audience_internal.packed_counts_add(m.viewer_counts, viewer_added)
+         WHERE m.workspace_id = ev.workspace_id AND m.month = audience_internal.month_of_day(ev_day);
+    END IF;
     UPDATE audience_internal.app_days d
        SET session_micros = d.session_micros + added,
            viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
     UPDATE audience_internal.workspace_days d
        SET session_micros = d.session_micros + added,
-           apps = audience_internal.packed_counts_add(d.apps,
-                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added])),
+           apps = audience_internal.packed_counts_add(d.apps, app_added),
            viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END

@@ -142,6 +142,13 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'packed_counts_add_wrapper';
 
+CREATE FUNCTION audience_internal."packed_counts_sum"(
+	"packed" bytea[] /* Option < Array < & [u8] > > */
+) RETURNS bytea /* Option < Vec < u8 > > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'packed_counts_sum_wrapper';
+
 CREATE FUNCTION audience_internal."packed_counts_subtract"(
 	"kept" bytea, /* & [u8] */
 	"gone" bytea /* & [u8] */
@@ -168,6 +175,7 @@ AS 'MODULE_PATHNAME', 'viewer_counts_of_wrapper';
 
 CREATE FUNCTION audience_internal."app_counts_sum"(
 	"packed" bytea[], /* Option < Array < & [u8] > > */
+	"minus" bytea[], /* Option < Array < & [u8] > > */
 	"apps" bigint[] /* Option < Array < i64 > > */
 ) RETURNS TABLE (
 	"app_id" bigint,  /* i64 */
@@ -181,6 +189,7 @@ AS 'MODULE_PATHNAME', 'app_counts_sum_wrapper';
 
 CREATE FUNCTION audience_internal."viewer_counts_top"(
 	"packed" bytea[], /* :: std :: option :: Option < Array < & [u8] > > */
+	"take_off" bool[], /* :: std :: option :: Option < Array < bool > > */
 	"identified" bool[], /* :: std :: option :: Option < Array < bool > > */
 	"label_at" timestamp with time zone[], /* :: std :: option :: Option < Array < TimestampWithTimeZone > > */
 	"members" bigint[], /* :: std :: option :: Option < Array < i64 > > */
@@ -199,7 +208,7 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'viewer_counts_top_wrapper';
 -- At most max_viewers rows (10 unless asked): planned for pgrx's default of
 -- 1,000, the labels of ten viewers hashed every viewer of the workspace.
-ALTER FUNCTION audience_internal.viewer_counts_top(bytea[], boolean[], timestamptz[], bigint[], integer) ROWS 10;
+ALTER FUNCTION audience_internal.viewer_counts_top(bytea[], boolean[], boolean[], timestamptz[], bigint[], integer) ROWS 10;
 
 -- New tables and indexes (sql/schema.sql).
 -- Request tokens already used, by a digest of their id (claim jti), until
@@ -223,13 +232,18 @@ ALTER TABLE audience_internal.spent_tokens ALTER COLUMN token_id SET STATISTICS 
 ALTER TABLE audience_internal.app_months ADD COLUMN viewers bytea;
 COMMENT ON TABLE audience_internal.app_months IS 'Rollup: unique viewers, views and the set of viewers per app per month.';
 ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
+-- And, once a month is over, the sums of its days' packed counters (made
+-- below, by close_months, once the day rollups are).
 ALTER TABLE audience_internal.workspace_months
-    ADD COLUMN public_viewers bytea, ADD COLUMN public_views bigint, ADD COLUMN viewers bytea;
+    ADD COLUMN public_viewers bytea, ADD COLUMN public_views bigint, ADD COLUMN viewers bytea,
+    ADD COLUMN apps bytea, ADD COLUMN viewer_counts bytea;
 COMMENT ON TABLE audience_internal.workspace_months IS
-    'Rollup: unique viewers, views and the set of viewers per workspace per month, and the viewers and views of its apps public now.';
+    'Rollup: unique viewers, views and the set of viewers per workspace per month, the viewers and views of its apps public now, and, once the month is over, the packed counters of its apps and viewers.';
 ALTER TABLE audience_internal.workspace_months
     ALTER COLUMN public_viewers SET STATISTICS 0,
-    ALTER COLUMN viewers SET STATISTICS 0;
+    ALTER COLUMN viewers SET STATISTICS 0,
+    ALTER COLUMN apps SET STATISTICS 0,
+    ALTER COLUMN viewer_counts SET STATISTICS 0;
 
 -- Rollups for the usage questions' totals (sql/usage.sql): per app and day,
 -- and per workspace and day, the sessions, visits and ended session time,
@@ -929,8 +943,10 @@ BEGIN
     ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
                   WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
                   ORDER BY w.workspace_id FOR UPDATE);
-    -- What the fold keeps is checked with every pending event folded.
+    -- What the fold keeps is checked with every pending event folded, and
+    -- every month that is over given its sums (as a rebuild gives them).
     PERFORM audience_internal.fold_pending(ids);
+    PERFORM audience_internal.close_months(ids);
     BEGIN
         FOREACH id IN ARRAY ids LOOP
             FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
@@ -1644,6 +1660,8 @@ DECLARE
     ev_day date;
     added bigint;
     viewer_added bytea;
+    app_added bytea;
+    month_closed boolean;
 BEGIN
     SELECT * INTO ev FROM audience_internal.view_events e
      WHERE e.workspace_id = set_view_end.workspace_id AND e.event_id = set_view_end.event_id
@@ -1662,14 +1680,26 @@ BEGIN
     -- The viewer's counters gain the time and no view.
     viewer_added := audience_internal.viewer_counts(ARRAY[ev.viewer_id], ARRAY[ev.identifiable], ARRAY[0::bigint],
                                                     ARRAY[0::bigint], ARRAY[added], ARRAY[NULL::timestamptz]);
+    app_added := audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added]);
+    -- So do the sums of a month that is over (close_months). Its row is
+    -- locked first, as a fold locks it before the day rows.
+    SELECT m.viewer_counts IS NOT NULL INTO month_closed
+      FROM audience_internal.workspace_months m
+     WHERE m.workspace_id = ev.workspace_id AND m.month = audience_internal.month_of_day(ev_day)
+       FOR NO KEY UPDATE;
+    IF month_closed THEN
+        UPDATE audience_internal.workspace_months m
+           SET apps = audience_internal.packed_counts_add(m.apps, app_added),
+               viewer_counts = audience_internal.packed_counts_add(m.viewer_counts, viewer_added)
+         WHERE m.workspace_id = ev.workspace_id AND m.month = audience_internal.month_of_day(ev_day);
+    END IF;
     UPDATE audience_internal.app_days d
        SET session_micros = d.session_micros + added,
            viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.app_id = ev.app_id AND d.day = ev_day;
     UPDATE audience_internal.workspace_days d
        SET session_micros = d.session_micros + added,
-           apps = audience_internal.packed_counts_add(d.apps,
-                      audience_internal.app_counts(ARRAY[ev.app_id], ARRAY[0::bigint], ARRAY[0::bigint], ARRAY[added])),
+           apps = audience_internal.packed_counts_add(d.apps, app_added),
            viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, viewer_added)
      WHERE d.workspace_id = ev.workspace_id AND d.day = ev_day;
 END
@@ -1832,6 +1862,24 @@ AS $$ SELECT $steps$
                views = m.views + excluded.views
         RETURNING 1
     ),
+    -- The batch's packed counters of apps and of viewers per workspace and
+    -- month, added to a month's own once it is over (close_months). Read
+    -- only for such a month: a CTE is computed when first read, so a batch
+    -- of the running month alone does not pack them.
+    batch_month_packs AS MATERIALIZED (
+        SELECT e.workspace_id, e.month,
+               audience_internal.app_counts(array_agg(e.app_id), array_agg((e.kind = 'session')::int::bigint),
+                                            array_agg((e.kind = 'visit')::int::bigint),
+                                            array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)))
+                   AS apps,
+               audience_internal.viewer_counts(array_agg(e.viewer_id), array_agg(e.identifiable),
+                                               array_agg((e.kind = 'session')::int::bigint),
+                                               array_agg((e.kind = 'visit')::int::bigint),
+                                               array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)),
+                                               array_agg(e.viewed_at)) AS viewer_counts
+          FROM evv e
+         GROUP BY e.workspace_id, e.month
+    ),
     workspace_months AS (
         INSERT INTO audience_internal.workspace_months AS m
                (workspace_id, month, unique_viewers, views, viewers, public_viewers, public_views)
@@ -1849,7 +1897,15 @@ AS $$ SELECT $steps$
                (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
                views = m.views + excluded.views,
                public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
-               public_views = m.public_views + excluded.public_views
+               public_views = m.public_views + excluded.public_views,
+               apps = CASE WHEN m.apps IS NOT NULL THEN
+                          audience_internal.packed_counts_add(m.apps,
+                              (SELECT p.apps FROM batch_month_packs p
+                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END,
+               viewer_counts = CASE WHEN m.viewer_counts IS NOT NULL THEN
+                          audience_internal.packed_counts_add(m.viewer_counts,
+                              (SELECT p.viewer_counts FROM batch_month_packs p
+                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END
         RETURNING 1
     ),
     -- Each viewer's counters per app and day, identifiable views apart:
@@ -1940,7 +1996,49 @@ BEGIN
     END IF;
     EXECUTE 'WITH added AS (' || fold.events || '),' || audience_internal.fold_steps()
        INTO n_folded USING fold.workspace_ids;
+    PERFORM audience_internal.close_months(fold.workspace_ids);
     RETURN n_folded;
+END
+$$;
+
+-- Gives the months of these workspaces that are over in their time zone
+-- their packed counters (workspace_months.apps and viewer_counts): the sums
+-- of their days'. From then on every write that changes a day of the month
+-- changes them too: the fold (fold_steps), end_session and forget_viewer,
+-- each under the month row's lock. Run after each fold, in its
+-- transaction. A month row that another transaction holds is skipped, for
+-- a later fold to do: that transaction is changing the month's days (it
+-- holds the row as the fold and end_session do, before they change a day
+-- row), and waiting for it could deadlock, as it may wait for a day row
+-- this one holds. The days are read after the lock is taken, by a
+-- statement of their own, so they include every change committed before.
+CREATE FUNCTION audience_internal.close_months(workspace_ids bigint[])
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT m.workspace_id, m.month
+               FROM audience_internal.workspace_months m
+               JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+              WHERE m.workspace_id = ANY (close_months.workspace_ids) AND m.viewer_counts IS NULL
+                AND m.month < audience_internal.month_of(now(), w.time_zone)
+              ORDER BY m.workspace_id, m.month
+    LOOP
+        PERFORM FROM audience_internal.workspace_months m
+          WHERE m.workspace_id = r.workspace_id AND m.month = r.month AND m.viewer_counts IS NULL
+            FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            UPDATE audience_internal.workspace_months m
+               SET (apps, viewer_counts) =
+                   (SELECT audience_internal.packed_counts_sum(array_agg(d.apps)),
+                           audience_internal.packed_counts_sum(array_agg(d.viewer_counts))
+                      FROM audience_internal.workspace_days d
+                     WHERE d.workspace_id = r.workspace_id
+                       AND d.day >= r.month AND d.day < (r.month + interval '1 month')::date)
+             WHERE m.workspace_id = r.workspace_id AND m.month = r.month;
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -2105,6 +2203,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
+    PERFORM audience_internal.close_months(ARRAY(
+        SELECT w.workspace_id FROM audience_internal.workspaces w
+         WHERE w.slug IN (SELECT r.workspace FROM new_rows r)));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows
@@ -2642,6 +2743,25 @@ AS $$
      WHERE e.lo < e.hi
 $$;
 
+-- The months whose sums (workspace_months.apps and viewer_counts, kept
+-- once a month is over: close_months) answer for a window's whole days
+-- first_day <= day < end_day: those it holds whole, and the one it starts
+-- in when it holds more of that month's days than it leaves out before
+-- first_day. The caller takes the values of those days off the month's
+-- sums: their views are earlier than the window's, so each viewer's latest
+-- view in the month is one in the window.
+CREATE FUNCTION audience_internal.window_months(workspace_id bigint, first_day date, end_day date)
+RETURNS TABLE (month date, apps bytea, viewer_counts bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT m.month, m.apps, m.viewer_counts
+      FROM audience_internal.workspace_months m
+     WHERE m.workspace_id = window_months.workspace_id AND m.viewer_counts IS NOT NULL
+       AND m.month >= audience_internal.month_of_day(window_months.first_day)
+       AND (m.month + interval '1 month')::date <= window_months.end_day
+       AND window_months.first_day - m.month < (m.month + interval '1 month')::date - window_months.first_day
+$$;
+
 -- The views of some apps of one workspace in a window (`apps` NULL: every
 -- app) that the day rollups do not hold, given the window's days as the
 -- caller had them from window_days (whose probes are then not run twice):
@@ -2840,8 +2960,10 @@ BEGIN
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
-    -- The apps' counters are summed in one call: a packed value per whole
-    -- day (workspace_days.apps) and one made of the views those do not hold.
+    -- The apps' counters are summed in one call: a packed value per month
+    -- that is over (workspace_months.apps, less its days before the window),
+    -- per other whole day (workspace_days.apps), and one made of the views
+    -- those do not hold.
     -- Only the apps with at least as many views as the last one shown are
     -- looked up for their slugs, which break ties; the viewer sets are
     -- united for the apps shown only. A cut first day may come as its day
@@ -2865,17 +2987,31 @@ BEGIN
          CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
                                                              b.time_zone, b.first_day, b.end_day, NULL, b.minus_before) u
     ),
+    -- The months whose sums answer for the window (window_months), less
+    -- their days before it.
+    months AS MATERIALIZED (
+        SELECT m.month, m.apps
+          FROM b
+         CROSS JOIN LATERAL audience_internal.window_months(ws.workspace_id, b.first_day, b.end_day) m
+    ),
     top AS MATERIALIZED (
         SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
           FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
                   FROM audience_internal.app_counts_sum(
-                           (SELECT array_agg(d.apps)
-                              FROM b
-                              JOIN audience_internal.workspace_days d
-                                ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day)
+                           (SELECT array_agg(m.apps) FROM months m)
+                           || (SELECT array_agg(d.apps)
+                                 FROM b
+                                 JOIN audience_internal.workspace_days d
+                                   ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+                                WHERE audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m))
                            || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
                                                                    array_agg(u.visits::bigint), array_agg(u.session_micros))
                                  FROM unfolded u),
+                           (SELECT array_agg(d.apps)
+                              FROM b
+                              JOIN months m ON m.month < b.first_day
+                              JOIN audience_internal.workspace_days d
+                                ON d.workspace_id = ws.workspace_id AND d.day >= m.month AND d.day < b.first_day),
                            apps) c
                  -- An app seen only before the window on its cut first day.
                  WHERE c.sessions + c.visits > 0) c
@@ -2962,11 +3098,11 @@ BEGIN
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
-    -- The window as packed viewer counters (a value per whole day, or per
-    -- whole day and shown app, and per day and side of the identification
-    -- start of the views the day rollups do not hold), each with the time its
-    -- views are labelled at: all views of a value are on one side of the
-    -- identification start and in one month. The labelling rule decides, per
+    -- The window as packed viewer counters (a value per month that is over,
+    -- per other whole day, or per whole day and shown app, and per day and
+    -- side of the identification start of the views the day rollups do not
+    -- hold), each with the time its views are labelled at: all views of a
+    -- value are on one side of the identification start and in one month. The labelling rule decides, per
     -- value, how each kind of view is labelled (by a member now or not,
     -- identifiable or not); one call sums the values per viewer and label and
     -- keeps the top. A cut first day may come as its day value and the views
@@ -2978,15 +3114,35 @@ BEGIN
     WITH b AS MATERIALIZED (
         SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true)
     ),
+    -- The months whose sums answer for the window (window_months), for
+    -- every app, less their days before the window; not the month of the
+    -- identification start, whose views are labelled two ways.
+    months AS MATERIALIZED (
+        SELECT m.month, m.viewer_counts
+          FROM b
+         CROSS JOIN LATERAL audience_internal.window_months(ws.workspace_id, b.first_day, b.end_day) m
+         WHERE shown_apps IS NULL
+           AND audience_internal.month_of_day(b.identification_day) IS DISTINCT FROM m.month
+    ),
     parts AS MATERIALIZED (
-        SELECT row_number() OVER () AS n, p.counts, p.at
-          FROM (SELECT d.viewer_counts AS counts, d.day::timestamp AT TIME ZONE b.time_zone AS at
+        SELECT row_number() OVER () AS n, p.counts, p.take_off, p.at
+          FROM (SELECT m.viewer_counts AS counts, false AS take_off, m.month::timestamp AT TIME ZONE b.time_zone AS at
+                  FROM b, months m
+                UNION ALL
+                SELECT d.viewer_counts, true, d.day::timestamp AT TIME ZONE b.time_zone
+                  FROM b
+                  JOIN months m ON m.month < b.first_day
+                  JOIN audience_internal.workspace_days d
+                    ON d.workspace_id = ws.workspace_id AND d.day >= m.month AND d.day < b.first_day
+                UNION ALL
+                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b
                   JOIN audience_internal.workspace_days d
                     ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
                  WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
+                   AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m)
                 UNION ALL
-                SELECT d.viewer_counts, d.day::timestamp AT TIME ZONE b.time_zone
+                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b
                   JOIN audience_internal.app_days d
                     ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
@@ -2996,6 +3152,7 @@ BEGIN
                 SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
                                                        array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
                                                        array_agg(u.session_micros), array_agg(u.viewed_at)),
+                       false,
                        CASE WHEN u.after_start
                             THEN greatest(u.day::timestamp AT TIME ZONE u.time_zone, w.identification_start)
                             ELSE u.day::timestamp AT TIME ZONE u.time_zone END
@@ -3018,6 +3175,7 @@ BEGIN
         SELECT t.*
           FROM audience_internal.viewer_counts_top(
                    (SELECT array_agg(p.counts ORDER BY p.n) FROM parts p),
+                   (SELECT array_agg(p.take_off ORDER BY p.n) FROM parts p),
                    (SELECT array_agg(c.identified ORDER BY c.n, c.kind) FROM classes c),
                    (SELECT array_agg(c.label_at ORDER BY c.n, c.kind) FROM classes c),
                    audience_internal.member_viewer_ids(ws.workspace_id),
@@ -3569,12 +3727,20 @@ BEGIN
               FROM (SELECT g.app_id, audience_internal.month_of_day(g.day) AS month, sum(g.sessions + g.visits) AS n
                       FROM unnest(gone_days) g
                      GROUP BY 1, 2) g;
-            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL)::audience_internal.workspace_months), '{}')
+            -- A month's apps: what its packed counters of apps lose, if the
+            -- month is over (close_months).
+            SELECT coalesce(array_agg(ROW(ws.workspace_id, m.month, 1, m.n, NULL, m.public_n, NULL, p.apps, NULL)
+                                          ::audience_internal.workspace_months), '{}')
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
                       FROM unnest(gone_app_months) g
                       JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
-                     GROUP BY 1) m;
+                     GROUP BY 1) m
+              JOIN (SELECT audience_internal.month_of_day(g.day) AS month,
+                           audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions), array_agg(g.visits),
+                                                        array_agg(g.session_micros)) AS apps
+                      FROM unnest(gone_days) g
+                     GROUP BY 1) p ON p.month = m.month;
 
             -- Then every row of the person goes, table by table in the lock
             -- order (rather than by the ON DELETE CASCADE of the viewer,
@@ -3600,7 +3766,9 @@ BEGIN
                SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
                    viewers = audience_internal.viewer_set_without(wm.viewers, v_id),
                    public_viewers = audience_internal.viewer_set_without(wm.public_viewers, v_id),
-                   public_views = wm.public_views - g.public_views
+                   public_views = wm.public_views - g.public_views,
+                   apps = audience_internal.packed_counts_subtract(wm.apps, g.apps),
+                   viewer_counts = audience_internal.viewer_counts_without(wm.viewer_counts, v_id)
               FROM unnest(gone_months) g
              WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
@@ -4112,6 +4280,7 @@ BEGIN
               FROM day_viewers v
              GROUP BY 1, 2) v ON v.workspace_id = d.workspace_id AND v.day = d.day;
 
+    PERFORM audience_internal.close_months(ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w));
     IF affected IS NOT NULL THEN
         PERFORM audience_internal.rebuild_rollups(a) FROM unnest(affected) a;
     END IF;

@@ -183,6 +183,24 @@ AS $$ SELECT $steps$
                views = m.views + excluded.views
         RETURNING 1
     ),
+    -- The batch's packed counters of apps and of viewers per workspace and
+    -- month, added to a month's own once it is over (close_months). Read
+    -- only for such a month: a CTE is computed when first read, so a batch
+    -- of the running month alone does not pack them.
+    batch_month_packs AS MATERIALIZED (
+        SELECT e.workspace_id, e.month,
+               audience_internal.app_counts(array_agg(e.app_id), array_agg((e.kind = 'session')::int::bigint),
+                                            array_agg((e.kind = 'visit')::int::bigint),
+                                            array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)))
+                   AS apps,
+               audience_internal.viewer_counts(array_agg(e.viewer_id), array_agg(e.identifiable),
+                                               array_agg((e.kind = 'session')::int::bigint),
+                                               array_agg((e.kind = 'visit')::int::bigint),
+                                               array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)),
+                                               array_agg(e.viewed_at)) AS viewer_counts
+          FROM evv e
+         GROUP BY e.workspace_id, e.month
+    ),
     workspace_months AS (
         INSERT INTO audience_internal.workspace_months AS m
                (workspace_id, month, unique_viewers, views, viewers, public_viewers, public_views)
@@ -200,7 +218,15 @@ AS $$ SELECT $steps$
                (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
                views = m.views + excluded.views,
                public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
-               public_views = m.public_views + excluded.public_views
+               public_views = m.public_views + excluded.public_views,
+               apps = CASE WHEN m.apps IS NOT NULL THEN
+                          audience_internal.packed_counts_add(m.apps,
+                              (SELECT p.apps FROM batch_month_packs p
+                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END,
+               viewer_counts = CASE WHEN m.viewer_counts IS NOT NULL THEN
+                          audience_internal.packed_counts_add(m.viewer_counts,
+                              (SELECT p.viewer_counts FROM batch_month_packs p
+                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END
         RETURNING 1
     ),
     -- Each viewer's counters per app and day, identifiable views apart:
@@ -321,7 +347,49 @@ BEGIN
     END IF;
     EXECUTE 'WITH added AS (' || fold.events || '),' || audience_internal.fold_steps()
        INTO n_folded USING fold.workspace_ids;
+    PERFORM audience_internal.close_months(fold.workspace_ids);
     RETURN n_folded;
+END
+$$;
+
+-- Gives the months of these workspaces that are over in their time zone
+-- their packed counters (workspace_months.apps and viewer_counts): the sums
+-- of their days'. From then on every write that changes a day of the month
+-- changes them too: the fold (fold_steps), end_session and forget_viewer,
+-- each under the month row's lock. Run after each fold, in its
+-- transaction. A month row that another transaction holds is skipped, for
+-- a later fold to do: that transaction is changing the month's days (it
+-- holds the row as the fold and end_session do, before they change a day
+-- row), and waiting for it could deadlock, as it may wait for a day row
+-- this one holds. The days are read after the lock is taken, by a
+-- statement of their own, so they include every change committed before.
+CREATE FUNCTION audience_internal.close_months(workspace_ids bigint[])
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT m.workspace_id, m.month
+               FROM audience_internal.workspace_months m
+               JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
+              WHERE m.workspace_id = ANY (close_months.workspace_ids) AND m.viewer_counts IS NULL
+                AND m.month < audience_internal.month_of(now(), w.time_zone)
+              ORDER BY m.workspace_id, m.month
+    LOOP
+        PERFORM FROM audience_internal.workspace_months m
+          WHERE m.workspace_id = r.workspace_id AND m.month = r.month AND m.viewer_counts IS NULL
+            FOR UPDATE SKIP LOCKED;
+        IF FOUND THEN
+            UPDATE audience_internal.workspace_months m
+               SET (apps, viewer_counts) =
+                   (SELECT audience_internal.packed_counts_sum(array_agg(d.apps)),
+                           audience_internal.packed_counts_sum(array_agg(d.viewer_counts))
+                      FROM audience_internal.workspace_days d
+                     WHERE d.workspace_id = r.workspace_id
+                       AND d.day >= r.month AND d.day < (r.month + interval '1 month')::date)
+             WHERE m.workspace_id = r.workspace_id AND m.month = r.month;
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -429,8 +497,10 @@ BEGIN
     ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
                   WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
                   ORDER BY w.workspace_id FOR UPDATE);
-    -- What the fold keeps is checked with every pending event folded.
+    -- What the fold keeps is checked with every pending event folded, and
+    -- every month that is over given its sums (as a rebuild gives them).
     PERFORM audience_internal.fold_pending(ids);
+    PERFORM audience_internal.close_months(ids);
     BEGIN
         FOREACH id IN ARRAY ids LOOP
             FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP

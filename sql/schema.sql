@@ -257,10 +257,17 @@ CREATE TABLE audience_internal.workspace_months (
     public_views bigint NOT NULL,
     -- The month's viewers of every app as a set; unique_viewers is its size.
     viewers bytea NOT NULL,
+    -- Once the month is over in the workspace's time zone, the sums of its
+    -- days' packed counters (workspace_days.apps and viewer_counts), made by
+    -- close_months (sql/rollups.sql) and kept by every write after: a read
+    -- over a year sums a value a month, not 365. NULL while the month runs,
+    -- as each fold would write the month's value whole.
+    apps bytea,
+    viewer_counts bytea,
     PRIMARY KEY (workspace_id, month)
 );
 COMMENT ON TABLE audience_internal.workspace_months IS
-    'Rollup: unique viewers, views and the set of viewers per workspace per month, and the viewers and views of its apps public now.';
+    'Rollup: unique viewers, views and the set of viewers per workspace per month, the viewers and views of its apps public now, and, once the month is over, the packed counters of its apps and viewers.';
 
 -- Rollups for the usage questions' totals (sql/usage.sql): per app and day,
 -- and per workspace and day, the sessions, visits and ended session time,
@@ -366,7 +373,9 @@ ALTER TABLE audience_internal.viewers
 ALTER TABLE audience_internal.app_months ALTER COLUMN viewers SET STATISTICS 0;
 ALTER TABLE audience_internal.workspace_months
     ALTER COLUMN public_viewers SET STATISTICS 0,
-    ALTER COLUMN viewers SET STATISTICS 0;
+    ALTER COLUMN viewers SET STATISTICS 0,
+    ALTER COLUMN apps SET STATISTICS 0,
+    ALTER COLUMN viewer_counts SET STATISTICS 0;
 ALTER TABLE audience_internal.app_days
     ALTER COLUMN viewers SET STATISTICS 0,
     ALTER COLUMN viewer_counts SET STATISTICS 0;

@@ -124,6 +124,25 @@ AS $$
      WHERE e.lo < e.hi
 $$;
 
+-- The months whose sums (workspace_months.apps and viewer_counts, kept
+-- once a month is over: close_months) answer for a window's whole days
+-- first_day <= day < end_day: those it holds whole, and the one it starts
+-- in when it holds more of that month's days than it leaves out before
+-- first_day. The caller takes the values of those days off the month's
+-- sums: their views are earlier than the window's, so each viewer's latest
+-- view in the month is one in the window.
+CREATE FUNCTION audience_internal.window_months(workspace_id bigint, first_day date, end_day date)
+RETURNS TABLE (month date, apps bytea, viewer_counts bytea)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT m.month, m.apps, m.viewer_counts
+      FROM audience_internal.workspace_months m
+     WHERE m.workspace_id = window_months.workspace_id AND m.viewer_counts IS NOT NULL
+       AND m.month >= audience_internal.month_of_day(window_months.first_day)
+       AND (m.month + interval '1 month')::date <= window_months.end_day
+       AND window_months.first_day - m.month < (m.month + interval '1 month')::date - window_months.first_day
+$$;
+
 -- The views of some apps of one workspace in a window (`apps` NULL: every
 -- app) that the day rollups do not hold, given the window's days as the
 -- caller had them from window_days (whose probes are then not run twice):
@@ -344,8 +363,10 @@ BEGIN
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
-    -- The apps' counters are summed in one call: a packed value per whole
-    -- day (workspace_days.apps) and one made of the views those do not hold.
+    -- The apps' counters are summed in one call: a packed value per month
+    -- that is over (workspace_months.apps, less its days before the window),
+    -- per other whole day (workspace_days.apps), and one made of the views
+    -- those do not hold.
     -- Only the apps with at least as many views as the last one shown are
     -- looked up for their slugs, which break ties; the viewer sets are
     -- united for the apps shown only. A cut first day may come as its day
@@ -369,17 +390,31 @@ BEGIN
          CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
                                                              b.time_zone, b.first_day, b.end_day, NULL, b.minus_before) u
     ),
+    -- The months whose sums answer for the window (window_months), less
+    -- their days before it.
+    months AS MATERIALIZED (
+        SELECT m.month, m.apps
+          FROM b
+         CROSS JOIN LATERAL audience_internal.window_months(ws.workspace_id, b.first_day, b.end_day) m
+    ),
     top AS MATERIALIZED (
         SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
           FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
                   FROM audience_internal.app_counts_sum(
-                           (SELECT array_agg(d.apps)
-                              FROM b
-                              JOIN audience_internal.workspace_days d
-                                ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day)
+                           (SELECT array_agg(m.apps) FROM months m)
+                           || (SELECT array_agg(d.apps)
+                                 FROM b
+                                 JOIN audience_internal.workspace_days d
+                                   ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+                                WHERE audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m))
                            || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
                                                                    array_agg(u.visits::bigint), array_agg(u.session_micros))
                                  FROM unfolded u),
+                           (SELECT array_agg(d.apps)
+                              FROM b
+                              JOIN months m ON m.month < b.first_day
+                              JOIN audience_internal.workspace_days d
+                                ON d.workspace_id = ws.workspace_id AND d.day >= m.month AND d.day < b.first_day),
                            apps) c
                  -- An app seen only before the window on its cut first day.
                  WHERE c.sessions + c.visits > 0) c
@@ -462,7 +497,7 @@ COMMENT ON TYPE audience.top_viewers_row IS
 
 -- At most max_viewers rows (10 unless asked): planned for pgrx's default of
 -- 1,000, the labels of ten viewers hashed every viewer of the workspace.
-ALTER FUNCTION audience_internal.viewer_counts_top(bytea[], boolean[], timestamptz[], bigint[], integer) ROWS 10;
+ALTER FUNCTION audience_internal.viewer_counts_top(bytea[], boolean[], boolean[], timestamptz[], bigint[], integer) ROWS 10;
 
 CREATE FUNCTION audience_internal.top_viewers_for(
     ticket bytea, workspace text, app text, since timestamptz, until timestamptz, max_viewers integer)
@@ -481,11 +516,11 @@ BEGIN
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
-    -- The window as packed viewer counters (a value per whole day, or per
-    -- whole day and shown app, and per day and side of the identification
-    -- start of the views the day rollups do not hold), each with the time its
-    -- views are labelled at: all views of a value are on one side of the
-    -- identification start and in one month. The labelling rule decides, per
+    -- The window as packed viewer counters (a value per month that is over,
+    -- per other whole day, or per whole day and shown app, and per day and
+    -- side of the identification start of the views the day rollups do not
+    -- hold), each with the time its views are labelled at: all views of a
+    -- value are on one side of the identification start and in one month. The labelling rule decides, per
     -- value, how each kind of view is labelled (by a member now or not,
     -- identifiable or not); one call sums the values per viewer and label and
     -- keeps the top. A cut first day may come as its day value and the views
@@ -497,15 +532,35 @@ BEGIN
     WITH b AS MATERIALIZED (
         SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true)
     ),
+    -- The months whose sums answer for the window (window_months), for
+    -- every app, less their days before the window; not the month of the
+    -- identification start, whose views are labelled two ways.
+    months AS MATERIALIZED (
+        SELECT m.month, m.viewer_counts
+          FROM b
+         CROSS JOIN LATERAL audience_internal.window_months(ws.workspace_id, b.first_day, b.end_day) m
+         WHERE shown_apps IS NULL
+           AND audience_internal.month_of_day(b.identification_day) IS DISTINCT FROM m.month
+    ),
     parts AS MATERIALIZED (
-        SELECT row_number() OVER () AS n, p.counts, p.at
-          FROM (SELECT d.viewer_counts AS counts, d.day::timestamp AT TIME ZONE b.time_zone AS at
+        SELECT row_number() OVER () AS n, p.counts, p.take_off, p.at
+          FROM (SELECT m.viewer_counts AS counts, false AS take_off, m.month::timestamp AT TIME ZONE b.time_zone AS at
+                  FROM b, months m
+                UNION ALL
+                SELECT d.viewer_counts, true, d.day::timestamp AT TIME ZONE b.time_zone
+                  FROM b
+                  JOIN months m ON m.month < b.first_day
+                  JOIN audience_internal.workspace_days d
+                    ON d.workspace_id = ws.workspace_id AND d.day >= m.month AND d.day < b.first_day
+                UNION ALL
+                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b
                   JOIN audience_internal.workspace_days d
                     ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
                  WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
+                   AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m)
                 UNION ALL
-                SELECT d.viewer_counts, d.day::timestamp AT TIME ZONE b.time_zone
+                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b
                   JOIN audience_internal.app_days d
                     ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
@@ -515,6 +570,7 @@ BEGIN
                 SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
                                                        array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
                                                        array_agg(u.session_micros), array_agg(u.viewed_at)),
+                       false,
                        CASE WHEN u.after_start
                             THEN greatest(u.day::timestamp AT TIME ZONE u.time_zone, w.identification_start)
                             ELSE u.day::timestamp AT TIME ZONE u.time_zone END
@@ -537,6 +593,7 @@ BEGIN
         SELECT t.*
           FROM audience_internal.viewer_counts_top(
                    (SELECT array_agg(p.counts ORDER BY p.n) FROM parts p),
+                   (SELECT array_agg(p.take_off ORDER BY p.n) FROM parts p),
                    (SELECT array_agg(c.identified ORDER BY c.n, c.kind) FROM classes c),
                    (SELECT array_agg(c.label_at ORDER BY c.n, c.kind) FROM classes c),
                    audience_internal.member_viewer_ids(ws.workspace_id),

@@ -48,7 +48,8 @@ extension_sql_file!(
         audience_internal::micros_between,
         audience_internal::app_counts,
         audience_internal::viewer_counts,
-        audience_internal::packed_counts_add
+        audience_internal::packed_counts_add,
+        audience_internal::packed_counts_sum
     ]
 );
 extension_sql_file!(
@@ -292,6 +293,13 @@ mod audience_internal {
         packed_counts::of(keys.zip(counts))
     }
 
+    /// The sum of packed counters, packed: a month's from its days'
+    /// values (close_months). NULL for no values.
+    #[pg_extern(immutable, parallel_safe)]
+    fn packed_counts_sum(packed: Option<Array<&[u8]>>) -> Option<Vec<u8>> {
+        packed.map(|p| packed_counts::total(p.iter().flatten()).or_raise())
+    }
+
     /// Packed counters (of apps, or of viewers) plus others: the fold and
     /// end_session.
     #[pg_extern(immutable, strict, parallel_safe)]
@@ -321,17 +329,20 @@ mod audience_internal {
             .map(|c| vec![c.sessions, c.visits, c.session_micros])
     }
 
-    /// The sums of packed counters per app, for the apps in `apps` (every
-    /// app when NULL).
+    /// The sums of packed counters per app, less those of `minus` (the days
+    /// of a month before a window, taken off the month's sums), for the
+    /// apps in `apps` (every app when NULL).
     #[pg_extern(immutable, parallel_safe)]
     fn app_counts_sum(
         packed: Option<Array<&[u8]>>,
+        minus: Option<Array<&[u8]>>,
         apps: Option<Array<i64>>,
     ) -> TableIterator<'static, (name!(app_id, i64), name!(sessions, i64), name!(visits, i64), name!(session_micros, i64))>
     {
         let only: Option<Vec<i64>> = apps.map(|a| a.iter().flatten().collect());
+        let minus: Vec<&[u8]> = minus.as_ref().map(|m| m.iter().flatten().collect()).unwrap_or_default();
         let sums = match packed {
-            Some(packed) => packed_counts::sum(packed.iter().flatten(), only.as_deref()).or_raise(),
+            Some(packed) => packed_counts::sum_less(packed.iter().flatten(), minus, only.as_deref()).or_raise(),
             None => Vec::new(),
         };
         TableIterator::new(sums.into_iter().map(|(app_id, c)| (app_id, c.sessions, c.visits, c.session_micros)))
@@ -342,11 +353,13 @@ mod audience_internal {
     /// packed_counts::top_viewers). The labelling rule stays in SQL
     /// (sql/labels.sql): for each value, four entries of `identified` and
     /// `label_at` say how its views are labelled, by a member or not, then
-    /// identifiable or not (packed_counts::Classes::index). `members` are the
-    /// viewer ids of the workspace's members now.
+    /// identifiable or not (packed_counts::Classes::index). A value whose
+    /// `take_off` is true is taken off the sums (a day of a month before a
+    /// window). `members` are the viewer ids of the workspace's members now.
     #[pg_extern(immutable, parallel_safe)]
     fn viewer_counts_top(
         packed: Option<Array<&[u8]>>,
+        take_off: Option<Array<bool>>,
         identified: Option<Array<bool>>,
         label_at: Option<Array<TimestampWithTimeZone>>,
         members: Option<Array<i64>>,
@@ -364,6 +377,10 @@ mod audience_internal {
         ),
     > {
         let values: Vec<Option<&[u8]>> = packed.as_ref().map(|p| p.iter().collect()).unwrap_or_default();
+        let take_off: Vec<Option<bool>> = take_off.map(|a| a.iter().collect()).unwrap_or_default();
+        if take_off.len() != values.len() {
+            AudienceError::invalid("take_off", "must have one entry per packed value").raise();
+        }
         let identified: Vec<Option<bool>> = identified.map(|a| a.iter().collect()).unwrap_or_default();
         let label_at: Vec<Option<i64>> =
             label_at.map(|a| a.iter().map(|t| t.map(pg_sys::TimestampTz::from)).collect()).unwrap_or_default();
@@ -379,8 +396,9 @@ mod audience_internal {
             })
             .collect();
         let members: Vec<i64> = members.map(|a| a.iter().flatten().collect()).unwrap_or_default();
+        let sign = |t: &Option<bool>| if *t == Some(true) { packed_counts::Sign::TakeOff } else { packed_counts::Sign::Add };
         let rows = packed_counts::top_viewers(
-            values.iter().zip(classes.iter()).filter_map(|(v, c)| v.map(|v| (v, c))),
+            values.iter().zip(classes.iter()).zip(take_off.iter()).filter_map(|((v, c), t)| v.map(|v| (v, c, sign(t)))),
             &members,
             usize::try_from(max_viewers).unwrap_or(0),
         )

@@ -168,6 +168,14 @@ pub fn of(entries: impl IntoIterator<Item = (i64, Counts)>) -> Vec<u8> {
     write(&all, false)
 }
 
+/// The sum of many values, packed: a month's counters from its days'
+/// (entries without views dropped, as `combine` drops them, so a month's
+/// value has one form however its days were added).
+pub fn total<'a>(packed: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, AudienceError> {
+    let sums: BTreeMap<i64, Counts> = sum(packed, None)?.into_iter().collect();
+    Ok(write(&sums, true))
+}
+
 /// `kept` plus `added` (the fold), or minus it (erasure): a key whose
 /// views reach zero leaves.
 pub fn combine(kept: &[u8], other: &[u8], subtract: bool) -> Result<Vec<u8>, AudienceError> {
@@ -212,9 +220,23 @@ pub fn sum<'a>(
     packed: impl IntoIterator<Item = &'a [u8]>,
     only: Option<&[i64]>,
 ) -> Result<Vec<(i64, Counts)>, AudienceError> {
+    sum_less(packed, [], only)
+}
+
+/// The same, less the values of `minus`: a month's sums less the days of
+/// it that a window leaves out before its start (their views are earlier
+/// than the window's, so each key's latest view stays the month's).
+pub fn sum_less<'a>(
+    packed: impl IntoIterator<Item = &'a [u8]>,
+    minus: impl IntoIterator<Item = &'a [u8]>,
+    only: Option<&[i64]>,
+) -> Result<Vec<(i64, Counts)>, AudienceError> {
     let mut all: HashMap<i64, Counts, BuildHasherDefault<IdHasher>> = HashMap::default();
     for bytes in packed {
         entries(bytes, |key, counts| all.entry(key).or_default().add(counts, 1))?;
+    }
+    for bytes in minus {
+        entries(bytes, |key, counts| all.entry(key).or_default().add(counts, -1))?;
     }
     let only = only.map(|keys| {
         let mut sorted = keys.to_vec();
@@ -241,6 +263,23 @@ pub struct Class {
 }
 
 pub struct Classes(pub [Class; 4]);
+
+/// Whether a value's views are added to a sum, or taken off it: a month's
+/// sums less the days of it before a window (top_viewers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sign {
+    Add,
+    TakeOff,
+}
+
+impl Sign {
+    fn factor(self) -> i64 {
+        match self {
+            Sign::Add => 1,
+            Sign::TakeOff => -1,
+        }
+    }
+}
 
 impl Classes {
     /// The kind of a view: by a member of the workspace now, and
@@ -294,9 +333,11 @@ pub struct Labelled {
 /// per label: most views first, then the latest view, then viewer id with
 /// pseudonymous before identified (a total order, so the rows chosen are
 /// those SQL's ORDER BY ... LIMIT picks). `members` are the viewer ids of
-/// the workspace's members now.
+/// the workspace's members now. A value taken off (`Sign::TakeOff`) must
+/// hold views earlier than every added one of its keys (the days of a month
+/// before a window), as a key's latest view is kept from the added ones.
 pub fn top_viewers<'a>(
-    packed: impl IntoIterator<Item = (&'a [u8], &'a Classes)>,
+    packed: impl IntoIterator<Item = (&'a [u8], &'a Classes, Sign)>,
     members: &[i64],
     max: usize,
 ) -> Result<Vec<Labelled>, AudienceError> {
@@ -306,9 +347,10 @@ pub fn top_viewers<'a>(
     // pseudonyms): each gets a number, and each value maps its four kinds
     // of views to theirs.
     let mut labels: Vec<Class> = Vec::new();
-    // Each value's reader, its label numbers, and its entry in the heap.
-    let mut values: Vec<(Entries<'a>, [u32; 4], Counts)> = Vec::new();
-    for (bytes, classes) in packed {
+    // Each value's reader, its label numbers, its sign, and its entry in
+    // the heap.
+    let mut values: Vec<(Entries<'a>, [u32; 4], i64, Counts)> = Vec::new();
+    for (bytes, classes, sign) in packed {
         let numbers = classes.0.map(|class| match labels.iter().position(|c| *c == class) {
             Some(n) => n as u32,
             None => {
@@ -316,7 +358,7 @@ pub fn top_viewers<'a>(
                 (labels.len() - 1) as u32
             }
         });
-        values.push((Entries::new(bytes), numbers, Counts::default()));
+        values.push((Entries::new(bytes), numbers, sign.factor(), Counts::default()));
     }
     let order = |a: &Labelled, b: &Labelled| {
         b.counts
@@ -349,7 +391,7 @@ pub fn top_viewers<'a>(
     // several times slower: a month of a busy workspace has tens of
     // thousands.
     let mut heap = BinaryHeap::with_capacity(values.len());
-    for (n, (value, _, current)) in values.iter_mut().enumerate() {
+    for (n, (value, _, _, current)) in values.iter_mut().enumerate() {
         if let Some((key, counts)) = value.next_entry()? {
             *current = counts;
             heap.push(Reverse((key, n)));
@@ -361,7 +403,7 @@ pub fn top_viewers<'a>(
     let mut is_member = false;
     while let Some(mut top) = heap.peek_mut() {
         let Reverse((key, n)) = *top;
-        let counts = values[n].2;
+        let (counts, sign) = (values[n].3, values[n].2);
         let (viewer_id, identifiable) = viewer_of(key);
         if viewer != Some(viewer_id) {
             for (label, sum) in sums.drain(..) {
@@ -375,13 +417,17 @@ pub fn top_viewers<'a>(
         }
         let label = values[n].1[Classes::index(is_member, identifiable)];
         match sums.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, sum)) => sum.add(counts, 1),
-            None => sums.push((label, counts)),
+            Some((_, sum)) => sum.add(counts, sign),
+            None => {
+                let mut sum = Counts::default();
+                sum.add(counts, sign);
+                sums.push((label, sum));
+            }
         }
         // The value's next entry takes its place in the heap.
         match values[n].0.next_entry()? {
             Some((next_key, next)) => {
-                values[n].2 = next;
+                values[n].3 = next;
                 *top = Reverse((next_key, n));
             }
             None => {
@@ -414,6 +460,21 @@ mod tests {
         assert_eq!(monday.len(), 10, "an entry per key, each five one-byte varints");
         assert_eq!(sum([monday.as_slice(), tuesday.as_slice()], None).unwrap(), vec![(3, c(1, 2, 9)), (7, c(2, 0, 6))]);
         assert_eq!(sum([monday.as_slice()], Some(&[7, 99])).unwrap(), vec![(7, c(2, 0, 6))]);
+    }
+
+    #[test]
+    fn a_total_is_the_values_added_one_by_one() {
+        let days = [
+            of([(7, at(c(1, 0, 5), 100)), (3, c(0, 2, 0))]),
+            of([(3, at(c(1, 0, 9), 50)), (9, c(0, 1, 0))]),
+            of([(7, at(c(2, 1, 0), 40))]),
+        ];
+        let mut by_fold = days[0].clone();
+        for day in &days[1..] {
+            by_fold = combine(&by_fold, day, false).unwrap();
+        }
+        assert_eq!(total(days.iter().map(|d| d.as_slice())).unwrap(), by_fold);
+        assert_eq!(total(std::iter::empty()).unwrap(), Vec::<u8>::new());
     }
 
     #[test]
@@ -504,7 +565,7 @@ mod tests {
             (viewer_key(20, false), at(c(0, 1, 0), 120)),
         ]);
         let two = of([(viewer_key(10, true), at(c(0, 1, 0), 200)), (viewer_key(30, false), at(c(1, 0, 0), 50))]);
-        let rows = top_viewers([(one.as_slice(), &day_one), (two.as_slice(), &day_two)], &[20], 10).unwrap();
+        let rows = top_viewers([(one.as_slice(), &day_one, Sign::Add), (two.as_slice(), &day_two, Sign::Add)], &[20], 10).unwrap();
         let got: Vec<(i64, Class, i64, i64)> =
             rows.iter().map(|r| (r.viewer_id, r.class, r.counts.views(), r.counts.last_viewed_at)).collect();
         assert_eq!(
@@ -520,7 +581,7 @@ mod tests {
                 (30, PSEUDONYM, 1, 50),
             ]
         );
-        assert_eq!(top_viewers([(one.as_slice(), &day_one)], &[], 1).unwrap().len(), 1);
+        assert_eq!(top_viewers([(one.as_slice(), &day_one, Sign::Add)], &[], 1).unwrap().len(), 1);
     }
 
     #[test]
@@ -529,9 +590,37 @@ mod tests {
         let april = Classes([month(2); 4]);
         let m = of([(viewer_key(8, false), at(c(1, 0, 0), 5)), (viewer_key(9, false), at(c(1, 0, 0), 5))]);
         let a = of([(viewer_key(8, false), at(c(1, 0, 0), 6))]);
-        let rows = top_viewers([(m.as_slice(), &march), (a.as_slice(), &april)], &[], 2).unwrap();
+        let rows = top_viewers([(m.as_slice(), &march, Sign::Add), (a.as_slice(), &april, Sign::Add)], &[], 2).unwrap();
         let got: Vec<(i64, Class)> = rows.iter().map(|r| (r.viewer_id, r.class)).collect();
         assert_eq!(got, vec![(8, month(2)), (8, month(1))], "two pseudonyms; the later first, then id 8 before 9");
+    }
+
+    #[test]
+    fn a_month_less_its_first_days_is_its_other_days() {
+        // Days in time order: a viewer's views of later days are later.
+        let classes = Classes([PSEUDONYM, NAME, NAME, NAME]);
+        let days: Vec<Vec<u8>> = (0..8i64)
+            .map(|d| of((0..30i64).filter(|v| (v * 5 + d) % 4 != 0).map(|v| (viewer_key(v, v % 3 == 0), at(c(v % 2 + 1, d % 2, v), 1000 * d + v)))))
+            .collect();
+        let month = total(days.iter().map(|d| d.as_slice())).unwrap();
+        let (first, rest) = days.split_at(3);
+        let less = top_viewers(
+            std::iter::once((month.as_slice(), &classes, Sign::Add)).chain(first.iter().map(|d| (d.as_slice(), &classes, Sign::TakeOff))),
+            &[5],
+            1000,
+        )
+        .unwrap();
+        let other = top_viewers(rest.iter().map(|d| (d.as_slice(), &classes, Sign::Add)), &[5], 1000).unwrap();
+        assert!(other.len() > 20);
+        assert_eq!(less, other, "the same rows, latest views included");
+        assert_eq!(
+            sum_less([month.as_slice()], first.iter().map(|d| d.as_slice()), None)
+                .unwrap()
+                .into_iter()
+                .filter(|(_, c)| c.views() != 0)
+                .collect::<Vec<_>>(),
+            sum(rest.iter().map(|d| d.as_slice()), None).unwrap()
+        );
     }
 
     #[test]
@@ -542,14 +631,14 @@ mod tests {
         let days: Vec<Vec<u8>> = (0..6i64)
             .map(|d| of((0..40i64).filter(|v| (v * 7 + d) % 3 != 0).map(|v| (viewer_key(v, v % 4 == 0), at(c(v % 3, d % 2, 0), 100 + v % 5)))))
             .collect();
-        let all = top_viewers(days.iter().map(|d| (d.as_slice(), &classes)), &[5, 9], 1000).unwrap();
+        let all = top_viewers(days.iter().map(|d| (d.as_slice(), &classes, Sign::Add)), &[5, 9], 1000).unwrap();
         assert!(all.len() > 30);
         let key = |r: &Labelled| (-r.counts.views(), -r.counts.last_viewed_at, r.viewer_id, r.class.identified);
         assert!(all.windows(2).all(|w| key(&w[0]) < key(&w[1])), "every sum, in the order of the result");
         let with_views = sum(days.iter().map(|d| d.as_slice()), None).unwrap().iter().filter(|(_, c)| c.views() > 0).count();
         assert!(all.len() >= with_views / 2 && all.len() <= with_views, "a row per viewer and label");
         for max in [0, 1, 2, 5, 10, 29] {
-            let top = top_viewers(days.iter().map(|d| (d.as_slice(), &classes)), &[5, 9], max).unwrap();
+            let top = top_viewers(days.iter().map(|d| (d.as_slice(), &classes, Sign::Add)), &[5, 9], max).unwrap();
             assert_eq!(top, all[..max.min(all.len())].to_vec(), "max {max}");
         }
     }

@@ -195,7 +195,7 @@ mod tests {
                         t.last_viewed_at
                    FROM audience_internal.app_days x
                   CROSS JOIN LATERAL audience_internal.viewer_counts_top(
-                            ARRAY[x.viewer_counts], ARRAY[false, true, false, true], ARRAY[NULL, NULL, NULL, NULL]::timestamptz[],
+                            ARRAY[x.viewer_counts], ARRAY[false], ARRAY[false, true, false, true], ARRAY[NULL, NULL, NULL, NULL]::timestamptz[],
                             '{{}}', 1000000) t
                    JOIN audience_internal.apps a USING (workspace_id, app_id)
                    JOIN audience_internal.viewers v ON v.workspace_id = x.workspace_id AND v.viewer_id = t.viewer_id;"

@@ -178,7 +178,8 @@ fn forgetting_reaches_the_retired_days() {
                     || ' sets, ' ||
                     (SELECT count(*) FROM (
                          SELECT viewer_counts AS c FROM audience_internal.app_days WHERE workspace_id = {ws}
-                         UNION ALL SELECT viewer_counts FROM audience_internal.workspace_days WHERE workspace_id = {ws}) x
+                         UNION ALL SELECT viewer_counts FROM audience_internal.workspace_days WHERE workspace_id = {ws}
+                         UNION ALL SELECT viewer_counts FROM audience_internal.workspace_months WHERE workspace_id = {ws}) x
                       WHERE audience_internal.viewer_counts_of(x.c, {person_id}) IS NOT NULL)
                     || ' packed counters'"
         ),
