@@ -14,8 +14,9 @@
 -- 1. The workspace row, before any other row of the workspace. Ingest
 --    (record_view, end_session, the bulk paths in sql/bulk_ingest.sql) and
 --    the fold take it FOR KEY SHARE, and the fold reads the time zone and
---    counting start under that lock; other ingest, and import_connect's FOR
---    NO KEY UPDATE, do not conflict with it. configure_workspace (with
+--    counting start under that lock; other ingest, and the FOR NO KEY
+--    UPDATE of import_connect and of a member's addition (lock_members), do
+--    not conflict with it. configure_workspace (with
 --    rebuild_rollups), set_app_visibility, forget_viewer,
 --    delete_workspace, and an import_connect that ends sessions stored open
 --    (it writes day rows twice, sql/connect_import.sql) take it FOR UPDATE:

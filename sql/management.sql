@@ -155,6 +155,17 @@ $$;
 COMMENT ON FUNCTION audience.set_app_visibility(text, text, text) IS
     'Makes an app public or private from now on. Views keep the visibility they were made under. Operator only.';
 
+-- Adding a member takes the workspace row first (the lock order at the top
+-- of sql/ingest.sql), FOR NO KEY UPDATE: ingest's key-share lock is not
+-- held up, and two adds of one person take turns. A member is unique by
+-- identity and by identity hash; an upsert resolves a conflict only on the
+-- key it names, so two adds at once made the second fail on the other.
+CREATE FUNCTION audience_internal.lock_members(workspace_id bigint)
+RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+    SELECT FROM audience_internal.workspaces w WHERE w.workspace_id = lock_members.workspace_id FOR NO KEY UPDATE
+$$;
+
 CREATE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -167,6 +178,7 @@ DECLARE
 BEGIN
     PERFORM audience_internal.check_choice(kind, 'kind', ARRAY['admin', 'developer', 'viewer']);
     role_id := audience_internal.check_role(db_role);
+    PERFORM audience_internal.lock_members(ws_id);
     INSERT INTO audience_internal.members AS m
            (workspace_id, identity, identity_hash, kind, status, db_role, joined_at)
     VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
@@ -196,6 +208,7 @@ BEGIN
         a_id := audience_internal.app_id(ws_id, workspace, app);
     END IF;
     role_id := audience_internal.check_role(db_role);
+    PERFORM audience_internal.lock_members(ws_id);
     -- An existing member keeps their kind and status: an invitation never demotes.
     INSERT INTO audience_internal.members AS m
            (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)

@@ -1401,6 +1401,17 @@ BEGIN
 END
 $$;
 
+-- Adding a member takes the workspace row first (the lock order at the top
+-- of sql/ingest.sql), FOR NO KEY UPDATE: ingest's key-share lock is not
+-- held up, and two adds of one person take turns. A member is unique by
+-- identity and by identity hash; an upsert resolves a conflict only on the
+-- key it names, so two adds at once made the second fail on the other.
+CREATE FUNCTION audience_internal.lock_members(workspace_id bigint)
+RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+AS $$
+    SELECT FROM audience_internal.workspaces w WHERE w.workspace_id = lock_members.workspace_id FOR NO KEY UPDATE
+$$;
+
 CREATE OR REPLACE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1413,6 +1424,7 @@ DECLARE
 BEGIN
     PERFORM audience_internal.check_choice(kind, 'kind', ARRAY['admin', 'developer', 'viewer']);
     role_id := audience_internal.check_role(db_role);
+    PERFORM audience_internal.lock_members(ws_id);
     INSERT INTO audience_internal.members AS m
            (workspace_id, identity, identity_hash, kind, status, db_role, joined_at)
     VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
@@ -1422,6 +1434,35 @@ BEGIN
            status = 'active',
            db_role = coalesce(excluded.db_role, m.db_role),
            joined_at = coalesce(m.joined_at, excluded.joined_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.invite_viewer(workspace text, member text, app text DEFAULT NULL, db_role name DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    a_id bigint;
+    role_id regrole;
+BEGIN
+    IF app IS NOT NULL THEN
+        a_id := audience_internal.app_id(ws_id, workspace, app);
+    END IF;
+    role_id := audience_internal.check_role(db_role);
+    PERFORM audience_internal.lock_members(ws_id);
+    -- An existing member keeps their kind and status: an invitation never demotes.
+    INSERT INTO audience_internal.members AS m
+           (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)
+    VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
+            'viewer', 'invited', role_id, now())
+    ON CONFLICT (workspace_id, identity) DO UPDATE
+       SET db_role = coalesce(excluded.db_role, m.db_role);
+    IF a_id IS NOT NULL THEN
+        PERFORM audience.grant_app_access(workspace, app, ident);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION audience.add_member(text, text, text, name) IS

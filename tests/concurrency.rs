@@ -69,3 +69,49 @@ fn concurrent_single_event_ingest_keeps_rollups_exact() {
         .get(0);
     assert_eq!(months, 2);
 }
+
+/// Operators adding and inviting the same people at the same moment: a
+/// member is unique by identity and by identity hash, and each second add of
+/// a person waits for the first and then changes the member, where an upsert
+/// alone failed on the key it did not name.
+#[test]
+fn concurrent_adds_of_one_member_raise_no_unique_violation() {
+    let (db, mut admin) = TestDb::with_extension("it_concurrency_members");
+    admin.batch_execute("SELECT audience.create_workspace('team');").unwrap();
+    const ROUNDS: usize = 150;
+    // All connections start each round together and add the round's person.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(CONNECTIONS));
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|worker| {
+            let mut client = db.connect();
+            let start = start.clone();
+            thread::spawn(move || {
+                let mut failures = Vec::new();
+                for round in 0..ROUNDS {
+                    start.wait();
+                    let sql = if worker % 2 == 0 {
+                        format!("SELECT audience.add_member('team', 'p{round}@mail.example', 'developer')")
+                    } else {
+                        format!("SELECT audience.invite_viewer('team', 'p{round}@mail.example')")
+                    };
+                    if let Err(e) = client.batch_execute(&sql) {
+                        failures.push(format!("{sql}: {e}"));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(failures.is_empty(), "{} calls failed, first: {:?}", failures.len(), failures.first());
+    // An addition after an invitation makes the person active, and an
+    // invitation never demotes: every person ends a developer.
+    let (members, developers): (i64, i64) = admin
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE kind = 'developer' AND status = 'active') FROM audience_internal.members",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((members, developers), (ROUNDS as i64, ROUNDS as i64));
+}
