@@ -1483,6 +1483,7 @@ BEGIN
         a_id := audience_internal.app_id(ws_id, workspace, app);
     END IF;
     role_id := audience_internal.check_role(db_role);
+    PERFORM audience_internal.lock_members(ws_id);
     -- An existing member keeps their kind and status: an invitation never demotes.
     INSERT INTO audience_internal.members AS m
            (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)
@@ -2784,23 +2785,44 @@ AS $$
      WHERE e.lo < e.hi
 $$;
 
--- The months whose sums (workspace_months.apps and viewer_counts, kept
--- once a month is over: close_months) answer for a window's whole days
--- first_day <= day < end_day: those it holds whole, and the one it starts
--- in when it holds more of that month's days than it leaves out before
--- first_day. The caller takes the values of those days off the month's
--- sums: their views are earlier than the window's, so each viewer's latest
--- view in the month is one in the window.
-CREATE FUNCTION audience_internal.window_months(workspace_id bigint, first_day date, end_day date)
-RETURNS TABLE (month date, apps bytea, viewer_counts bytea)
+-- The packed counters (every app's, every viewer's) that answer for a
+-- window's whole days first_day <= day < end_day, each with the day or
+-- month it starts (`at`): the sums of the months that are over
+-- (workspace_months.apps and viewer_counts, kept by close_months) that the
+-- window holds whole, and of the one it starts in when it holds more of
+-- that month's days than it leaves out before first_day; the days of that
+-- month before the window, to be taken off (`take_off`); and each other
+-- whole day (workspace_days). A month's views taken off are earlier than
+-- the window's, so each viewer's latest view in it is one in the window.
+-- The day `apart` is in no value, and its month is not summed (top_viewers
+-- labels that day's views two ways: the identification start falls in it).
+CREATE FUNCTION audience_internal.window_values(workspace_id bigint, first_day date, end_day date, apart date)
+RETURNS TABLE (at date, take_off boolean, apps bytea, viewer_counts bytea)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT m.month, m.apps, m.viewer_counts
-      FROM audience_internal.workspace_months m
-     WHERE m.workspace_id = window_months.workspace_id AND m.viewer_counts IS NOT NULL
-       AND m.month >= audience_internal.month_of_day(window_months.first_day)
-       AND (m.month + interval '1 month')::date <= window_months.end_day
-       AND window_months.first_day - m.month < (m.month + interval '1 month')::date - window_months.first_day
+    WITH months AS MATERIALIZED (
+        SELECT m.month, m.apps, m.viewer_counts
+          FROM audience_internal.workspace_months m
+         WHERE m.workspace_id = window_values.workspace_id AND m.viewer_counts IS NOT NULL
+           AND m.month >= audience_internal.month_of_day(window_values.first_day)
+           AND (m.month + interval '1 month')::date <= window_values.end_day
+           AND window_values.first_day - m.month < (m.month + interval '1 month')::date - window_values.first_day
+           AND m.month IS DISTINCT FROM audience_internal.month_of_day(window_values.apart)
+    )
+    SELECT m.month, false, m.apps, m.viewer_counts
+      FROM months m
+    UNION ALL
+    SELECT d.day, true, d.apps, d.viewer_counts
+      FROM months m
+      JOIN audience_internal.workspace_days d
+        ON d.workspace_id = window_values.workspace_id AND d.day >= m.month AND d.day < window_values.first_day
+    UNION ALL
+    SELECT d.day, false, d.apps, d.viewer_counts
+      FROM audience_internal.workspace_days d
+     WHERE d.workspace_id = window_values.workspace_id
+       AND d.day >= window_values.first_day AND d.day < window_values.end_day
+       AND d.day IS DISTINCT FROM window_values.apart
+       AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m)
 $$;
 
 -- The views of some apps of one workspace in a window (`apps` NULL: every
@@ -3001,10 +3023,9 @@ BEGIN
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
-    -- The apps' counters are summed in one call: a packed value per month
-    -- that is over (workspace_months.apps, less its days before the window),
-    -- per other whole day (workspace_days.apps), and one made of the views
-    -- those do not hold.
+    -- The apps' counters are summed in one call: the packed values of the
+    -- window's whole days (window_values), and one made of the views those
+    -- do not hold.
     -- Only the apps with at least as many views as the last one shown are
     -- looked up for their slugs, which break ties; the viewer sets are
     -- united for the apps shown only. A cut first day may come as its day
@@ -3028,31 +3049,20 @@ BEGIN
          CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
                                                              b.time_zone, b.first_day, b.end_day, NULL, b.minus_before) u
     ),
-    -- The months whose sums answer for the window (window_months), less
-    -- their days before it.
-    months AS MATERIALIZED (
-        SELECT m.month, m.apps
+    whole AS MATERIALIZED (
+        SELECT v.take_off, v.apps
           FROM b
-         CROSS JOIN LATERAL audience_internal.window_months(ws.workspace_id, b.first_day, b.end_day) m
+         CROSS JOIN LATERAL audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, NULL) v
     ),
     top AS MATERIALIZED (
         SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
           FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
                   FROM audience_internal.app_counts_sum(
-                           (SELECT array_agg(m.apps) FROM months m)
-                           || (SELECT array_agg(d.apps)
-                                 FROM b
-                                 JOIN audience_internal.workspace_days d
-                                   ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
-                                WHERE audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m))
+                           (SELECT array_agg(v.apps) FROM whole v WHERE NOT v.take_off)
                            || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
                                                                    array_agg(u.visits::bigint), array_agg(u.session_micros))
                                  FROM unfolded u),
-                           (SELECT array_agg(d.apps)
-                              FROM b
-                              JOIN months m ON m.month < b.first_day
-                              JOIN audience_internal.workspace_days d
-                                ON d.workspace_id = ws.workspace_id AND d.day >= m.month AND d.day < b.first_day),
+                           (SELECT array_agg(v.apps) FROM whole v WHERE v.take_off),
                            apps) c
                  -- An app seen only before the window on its cut first day.
                  WHERE c.sessions + c.visits > 0) c
@@ -3139,49 +3149,31 @@ BEGIN
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
-    -- The window as packed viewer counters (a value per month that is over,
-    -- per other whole day, or per whole day and shown app, and per day and
-    -- side of the identification start of the views the day rollups do not
-    -- hold), each with the time its views are labelled at: all views of a
-    -- value are on one side of the identification start and in one month. The labelling rule decides, per
-    -- value, how each kind of view is labelled (by a member now or not,
-    -- identifiable or not); one call sums the values per viewer and label and
-    -- keeps the top. A cut first day may come as its day value and the views
-    -- before the window negated (window_days, subtract_first): the sums are
-    -- exact, and so is each viewer's latest view, as the views taken off are
-    -- earlier than any in the window; a viewer seen only before it sums to
-    -- no views and is not shown.
+    -- The window as packed viewer counters: for every app, those of its
+    -- whole days (window_values, the day of the identification start
+    -- apart); for some apps, a value per whole day and shown app; and a
+    -- value per day and side of the identification start of the views the
+    -- day rollups do not hold. Each comes with the time its views are
+    -- labelled at: all views of a value are on one side of the
+    -- identification start and in one month. The labelling rule decides,
+    -- per value, how each kind of view is labelled (by a member now or not,
+    -- identifiable or not); one call sums the values per viewer and label
+    -- and keeps the top. A cut first day may come as its day value and the
+    -- views before the window negated (window_days, subtract_first): the
+    -- sums are exact, and so is each viewer's latest view, as the views
+    -- taken off are earlier than any in the window; a viewer seen only
+    -- before it sums to no views and is not shown.
     RETURN QUERY
     WITH b AS MATERIALIZED (
         SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true)
     ),
-    -- The months whose sums answer for the window (window_months), for
-    -- every app, less their days before the window; not the month of the
-    -- identification start, whose views are labelled two ways.
-    months AS MATERIALIZED (
-        SELECT m.month, m.viewer_counts
-          FROM b
-         CROSS JOIN LATERAL audience_internal.window_months(ws.workspace_id, b.first_day, b.end_day) m
-         WHERE shown_apps IS NULL
-           AND audience_internal.month_of_day(b.identification_day) IS DISTINCT FROM m.month
-    ),
     parts AS MATERIALIZED (
         SELECT row_number() OVER () AS n, p.counts, p.take_off, p.at
-          FROM (SELECT m.viewer_counts AS counts, false AS take_off, m.month::timestamp AT TIME ZONE b.time_zone AS at
-                  FROM b, months m
-                UNION ALL
-                SELECT d.viewer_counts, true, d.day::timestamp AT TIME ZONE b.time_zone
+          FROM (SELECT v.viewer_counts AS counts, v.take_off, v.at::timestamp AT TIME ZONE b.time_zone AS at
                   FROM b
-                  JOIN months m ON m.month < b.first_day
-                  JOIN audience_internal.workspace_days d
-                    ON d.workspace_id = ws.workspace_id AND d.day >= m.month AND d.day < b.first_day
-                UNION ALL
-                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
-                  FROM b
-                  JOIN audience_internal.workspace_days d
-                    ON d.workspace_id = ws.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
-                 WHERE shown_apps IS NULL AND d.day IS DISTINCT FROM b.identification_day
-                   AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m)
+                 CROSS JOIN LATERAL audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day,
+                                                                    b.identification_day) v
+                 WHERE shown_apps IS NULL
                 UNION ALL
                 SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
                   FROM b

@@ -384,8 +384,11 @@ mod audience_internal {
         let identified: Vec<Option<bool>> = identified.map(|a| a.iter().collect()).unwrap_or_default();
         let label_at: Vec<Option<i64>> =
             label_at.map(|a| a.iter().map(|t| t.map(pg_sys::TimestampTz::from)).collect()).unwrap_or_default();
-        if identified.len() != 4 * values.len() || label_at.len() != 4 * values.len() {
+        if identified.len() != 4 * values.len() {
             AudienceError::invalid("identified", "must have four entries per packed value").raise();
+        }
+        if label_at.len() != 4 * values.len() {
+            AudienceError::invalid("label_at", "must have four entries per packed value").raise();
         }
         let classes: Vec<packed_counts::Classes> = (0..values.len())
             .map(|v| {

@@ -11,6 +11,14 @@ pub fn run(sql: &str) {
     Spi::run(sql).expect("statement failed");
 }
 
+/// "ok", or the SQLSTATE and message of the error `sql` raises (what it did
+/// is then undone: it runs in a subtransaction).
+pub fn attempt(sql: &str) -> String {
+    run("CREATE OR REPLACE FUNCTION pg_temp.attempt_once(sql text) RETURNS text LANGUAGE plpgsql AS $$
+         BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$");
+    one::<String>(&format!("SELECT pg_temp.attempt_once($attempt${sql}$attempt$)"))
+}
+
 /// Rows of `a` missing from `b` plus rows of `b` missing from `a`.
 pub fn difference(a: &str, b: &str) -> i64 {
     // Each side is computed once (a CTE used twice is materialized).

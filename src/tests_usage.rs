@@ -478,6 +478,42 @@ mod tests {
         one::<i64>("SELECT audience_internal.viewer_set_count(ARRAY['\\x0102'::bytea])");
     }
 
+    /// The top of packed viewer counters takes, per value, one sign and four
+    /// labels: arrays that do not line up with the values are refused, and
+    /// the error names the argument.
+    #[pg_test]
+    fn viewer_counts_top_refuses_arrays_that_do_not_line_up() {
+        let value = "audience_internal.viewer_counts(ARRAY[1]::bigint[], ARRAY[true], ARRAY[1]::bigint[], ARRAY[0]::bigint[],
+                                                     ARRAY[0]::bigint[], ARRAY[now()])";
+        let four = "ARRAY[false, true, false, true]";
+        let times = "ARRAY[NULL, NULL, NULL, NULL]::timestamptz[]";
+        for (take_off, identified, label_at, expected) in [
+            ("ARRAY[false, false]", format!("{four} || {four}"), format!("{times} || {times}"), "ok"),
+            ("ARRAY[false, true]", format!("{four} || {four}"), format!("{times} || {times}"), "ok"),
+            ("ARRAY[false]", format!("{four} || {four}"), format!("{times} || {times}"),
+             "22023: invalid argument \"take_off\": must have one entry per packed value"),
+            ("NULL", format!("{four} || {four}"), format!("{times} || {times}"),
+             "22023: invalid argument \"take_off\": must have one entry per packed value"),
+            ("ARRAY[false, false]", four.to_string(), format!("{times} || {times}"),
+             "22023: invalid argument \"identified\": must have four entries per packed value"),
+            ("ARRAY[false, false]", format!("{four} || {four}"), times.to_string(),
+             "22023: invalid argument \"label_at\": must have four entries per packed value"),
+        ] {
+            let call = format!(
+                "SELECT * FROM audience_internal.viewer_counts_top(ARRAY[{value}, {value}], {take_off}, {identified}, {label_at}, '{{}}', 10)"
+            );
+            assert_eq!(crate::test_sql::attempt(&call), expected, "take_off {take_off}, identified {identified}");
+        }
+        // A value taken off as often as it is added leaves no viewer.
+        assert_eq!(
+            one::<i64>(&format!(
+                "SELECT count(*) FROM audience_internal.viewer_counts_top(ARRAY[{value}, {value}], ARRAY[false, true],
+                                                                           {four} || {four}, {times} || {times}, '{{}}', 10)"
+            )),
+            0
+        );
+    }
+
     #[pg_test]
     fn usage_answers_equal_plain_sql_in_new_york() {
         answers_equal_plain_sql_in("America/New_York");

@@ -18,8 +18,7 @@ fn encode(set: &RoaringTreemap) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<RoaringTreemap, AudienceError> {
-    RoaringTreemap::deserialize_from(bytes)
-        .map_err(|_| AudienceError::invalid("viewers", "is not a viewer set"))
+    RoaringTreemap::deserialize_from(bytes).map_err(|_| not_a_set())
 }
 
 fn id(viewer_id: i64) -> Result<u64, AudienceError> {
@@ -47,12 +46,84 @@ pub fn union<'a>(sets: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, Au
 
 /// How many viewers the union of these sets holds.
 pub fn union_count<'a>(sets: impl IntoIterator<Item = &'a [u8]>) -> Result<i64, AudienceError> {
-    let mut all = RoaringTreemap::new();
+    let mut sets = sets.into_iter();
+    let Some(first) = sets.next() else {
+        return Ok(0);
+    };
+    let Some(second) = sets.next() else {
+        return count(first);
+    };
+    let mut all = decode(first)?;
+    all |= decode(second)?;
     for bytes in sets {
         all |= decode(bytes)?;
     }
     Ok(i64::try_from(all.len()).unwrap_or(i64::MAX))
 }
+
+/// How many viewers one set holds, read from the containers' headers: a
+/// month's set of a busy workspace has some 30,000 viewers, and decoding
+/// it to count them took 0.6 ms where the headers take microseconds.
+fn count(bytes: &[u8]) -> Result<i64, AudienceError> {
+    let mut input = Reader { bytes, at: 0 };
+    let mut total: u64 = 0;
+    for _ in 0..input.u64()? {
+        input.skip(4)?; // the high 32 bits of the ids
+        // Only the layout without run containers is read here; this module
+        // never writes the other (see the top of the file).
+        if input.u32()? != NO_RUN_CONTAINERS {
+            return Ok(i64::try_from(decode(bytes)?.len()).unwrap_or(i64::MAX));
+        }
+        let containers = input.u32()? as usize;
+        let descriptions = input.take(containers * 4)?;
+        input.skip(containers * 4)?; // offsets
+        for description in descriptions.chunks_exact(4) {
+            let size = u64::from(u16::from_le_bytes([description[2], description[3]])) + 1;
+            total += size;
+            input.skip(if size <= ARRAY_LIMIT { size as usize * 2 } else { 8192 })?;
+        }
+    }
+    if input.at != bytes.len() {
+        return Err(not_a_set());
+    }
+    Ok(i64::try_from(total).unwrap_or(i64::MAX))
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], AudienceError> {
+        let part = self.bytes.get(self.at..self.at.saturating_add(n)).ok_or_else(not_a_set)?;
+        self.at += n;
+        Ok(part)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), AudienceError> {
+        self.take(n).map(|_| ())
+    }
+
+    fn u32(&mut self) -> Result<u32, AudienceError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, AudienceError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    }
+}
+
+fn not_a_set() -> AudienceError {
+    AudienceError::invalid("viewers", "is not a viewer set")
+}
+
+/// The roaring format's mark of a bitmap without run containers, and the
+/// most ids a container holds as a sorted array (more make a bitset).
+const NO_RUN_CONTAINERS: u32 = 12346;
+const ARRAY_LIMIT: u64 = 4096;
 
 /// The union of a rollup row's kept set and the set a fold adds to it, and
 /// how many viewers that holds.
@@ -112,6 +183,7 @@ mod tests {
             assert_eq!(ids(&direct).unwrap(), both);
             assert_eq!(size, both.len() as i64, "n = {n}");
             assert_eq!(union_count([direct.as_slice()]).unwrap(), both.len() as i64);
+            assert_eq!(count(&direct).unwrap(), both.len() as i64);
             // Taking ids out gives the form of the smaller set built afresh.
             let mut rest = direct.clone();
             for gone in both.iter().take(both.len() / 2 + 1) {
@@ -132,6 +204,20 @@ mod tests {
             merge(&of_ids([1]).unwrap(), b"nonsense"),
             Err(AudienceError::invalid("viewers", "is not a viewer set"))
         );
+        let set = of_ids([1, 2, 70_000]).unwrap();
+        for cut in [0, 7, 12, set.len() - 1] {
+            assert_eq!(
+                union_count([&set[..cut]]),
+                Err(AudienceError::invalid("viewers", "is not a viewer set")),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = set.clone();
+        longer.push(0);
+        assert_eq!(
+            union_count([longer.as_slice()]),
+            Err(AudienceError::invalid("viewers", "is not a viewer set"))
+        );
         assert_eq!(
             of_ids([-1]),
             Err(AudienceError::invalid("viewer_id", "must not be negative"))
@@ -140,6 +226,15 @@ mod tests {
             without(&of_ids([1, 2]).unwrap(), -5),
             Err(AudienceError::invalid("viewer_id", "must not be negative"))
         );
+    }
+
+    #[test]
+    fn a_set_in_the_run_layout_is_counted_too() {
+        let mut set: RoaringTreemap = (10..20_000u64).chain(1 << 33..(1 << 33) + 5).collect();
+        assert!(set.optimize());
+        let mut bytes = Vec::new();
+        set.serialize_into(&mut bytes).unwrap();
+        assert_eq!(count(&bytes).unwrap(), 19_995);
     }
 
     #[test]
