@@ -140,23 +140,39 @@ fn entries(bytes: &[u8], mut each: impl FnMut(i64, Counts)) -> Result<(), Audien
     Ok(())
 }
 
-fn read(bytes: &[u8], into: &mut BTreeMap<i64, Counts>, sign: i64) -> Result<(), AudienceError> {
-    entries(bytes, |key, counts| into.entry(key).or_default().add(counts, sign))
+/// Writes entries given in key order. Entries without views are dropped
+/// from a sum of values (`viewed_only`), not from a value built from
+/// counters: a change of session time alone is an entry without views that
+/// a sum adds to one with.
+struct Writer {
+    bytes: Vec<u8>,
+    previous: i64,
+    last: i64,
+    viewed_only: bool,
 }
 
-/// Entries without views are dropped from a sum of values (`viewed_only`),
-/// not from a value built from counters: a change of session time alone is
-/// an entry without views that a sum adds to one with.
-fn write(all: &BTreeMap<i64, Counts>, viewed_only: bool) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(all.len() * 10);
-    let (mut previous, mut last) = (0i64, NO_VIEW_TIME);
-    for (key, c) in all.iter().filter(|(_, c)| !viewed_only || c.views() != 0) {
-        for value in [key.wrapping_sub(previous), c.sessions, c.visits, c.session_micros, c.last_viewed_at.wrapping_sub(last)] {
-            put(&mut bytes, value);
-        }
-        (previous, last) = (*key, c.last_viewed_at);
+impl Writer {
+    fn new(capacity: usize, viewed_only: bool) -> Self {
+        Writer { bytes: Vec::with_capacity(capacity), previous: 0, last: NO_VIEW_TIME, viewed_only }
     }
-    bytes
+
+    fn push(&mut self, key: i64, c: Counts) {
+        if self.viewed_only && c.views() == 0 {
+            return;
+        }
+        for value in [key.wrapping_sub(self.previous), c.sessions, c.visits, c.session_micros, c.last_viewed_at.wrapping_sub(self.last)] {
+            put(&mut self.bytes, value);
+        }
+        (self.previous, self.last) = (key, c.last_viewed_at);
+    }
+}
+
+fn write(all: &BTreeMap<i64, Counts>, viewed_only: bool) -> Vec<u8> {
+    let mut out = Writer::new(all.len() * 10, viewed_only);
+    for (key, c) in all {
+        out.push(*key, *c);
+    }
+    out.bytes
 }
 
 /// The packed counters of these keys (a key named twice adds up).
@@ -177,12 +193,37 @@ pub fn total<'a>(packed: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, 
 }
 
 /// `kept` plus `added` (the fold), or minus it (erasure): a key whose
-/// views reach zero leaves.
+/// views reach zero leaves. Both are in key order and are merged in one
+/// pass: a fold adds a few entries to a busy day's value of thousands, and
+/// adding them up in a tree took 8 ms for a day of 15,000 viewers.
 pub fn combine(kept: &[u8], other: &[u8], subtract: bool) -> Result<Vec<u8>, AudienceError> {
-    let mut all = BTreeMap::new();
-    read(kept, &mut all, 1)?;
-    read(other, &mut all, if subtract { -1 } else { 1 })?;
-    Ok(write(&all, true))
+    let sign = if subtract { -1 } else { 1 };
+    let (mut kept, mut other) = (Entries::new(kept), Entries::new(other));
+    let mut out = Writer::new(kept.bytes.len() + other.bytes.len(), true);
+    let (mut k, mut o) = (kept.next_entry()?, other.next_entry()?);
+    loop {
+        let mut sum = Counts::default();
+        match (k, o) {
+            (None, None) => return Ok(out.bytes),
+            (Some((key, counts)), rest) if rest.is_none_or(|(other_key, _)| key < other_key) => {
+                sum.add(counts, 1);
+                out.push(key, sum);
+                k = kept.next_entry()?;
+            }
+            (Some((key, counts)), Some((other_key, other_counts))) if key == other_key => {
+                sum.add(counts, 1);
+                sum.add(other_counts, sign);
+                out.push(key, sum);
+                (k, o) = (kept.next_entry()?, other.next_entry()?);
+            }
+            (_, Some((other_key, other_counts))) => {
+                sum.add(other_counts, sign);
+                out.push(other_key, sum);
+                o = other.next_entry()?;
+            }
+            (Some(_), None) => unreachable!("taken by the first arm"),
+        }
+    }
 }
 
 /// A value of viewer counters without one viewer's entries (both of its
@@ -526,11 +567,40 @@ mod tests {
         assert!(viewer_share(&[0x80], 4).is_err(), "a damaged value is refused");
     }
 
+    fn read(bytes: &[u8], into: &mut BTreeMap<i64, Counts>, sign: i64) -> Result<(), AudienceError> {
+        entries(bytes, |key, counts| into.entry(key).or_default().add(counts, sign))
+    }
+
+    /// The one-pass merge gives the bytes that adding every entry up in key
+    /// order gives, whatever keys the two values share.
+    #[test]
+    fn combining_in_one_pass_equals_adding_up_in_a_tree() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for round in 0..300 {
+            let spread = [5, 50, 5_000][round % 3];
+            let mut value = |n: usize| {
+                of((0..n).map(|_| {
+                    let counts = c(rng.gen_range(0..3), rng.gen_range(0..2), rng.gen_range(-5..500));
+                    (rng.gen_range(0..spread), at(counts, rng.gen_range(-1_000..1_000_000)))
+                }))
+            };
+            let (kept, other) = (value(round % 40), value(round % 7));
+            for subtract in [false, true] {
+                let mut tree = BTreeMap::new();
+                read(&kept, &mut tree, 1).unwrap();
+                read(&other, &mut tree, if subtract { -1 } else { 1 }).unwrap();
+                assert_eq!(combine(&kept, &other, subtract).unwrap(), write(&tree, true), "round {round}, subtract {subtract}");
+            }
+        }
+    }
+
     #[test]
     fn refuses_what_is_not_packed_counters() {
         // An entry cut short, a varint that never ends, one of more than
         // 64 bits, and keys out of order (the second entry's step is -1).
         assert_eq!(combine(&[2, 2, 0], &[], false), Err(damaged()));
+        assert_eq!(combine(&of([(1, c(1, 0, 0))]), &[2, 2, 0], false), Err(damaged()));
         assert_eq!(sum([[0xffu8; 11].as_slice()], None), Err(damaged()));
         let too_wide = [[0xffu8; 9].as_slice(), &[0x02, 0, 0, 0, 0]].concat();
         assert_eq!(sum([too_wide.as_slice()], None), Err(damaged()));
