@@ -4041,33 +4041,35 @@ $$;
 COMMENT ON SCHEMA audience IS
     'Viewer analytics of an app-hosting platform (pg_audience), answered for whoever asks: views for BI tools, and the read, ingest and management functions.';
 
--- Row-level security on the new tables, as on every table (sql/policies.sql).
+-- Row-level security on the new tables, as on every table, and no policy
+-- on any (sql/policies.sql): 0.1.0's policies, which looked the requester
+-- up, go with their lookups.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT p.policyname, p.tablename FROM pg_catalog.pg_policies p WHERE p.schemaname = 'audience_internal' LOOP
+        EXECUTE format('DROP POLICY %I ON audience_internal.%I', t.policyname, t.tablename);
+    END LOOP;
+END
+$$;
+DROP FUNCTION audience_internal.visible_workspace_ids();
+DROP FUNCTION audience_internal.managed_workspace_ids();
+DROP FUNCTION audience_internal.visible_app_ids();
 ALTER TABLE audience_internal.app_days ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.app_days FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.app_days FOR SELECT
-    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
 ALTER TABLE audience_internal.workspace_days ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.workspace_days FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.workspace_days FOR SELECT
-    USING (workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[]));
 ALTER TABLE audience_internal.connect_content ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.connect_content FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.connect_content FOR SELECT
-    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
 ALTER TABLE audience_internal.pending_folds ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.pending_folds FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.pending_folds FOR SELECT
-    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
 ALTER TABLE audience_internal.retired_months ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.retired_months FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.retired_months FOR SELECT USING (false);
 ALTER TABLE audience_internal.spent_tokens ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.spent_tokens FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.spent_tokens FOR SELECT USING (false);
 ALTER TABLE audience_internal.connect_records ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.connect_records FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.connect_records FOR SELECT
-    USING (workspace_id = ANY ((SELECT audience_internal.managed_workspace_ids())::bigint[]));
 
 
 -- Privileges (sql/privileges.sql).
@@ -4364,6 +4366,4 @@ SELECT * FROM audience_internal.view_events_0_1_0 e ORDER BY e.workspace_id, e.a
 DROP TABLE audience_internal.view_events_0_1_0;
 ALTER TABLE audience_internal.view_events ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audience_internal.view_events FORCE ROW LEVEL SECURITY;
-CREATE POLICY requester_sees ON audience_internal.view_events FOR SELECT
-    USING (app_id = ANY ((SELECT audience_internal.visible_app_ids())::bigint[]));
 REVOKE ALL ON audience_internal.view_events FROM PUBLIC;

@@ -32,6 +32,8 @@ mod tests {
     fn set_up() {
         run("CREATE FUNCTION pg_temp.outcome(sql text) RETURNS text LANGUAGE plpgsql AS $$
              BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$");
+        run("CREATE FUNCTION pg_temp.plan(sql text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+             BEGIN RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF) ' || sql; END $$");
         for role in ["t_admin", "t_granted", "t_viewer", "t_invited", "t_outsider", "t_ops", "t_group_member"] {
             run(&format!("CREATE ROLE {role} LOGIN; GRANT audience_reader TO {role}"));
         }
@@ -113,6 +115,45 @@ mod tests {
         let viewer = as_role("t_viewer", || one::<i64>("SELECT sum(unique_viewers)::bigint FROM audience.workspace_monthly_viewers('acme', 2)"));
         assert_eq!(admin, 2);
         assert_eq!(viewer, 1);
+    }
+
+    /// A role granted the tables themselves, even an admin of the
+    /// workspace, reads no row of them: row security lets nothing through,
+    /// in one constant test per query (no per-row call, no subquery).
+    #[pg_test]
+    fn a_granted_table_gives_no_row() {
+        set_up();
+        let tables: Vec<String> = Spi::connect(|c| {
+            c.select(
+                "SELECT c.relname::text FROM pg_class c
+                  WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
+                  ORDER BY 1",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get::<String>(1).unwrap().unwrap())
+            .collect()
+        });
+        assert!(tables.len() > 10, "{tables:?}");
+        run("GRANT USAGE ON SCHEMA audience_internal TO t_admin");
+        for table in &tables {
+            run(&format!("GRANT SELECT ON audience_internal.{table} TO t_admin"));
+            let rows = as_role("t_admin", || one::<i64>(&format!("SELECT count(*) FROM audience_internal.{table}")));
+            assert_eq!(rows, 0, "{table}");
+        }
+        let plan = |sql: &str| {
+            as_role("t_admin", || one::<String>(&format!("SELECT string_agg(p, E'\\n') FROM pg_temp.plan({}) p", quote(sql))))
+        };
+        let whole = plan("SELECT * FROM audience_internal.apps");
+        assert!(whole.contains("One-Time Filter: false"), "{whole}");
+        // With a condition of the query's own, the constant comes first and
+        // decides alone: nothing is called, no subquery runs.
+        let narrowed = plan("SELECT * FROM audience_internal.apps WHERE workspace_id > 0");
+        assert!(narrowed.contains("Filter: (false AND"), "{narrowed}");
+        assert!(!narrowed.contains("SubPlan") && !narrowed.contains("InitPlan") && !narrowed.contains("audience_internal."), "{narrowed}");
+        // The functions still answer for the admin.
+        assert_eq!(as_role("t_admin", || one::<i64>("SELECT count(*) FROM audience.apps WHERE workspace = 'acme'")), 2);
     }
 
     #[pg_test]
