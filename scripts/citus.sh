@@ -40,16 +40,16 @@ ensure_citus() {
     rm -rf "$build"
 }
 
-# citus_start BASE_PORT: a coordinator (cluster citus0, on BASE_PORT) and two
-# workers (citus1, citus2, on the next ports), each a throwaway cluster
-# under $RUN_DIR. The nodes reach each other over their Unix sockets, where
-# the clusters trust local connections. Leaves PGHOST and PGPORT at the
-# coordinator.
+# citus_start BASE_PORT [SERVER_OPTIONS]: a coordinator (cluster citus0, on
+# BASE_PORT) and two workers (citus1, citus2, on the next ports), each a
+# throwaway cluster under $RUN_DIR with Citus preloaded (unless
+# SERVER_OPTIONS name the preloaded libraries, Citus first). The nodes reach
+# each other over their Unix sockets, where the clusters trust local
+# connections. Leaves PGHOST and PGPORT at the coordinator.
 citus_start() {
-    local base=$1 i
+    local base=$1 extra=${2:--c shared_preload_libraries=citus} i
     for i in 0 1 2; do
-        cluster_start "citus$i" $((base + i)) "-c shared_preload_libraries=citus -c max_connections=200 \
-            -c citus.log_remote_commands=off"
+        cluster_start "citus$i" $((base + i)) "$extra -c max_connections=200"
     done
     export PGHOST="$RUN_DIR/citus0/socket" PGPORT="$base"
 }

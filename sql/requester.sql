@@ -162,6 +162,7 @@ LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     problem audience_internal.problem;
+    named_app bigint;
 BEGIN
     PERFORM audience_internal.enter(read_scope.ticket);
     IF read_scope.workspace IS NULL THEN
@@ -175,11 +176,15 @@ BEGIN
         IF read_scope.access IS NULL THEN
             problem := audience_internal.missing_workspace(read_scope.workspace);
         ELSIF read_scope.app IS NOT NULL THEN
-            read_scope.app_ids := ARRAY(
-                SELECT a.app_id FROM audience_internal.apps a
-                 WHERE a.workspace_id = read_scope.workspace_id AND a.slug = read_scope.app
-                   AND audience_internal.app_visible(a.workspace_id, a.app_id, read_scope.access));
-            IF cardinality(read_scope.app_ids) = 0 THEN
+            -- The app first, then whether it is visible, each on its own: a
+            -- function that reads tables is not called inside another
+            -- query's rows (on Citus such a call would run on a worker,
+            -- docs/citus.md).
+            SELECT a.app_id INTO named_app FROM audience_internal.apps a
+             WHERE a.workspace_id = read_scope.workspace_id AND a.slug = read_scope.app;
+            IF named_app IS NOT NULL AND audience_internal.app_visible(read_scope.workspace_id, named_app, read_scope.access) THEN
+                read_scope.app_ids := ARRAY[named_app];
+            ELSE
                 problem := audience_internal.missing_app(read_scope.workspace, read_scope.app);
             END IF;
         ELSIF read_scope.app_required THEN

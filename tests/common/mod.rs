@@ -26,6 +26,21 @@ pub fn test_port() -> u16 {
         .expect("PG_AUDIENCE_TEST_PORT is a port number")
 }
 
+/// The Citus workers of the test cluster, when it is a Citus coordinator
+/// (scripts/citus-test): each one's socket directory and port, from
+/// PG_AUDIENCE_TEST_CITUS_WORKERS ("dir:port,dir:port"); none on one server.
+pub fn citus_workers() -> Vec<(String, u16)> {
+    std::env::var("PG_AUDIENCE_TEST_CITUS_WORKERS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let (host, port) = w.rsplit_once(':').expect("PG_AUDIENCE_TEST_CITUS_WORKERS: dir:port,...");
+            (host.to_string(), port.parse().expect("a worker's port is a number"))
+        })
+        .collect()
+}
+
 /// A connection to `dbname` as the superuser `postgres` (trust auth on the socket).
 pub fn connect(dbname: &str) -> Client {
     connect_as(dbname, "postgres")
@@ -193,6 +208,19 @@ impl TestDb {
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .unwrap();
+        // On Citus (scripts/citus-test), the same database on every worker.
+        for (host, port) in citus_workers() {
+            let mut worker = config(&host, port, "postgres", "postgres").connect(NoTls).unwrap();
+            worker
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .unwrap();
+            worker.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
+            config(&host, port, name, "postgres")
+                .connect(NoTls)
+                .unwrap()
+                .batch_execute("CREATE EXTENSION citus")
+                .unwrap();
+        }
         TestDb {
             name: name.to_string(),
         }
@@ -212,6 +240,18 @@ impl TestDb {
             Some(version) => format!("CREATE EXTENSION pg_audience VERSION '{version}'"),
             None => "CREATE EXTENSION pg_audience".to_string(),
         };
+        let workers = citus_workers();
+        if !workers.is_empty() {
+            let mut join = format!(
+                "CREATE EXTENSION citus; SELECT citus_set_coordinator_host('{}', {});",
+                test_host(),
+                test_port()
+            );
+            for (host, port) in &workers {
+                join.push_str(&format!("SELECT citus_add_node('{host}', {port});"));
+            }
+            client.batch_execute(&join).unwrap_or_else(|e| panic!("joining the Citus workers in {name}: {e}"));
+        }
         {
             // CREATE EXTENSION creates or comments on the cluster-wide
             // capability roles: two at once in parallel tests of one binary
@@ -220,6 +260,11 @@ impl TestDb {
             client
                 .batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("{sql} in {name}: {e}"));
+        }
+        if !workers.is_empty() {
+            client
+                .batch_execute(include_str!("../citus/distribute.sql"))
+                .unwrap_or_else(|e| panic!("distributing the tables of {name}: {e}"));
         }
         (db, client)
     }
@@ -242,6 +287,11 @@ impl Drop for TestDb {
                 self.name
             ))
             .unwrap_or_else(|e| panic!("dropping database {}: {e}", self.name));
+        for (host, port) in citus_workers() {
+            if let Ok(mut worker) = config(&host, port, "postgres", "postgres").connect(NoTls) {
+                let _ = worker.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+            }
+        }
     }
 }
 
