@@ -17,15 +17,8 @@ ensure_citus() {
         echo "Citus is not installed and its source is not at $tarball (set PG_AUDIENCE_CITUS_VENDOR)" >&2
         return 1
     fi
-    local p missing=()
-    for p in libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev libicu-dev; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing ${missing[*]} (to build Citus)"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    # What Citus's build needs (../shared/vendor/README.md).
+    install_packages libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev libicu-dev
     log "building Citus $CITUS_VERSION from $tarball (a few minutes, once)"
     local build
     build=$(mktemp -d)

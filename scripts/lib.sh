@@ -21,14 +21,11 @@ fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-ensure_packages() {
-    local missing=()
-    # The build, the server and PgBouncer; then the clients the tests drive:
-    # Python's venv, a JDK with pgjdbc (Metabase's driver), and Chromium
-    # with its WebDriver for the dashboard's browser test; pg_cron, which
-    # the retention test schedules retire_events with.
-    for p in postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo libclang-dev clang pkg-config pgbouncer \
-             python3-venv default-jdk-headless libpostgresql-jdbc-java chromium chromium-driver; do
+# install_packages PACKAGE...: installs those of Debian's packages that are
+# not installed yet.
+install_packages() {
+    local p missing=()
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -36,6 +33,15 @@ ensure_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+ensure_packages() {
+    # The build, the server and PgBouncer; then the clients the tests drive:
+    # Python's venv, a JDK with pgjdbc (Metabase's driver), and Chromium
+    # with its WebDriver for the dashboard's browser test; pg_cron, which
+    # the retention test schedules retire_events with.
+    install_packages postgresql-15 postgresql-server-dev-15 postgresql-15-cron sudo libclang-dev clang pkg-config pgbouncer \
+        python3-venv default-jdk-headless libpostgresql-jdbc-java chromium chromium-driver
 }
 
 ensure_cargo_pgrx() {
