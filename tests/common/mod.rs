@@ -41,6 +41,14 @@ pub fn citus_workers() -> Vec<(String, u16)> {
         .collect()
 }
 
+/// The test cluster's server, then its Citus workers if it has any: each
+/// one's socket directory and port, and whether it is a worker.
+fn nodes() -> Vec<(String, u16, bool)> {
+    std::iter::once((test_host(), test_port(), false))
+        .chain(citus_workers().into_iter().map(|(host, port)| (host, port, true)))
+        .collect()
+}
+
 /// A connection to `dbname` as the superuser `postgres` (trust auth on the socket).
 pub fn connect(dbname: &str) -> Client {
     connect_as(dbname, "postgres")
@@ -200,26 +208,24 @@ pub struct TestDb {
 impl TestDb {
     /// An empty database called `name`.
     pub fn empty(name: &str) -> TestDb {
-        let mut admin = connect("postgres");
-        // Two statements: neither may run inside a (implicit) transaction block.
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap();
-        // On Citus (scripts/citus-test), the same database on every worker.
-        for (host, port) in citus_workers() {
-            let mut worker = config(&host, port, "postgres", "postgres").connect(NoTls).unwrap();
-            worker
+        // On Citus (scripts/citus-test), the same database on every worker,
+        // with Citus in it.
+        for (host, port, worker) in nodes() {
+            let mut admin = config(&host, port, "postgres", "postgres").connect(NoTls).unwrap();
+            // Two statements: neither may run inside a (implicit) transaction block.
+            admin
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .unwrap();
-            worker.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
-            config(&host, port, name, "postgres")
-                .connect(NoTls)
-                .unwrap()
-                .batch_execute("CREATE EXTENSION citus")
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
                 .unwrap();
+            if worker {
+                config(&host, port, name, "postgres")
+                    .connect(NoTls)
+                    .unwrap()
+                    .batch_execute("CREATE EXTENSION citus")
+                    .unwrap();
+            }
         }
         TestDb {
             name: name.to_string(),
@@ -281,16 +287,13 @@ impl Drop for TestDb {
             return;
         }
         // FORCE: the test's own connections may still be open.
-        connect("postgres")
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .unwrap_or_else(|e| panic!("dropping database {}: {e}", self.name));
-        for (host, port) in citus_workers() {
-            if let Ok(mut worker) = config(&host, port, "postgres", "postgres").connect(NoTls) {
-                let _ = worker.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
-            }
+        for (host, port, _) in nodes() {
+            config(&host, port, "postgres", "postgres")
+                .connect(NoTls)
+                .and_then(|mut admin| {
+                    admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
+                })
+                .unwrap_or_else(|e| panic!("dropping database {} on {host}: {e}", self.name));
         }
     }
 }
