@@ -304,13 +304,13 @@ mod audience_internal {
     /// end_session.
     #[pg_extern(immutable, strict, parallel_safe)]
     fn packed_counts_add(kept: &[u8], added: &[u8]) -> Vec<u8> {
-        packed_counts::combine(kept, added, false).or_raise()
+        packed_counts::combine(kept, added, packed_counts::Sign::Add).or_raise()
     }
 
     /// Erasure: a key whose views reach zero leaves the value.
     #[pg_extern(immutable, strict, parallel_safe)]
     fn packed_counts_subtract(kept: &[u8], gone: &[u8]) -> Vec<u8> {
-        packed_counts::combine(kept, gone, true).or_raise()
+        packed_counts::combine(kept, gone, packed_counts::Sign::TakeOff).or_raise()
     }
 
     /// Viewer counters without one viewer's: erasure (audience.forget_viewer).
