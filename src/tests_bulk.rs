@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
-    use crate::test_sql::{assert_rollups_match_events, difference, one, run};
+    use crate::test_sql::{assert_rollups_match_events, attempt, difference, one, run};
     use pgrx::prelude::*;
 
     /// Two workspaces (one counting months in New York, from a counting
@@ -23,9 +23,7 @@ mod tests {
              SELECT audience.create_app('bulk', 'turns');
              SELECT audience.create_app('other', 'pub');
              SELECT audience.add_member('bulk', 'member@example.com', 'viewer');
-             SELECT audience.set_app_visibility('bulk', 'turns', 'private');
-             CREATE FUNCTION pg_temp.attempt(sql text) RETURNS text LANGUAGE plpgsql AS $$
-             BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;");
+             SELECT audience.set_app_visibility('bulk', 'turns', 'private');");
     }
 
     /// Events as (workspace, app, viewer, anonymous_id, viewed_at, ended_at,
@@ -263,9 +261,7 @@ mod tests {
 
     /// The error record_view raises for these arguments.
     fn single_error(args: &str) -> String {
-        one::<String>(&format!(
-            "SELECT pg_temp.attempt($$SELECT audience.record_view({args})$$)"
-        ))
+        attempt(&format!("SELECT audience.record_view({args})"))
     }
 
     #[pg_test]
@@ -342,15 +338,13 @@ mod tests {
             assert_ne!(expected, "ok", "record_view accepted {args}");
             // Alone, and after a good event: the position is the event's index.
             let batch = format!(r#"[{{"workspace": "bulk", "app": "pub", "viewer": "good@example.com"}}, {json}]"#);
-            let got = one::<String>(&format!(
-                "SELECT pg_temp.attempt($$SELECT audience.record_views('{batch}')$$)"
-            ));
+            let got = attempt(&format!("SELECT audience.record_views('{batch}')"));
             assert_eq!(got, format!("{expected} (events[1])"), "record_views on {json}");
             // The same as the second row of an import, absent columns defaulted as COPY does.
-            let copy = one::<String>(&format!(
-                "SELECT pg_temp.attempt($$INSERT INTO audience_ingest.view_imports
+            let copy = attempt(&format!(
+                "INSERT INTO audience_ingest.view_imports
                      SELECT (jsonb_populate_record(ROW(NULL, NULL, NULL, NULL, now(), NULL, 'session')::audience_ingest.view_imports, e)).*
-                       FROM jsonb_array_elements('{batch}') e$$)"
+                       FROM jsonb_array_elements('{batch}') e"
             ));
             assert_eq!(copy, format!("{expected} (row 2 of this import)"), "COPY of {json}");
             assert!(
@@ -374,9 +368,9 @@ mod tests {
                 "CREATE TEMP TABLE before_{table} AS SELECT * FROM audience_internal.{table}"
             ));
         }
-        let outcome = one::<String>(&format!(
-            "SELECT pg_temp.attempt($$INSERT INTO audience_ingest.view_imports
-                 ({EVENTS} UNION ALL SELECT 'bulk', 'pub', 'x@example.com', NULL, now(), NULL, 'stream')$$)"
+        let outcome = attempt(&format!(
+            "INSERT INTO audience_ingest.view_imports
+                 ({EVENTS} UNION ALL SELECT 'bulk', 'pub', 'x@example.com', NULL, now(), NULL, 'stream')"
         ));
         assert_eq!(
             outcome,

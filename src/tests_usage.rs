@@ -41,8 +41,6 @@ pub(crate) fn load_usage_data(time_zone: &str) {
                     AT TIME ZONE w.time_zone
                FROM audience_internal.workspaces w WHERE w.slug = 'use'
          $$;
-         CREATE FUNCTION pg_temp.attempt(sql text) RETURNS text LANGUAGE plpgsql AS $$
-         BEGIN EXECUTE sql; RETURN 'ok'; EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$;
          SELECT audience.configure_workspace('use', identification_start => pg_temp.local(5, '13:27:11'));"
     ));
     run("CREATE TEMP TABLE t_events (
