@@ -31,17 +31,6 @@ BEGIN
 END
 $$;
 
--- The first days of the last `months` calendar months in the workspace's
--- time zone, the current one last.
-CREATE FUNCTION audience_internal.recent_months(workspace_id bigint, months integer)
-RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT m::date, m < cur
-      FROM (SELECT audience_internal.month_of(now(), w.time_zone)::timestamp AS cur
-              FROM audience_internal.workspaces w WHERE w.workspace_id = recent_months.workspace_id) c,
-           generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
-$$;
-
 CREATE TYPE audience.monthly_viewers_row AS (
     month date,
     unique_viewers bigint,
@@ -70,6 +59,10 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    tz text := (SELECT w.time_zone FROM audience_internal.workspaces w
+                 WHERE w.workspace_id = monthly_viewers.workspace_id);
+    current_month timestamp := audience_internal.month_of(now(), tz);
 BEGIN
     RETURN QUERY
     WITH shown AS MATERIALIZED (
@@ -82,14 +75,16 @@ BEGIN
          WHERE cardinality(monthly_viewers.apps) > 1 AND a.workspace_id = monthly_viewers.workspace_id
     ),
     pending AS MATERIALIZED (
-        SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
+        SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, tz) AS month
           FROM audience_internal.pending_folds p
-          JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
          WHERE p.workspace_id = monthly_viewers.workspace_id
            AND (monthly_viewers.apps IS NULL OR p.app_id = ANY (monthly_viewers.apps))
     )
     SELECT r.month, coalesce(c.unique_viewers, n.viewer_count), coalesce(c.views, 0) + n.views, r.complete
-      FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
+      -- The first days of the last `months` months, the current one last.
+      FROM (SELECT m::date AS month, m < current_month AS complete
+              FROM generate_series(current_month - make_interval(months => monthly_viewers.months - 1), current_month,
+                                   interval '1 month') m) r
      CROSS JOIN LATERAL (
           SELECT count(*) AS views, count(DISTINCT p.viewer_id) AS viewer_count,
                  audience_internal.viewer_set(array_agg(p.viewer_id)) AS viewers
@@ -228,14 +223,17 @@ COMMENT ON TYPE audience.all_monthly_viewers_row IS
 -- The first month (in the workspace's time zone) with a view of any of
 -- these apps, folded or not; NULL when they have none.
 CREATE FUNCTION audience_internal.first_month(workspace_id bigint, apps bigint[])
-RETURNS date LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS date LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT least((SELECT min(am.month) FROM audience_internal.app_months am
+DECLARE
+    tz text := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = first_month.workspace_id);
+BEGIN
+    RETURN least((SELECT min(am.month) FROM audience_internal.app_months am
                    WHERE am.workspace_id = first_month.workspace_id AND am.app_id = ANY (first_month.apps)),
-                 (SELECT min(audience_internal.month_of(p.viewed_at, w.time_zone))
+                 (SELECT min(audience_internal.month_of(p.viewed_at, tz))
                     FROM audience_internal.pending_folds p
-                    JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
-                   WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)))
+                   WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)));
+END
 $$;
 
 -- Every month with data, for a BI tool's chart: for each workspace the
@@ -250,35 +248,35 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    a record;
+    tz text;
+    current_month date;
+    shown_app text;
+    shown_ids bigint[];
+    since date;
 BEGIN
     PERFORM audience_internal.enter(ticket);
     FOR ws IN
-        SELECT r.workspace_id, r.workspace, w.time_zone,
-               audience_internal.month_of(now(), w.time_zone) AS current_month,
-               bool_and(r.access = 'all') AS whole,
+        SELECT r.workspace_id, r.workspace, bool_and(r.access = 'all') AS whole,
                array_agg(r.app_id ORDER BY r.app) AS app_ids, array_agg(r.app ORDER BY r.app) AS apps
           FROM audience_internal.requester_apps() r
-          JOIN audience_internal.workspaces w ON w.workspace_id = r.workspace_id
-         GROUP BY r.workspace_id, r.workspace, w.time_zone
+         GROUP BY r.workspace_id, r.workspace
          ORDER BY r.workspace
     LOOP
-        FOR a IN
-            SELECT NULL::text AS app,
-                   CASE WHEN ws.whole THEN NULL ELSE ws.app_ids END AS app_ids,
-                   audience_internal.first_month(ws.workspace_id, ws.app_ids) AS first_month
-            UNION ALL
-            SELECT x.app, ARRAY[x.app_id], audience_internal.first_month(ws.workspace_id, ARRAY[x.app_id])
-              FROM unnest(ws.app_ids, ws.apps) x(app_id, app)
-        LOOP
-            CONTINUE WHEN a.first_month IS NULL;
+        tz := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id);
+        current_month := audience_internal.month_of(now(), tz);
+        -- The workspace as a whole (0), then each app.
+        FOR i IN 0 .. cardinality(ws.app_ids) LOOP
+            shown_app := ws.apps[i];
+            shown_ids := CASE WHEN i > 0 THEN ARRAY[ws.app_ids[i]] WHEN NOT ws.whole THEN ws.app_ids END;
+            since := audience_internal.first_month(ws.workspace_id, coalesce(shown_ids, ws.app_ids));
+            CONTINUE WHEN since IS NULL;
             RETURN QUERY
-            SELECT ws.workspace, a.app, m.month, m.month::timestamp AT TIME ZONE ws.time_zone,
+            SELECT ws.workspace, shown_app, m.month, m.month::timestamp AT TIME ZONE tz,
                    m.unique_viewers, m.views, m.complete
               FROM audience_internal.monthly_viewers(
-                       ws.workspace_id, a.app_ids,
-                       least(1200, (extract(year FROM age(ws.current_month, a.first_month)) * 12
-                                    + extract(month FROM age(ws.current_month, a.first_month)))::integer + 1)) m;
+                       ws.workspace_id, shown_ids,
+                       least(1200, (extract(year FROM age(current_month, since)) * 12
+                                    + extract(month FROM age(current_month, since)))::integer + 1)) m;
         END LOOP;
     END LOOP;
 END
@@ -312,15 +310,16 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
+    viewer_ids bigint[];
+    seen_at timestamptz[];
+    seen_identifiable boolean[];
+    view_counts bigint[];
 BEGIN
     ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
     -- The most recent viewers of the rollup, and every viewer of an event
     -- not folded yet, merged as the fold would merge them: no other viewer
-    -- can be among the most recent. The label joins on the rows' own
-    -- workspace_id, not on ws.workspace_id: planned on a parameter, the
-    -- label's joins made the read about twice as slow (docs/write-path.md).
-    RETURN QUERY
+    -- can be among the most recent. Then their labels.
     WITH pending AS MATERIALIZED (
         SELECT p.workspace_id, p.viewer_id, max(p.viewed_at) AS last_viewed_at,
                (array_agg(p.identifiable ORDER BY p.viewed_at DESC, p.identifiable DESC))[1] AS last_view_identifiable,
@@ -356,13 +355,17 @@ BEGIN
                        LIMIT 1) x) a
           FULL JOIN pending p ON p.viewer_id = a.viewer_id
     )
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, m.last_viewed_at,
-           audience.relative_time(m.last_viewed_at, now()), m.views
+    SELECT array_agg(m.viewer_id ORDER BY m.last_viewed_at DESC, m.viewer_id DESC),
+           array_agg(m.last_viewed_at ORDER BY m.last_viewed_at DESC, m.viewer_id DESC),
+           array_agg(m.last_view_identifiable ORDER BY m.last_viewed_at DESC, m.viewer_id DESC),
+           array_agg(m.views ORDER BY m.last_viewed_at DESC, m.viewer_id DESC)
+      INTO viewer_ids, seen_at, seen_identifiable, view_counts
       FROM (SELECT * FROM merged ORDER BY merged.last_viewed_at DESC, merged.viewer_id DESC
-             LIMIT recent_viewers_for.max_viewers) m
-     CROSS JOIN LATERAL audience_internal.labelled(m.workspace_id, m.viewer_id, NULL, m.last_viewed_at,
-                                                   m.last_view_identifiable) l
-     ORDER BY m.last_viewed_at DESC, m.viewer_id DESC;
+             LIMIT recent_viewers_for.max_viewers) m;
+    RETURN QUERY
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, seen_at[l.n], audience.relative_time(seen_at[l.n], now()), view_counts[l.n]
+      FROM audience_internal.labels(ws.workspace_id, viewer_ids, NULL, seen_at, seen_identifiable) l
+     ORDER BY l.n;
 END
 $$;
 
@@ -395,9 +398,8 @@ AS $$
 BEGIN
     PERFORM audience_internal.enter(ticket);
     RETURN QUERY
-    SELECT r.workspace, r.app, a.name, a.visibility
+    SELECT r.workspace, r.app, r.name, r.visibility
       FROM audience_internal.requester_apps() r
-      JOIN audience_internal.apps a ON a.workspace_id = r.workspace_id AND a.app_id = r.app_id
      ORDER BY r.workspace, r.app;
 END
 $$;

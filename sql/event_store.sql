@@ -21,9 +21,11 @@ COMMENT ON TABLE audience_internal.retired_months IS
 -- The end of the last retired month, NULL when nothing was retired: raw
 -- events before it may be missing, though the rollups count them.
 CREATE FUNCTION audience_internal.retired_before()
-RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r
+BEGIN
+    RETURN (SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r);
+END
 $$;
 
 -- The month whose partition holds a view at `at`: calendar months in UTC,

@@ -702,9 +702,11 @@ COMMENT ON TABLE audience_internal.retired_months IS
 -- The end of the last retired month, NULL when nothing was retired: raw
 -- events before it may be missing, though the rollups count them.
 CREATE FUNCTION audience_internal.retired_before()
-RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r
+BEGIN
+    RETURN (SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r);
+END
 $$;
 
 -- The month whose partition holds a view at `at`: calendar months in UTC,
@@ -1021,21 +1023,38 @@ $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.requester_memberships()
 RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 4
 AS $$
-    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
-      FROM audience_internal.members m
-     WHERE m.identity = (SELECT audience_internal.token_subject())
-       AND m.status = 'active'
-       AND ((SELECT audience_internal.token_workspace()) IS NULL
-            OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
-                                  WHERE w.slug = audience_internal.token_workspace()))
-    UNION ALL
-    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
-      FROM audience_internal.members m
-     WHERE (SELECT audience_internal.token_subject()) IS NULL
-       AND m.db_role::oid = ANY ((SELECT audience_internal.requester_roles())::oid[])
-       AND m.status = 'active'
+#variable_conflict use_column
+DECLARE
+    subject text := audience_internal.token_subject();
+    token_workspace text := audience_internal.token_workspace();
+    token_workspace_id bigint;
+    -- By name, not by number: on Citus each node numbers its roles, and
+    -- the names are made roles again where the members' rows are.
+    roles text[];
+BEGIN
+    IF subject IS NOT NULL THEN
+        IF token_workspace IS NOT NULL THEN
+            SELECT w.workspace_id INTO token_workspace_id
+              FROM audience_internal.workspaces w WHERE w.slug = token_workspace;
+            IF token_workspace_id IS NULL THEN
+                RETURN;
+            END IF;
+        END IF;
+        RETURN QUERY
+        SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+          FROM audience_internal.members m
+         WHERE m.identity = subject AND m.status = 'active'
+           AND (token_workspace_id IS NULL OR m.workspace_id = token_workspace_id);
+    ELSE
+        roles := audience_internal.requester_roles()::regrole[]::text[];
+        RETURN QUERY
+        SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+          FROM audience_internal.members m
+         WHERE m.db_role = ANY (roles::regrole[]) AND m.status = 'active';
+    END IF;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.workspace_access(workspace_id bigint)
@@ -1055,37 +1074,84 @@ $$;
 -- every app with 'all'; with 'some', as viewer members have, the public apps
 -- and the private apps granted to them; none otherwise. The rule is stated
 -- here once: app_visible asks it about one app, readable_app_ids lists it.
-CREATE FUNCTION audience_internal.visible_apps(workspace_id bigint, access text)
+CREATE FUNCTION audience_internal.visible_apps(workspace_id bigint, access text, only_app bigint DEFAULT NULL)
 RETURNS TABLE (app_id bigint)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET plan_cache_mode = force_custom_plan
 AS $$
+#variable_conflict use_column
+DECLARE
+    own bytea[];
+BEGIN
+    IF visible_apps.access = 'some' THEN
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
+                      WHERE m.workspace_id = visible_apps.workspace_id);
+    END IF;
+    RETURN QUERY
     SELECT a.app_id
       FROM audience_internal.apps a
      WHERE a.workspace_id = visible_apps.workspace_id
+       AND (visible_apps.only_app IS NULL OR a.app_id = visible_apps.only_app)
        AND (visible_apps.access = 'all' OR (visible_apps.access = 'some' AND a.visibility = 'public'))
     UNION
     SELECT g.app_id
       FROM audience_internal.app_access g
-      JOIN audience_internal.requester_memberships() m
-        ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
-     WHERE g.workspace_id = visible_apps.workspace_id AND visible_apps.access = 'some'
+     WHERE g.workspace_id = visible_apps.workspace_id
+       AND (visible_apps.only_app IS NULL OR g.app_id = visible_apps.only_app)
+       AND g.identity_hash = ANY (own);
+END
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint, access text)
 RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    RETURN EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
-                    WHERE v.app_id = app_visible.app_id);
+    RETURN EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access,
+                                                              app_visible.app_id));
 END
 $$;
 
 CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
-RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
-        ARRAY(SELECT v.app_id FROM audience_internal.visible_apps(readable_app_ids.workspace_id, readable_app_ids.access) v
-               ORDER BY v.app_id) END
+BEGIN
+    IF readable_app_ids.access IS NOT DISTINCT FROM 'all' THEN
+        RETURN NULL;
+    END IF;
+    RETURN ARRAY(SELECT v.app_id FROM audience_internal.visible_apps(readable_app_ids.workspace_id, readable_app_ids.access) v
+                  ORDER BY v.app_id);
+END
+$$;
+
+DROP FUNCTION audience_internal.requester_apps();
+CREATE FUNCTION audience_internal.requester_apps()
+RETURNS TABLE (workspace_id bigint, workspace text, app_id bigint, app text, name text, visibility text, access text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws bigint;
+    ws_access text;
+    ids bigint[];
+BEGIN
+    IF audience_internal.requester_is_operator() THEN
+        RETURN QUERY
+        SELECT w.workspace_id, w.slug, a.app_id, a.slug, a.name, a.visibility, 'all'::text
+          FROM audience_internal.workspaces w
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id;
+        RETURN;
+    END IF;
+    FOR ws IN SELECT DISTINCT m.workspace_id FROM audience_internal.requester_memberships() m LOOP
+        ws_access := audience_internal.workspace_access(ws);
+        CONTINUE WHEN ws_access IS NULL;
+        ids := audience_internal.readable_app_ids(ws, ws_access);
+        RETURN QUERY
+        SELECT w.workspace_id, w.slug, a.app_id, a.slug, a.name, a.visibility, ws_access
+          FROM audience_internal.workspaces w
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id
+         WHERE w.workspace_id = ws AND a.workspace_id = ws AND (ids IS NULL OR a.app_id = ANY (ids));
+    END LOOP;
+END
 $$;
 
 CREATE FUNCTION audience_internal.read_scope(
@@ -1141,6 +1207,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller_name text;
+    resolved_by text;
+    ws_ids bigint[];
+    identities text[];
+    kinds text[];
 BEGIN
     PERFORM audience_internal.enter(ticket);
     caller_name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = audience_internal.caller_role());
@@ -1149,11 +1219,13 @@ BEGIN
                        FROM audience_internal.workspaces w ORDER BY w.slug;
         RETURN;
     END IF;
+    resolved_by := CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || caller_name END;
+    SELECT array_agg(m.workspace_id), array_agg(m.identity), array_agg(m.kind)
+      INTO ws_ids, identities, kinds
+      FROM audience_internal.requester_memberships() m;
     RETURN QUERY
-    SELECT m.identity,
-           CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || caller_name END,
-           w.slug, m.kind
-      FROM audience_internal.requester_memberships() m
+    SELECT m.identity, resolved_by, w.slug, m.kind
+      FROM unnest(ws_ids, identities, kinds) m(workspace_id, identity, kind)
       JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
      ORDER BY w.slug;
     IF NOT FOUND THEN
@@ -1230,29 +1302,43 @@ AS $$
     SELECT CASE WHEN new_at > kept_at THEN new WHEN new_at = kept_at THEN kept OR new ELSE kept END
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.pseudonym_scope(workspace_id bigint, viewed_at timestamptz)
-RETURNS text LANGUAGE sql STABLE PARALLEL RESTRICTED
+DROP FUNCTION audience_internal.pseudonym_scope(bigint, timestamptz);
+CREATE FUNCTION audience_internal.pseudonym_scope(
+    pseudonym_rotation text, time_zone text, requester text, viewed_at timestamptz)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT concat_ws('|',
-             CASE WHEN w.pseudonym_rotation = 'monthly'
-                  THEN 'month:' || to_char(audience_internal.month_of(pseudonym_scope.viewed_at, w.time_zone), 'YYYY-MM') END,
-             CASE WHEN w.pseudonym_scope = 'requester'
-                  THEN 'requester:' || coalesce(
-                           (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
-                             WHERE m.workspace_id = w.workspace_id LIMIT 1),
-                           'role:' || audience_internal.caller_role()::text) END)
-      FROM audience_internal.workspaces w
-     WHERE w.workspace_id = pseudonym_scope.workspace_id
+             CASE WHEN pseudonym_scope.pseudonym_rotation = 'monthly'
+                  THEN 'month:' || to_char(audience_internal.month_of(pseudonym_scope.viewed_at, pseudonym_scope.time_zone),
+                                           'YYYY-MM') END,
+             pseudonym_scope.requester)
+$$;
+
+CREATE FUNCTION audience_internal.requester_scope(workspace_id bigint)
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM audience_internal.workspaces w
+                    WHERE w.workspace_id = requester_scope.workspace_id AND w.pseudonym_scope = 'requester') THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'requester:' || coalesce(
+        (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
+          WHERE m.workspace_id = requester_scope.workspace_id LIMIT 1),
+        'role:' || audience_internal.caller_role()::text);
+END
 $$;
 
 CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
-RETURNS bigint[] LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT ARRAY(SELECT v.viewer_id
+BEGIN
+    RETURN ARRAY(SELECT v.viewer_id
                    FROM audience_internal.members m
                    JOIN audience_internal.viewers v
                      ON v.workspace_id = m.workspace_id AND v.viewer_hash = m.identity_hash
-                  WHERE m.workspace_id = member_viewer_ids.workspace_id AND m.status = 'active')
+                  WHERE m.workspace_id = member_viewer_ids.workspace_id AND m.status = 'active');
+END
 $$;
 
 CREATE FUNCTION audience_internal.label_key(
@@ -1267,27 +1353,41 @@ AS $$
                                                    label_key.is_member, label_key.identifiable) AS identified) i
 $$;
 
-CREATE FUNCTION audience_internal.labelled(
-    workspace_id bigint, viewer_id bigint, identified boolean, at timestamptz, identifiable boolean DEFAULT NULL)
-RETURNS TABLE (viewer text, viewer_ref text, pseudonymous boolean)
-LANGUAGE sql STABLE PARALLEL RESTRICTED ROWS 1
+CREATE FUNCTION audience_internal.labels(
+    workspace_id bigint, viewer_ids bigint[], identified boolean[], ats timestamptz[], identifiable boolean[])
+RETURNS TABLE (n bigint, viewer text, viewer_ref text, pseudonymous boolean)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 20
 AS $$
-    SELECT audience_internal.viewer_label(s.identified, coalesce(m.identity, v.identity), k.pseudonym_key,
+#variable_conflict use_column
+DECLARE
+    requester text := audience_internal.requester_scope(labels.workspace_id);
+BEGIN
+    -- The workspace's settings and key are read once (a plan for any
+    -- workspace, kept for the session, otherwise reads them per viewer).
+    RETURN QUERY
+    WITH w AS MATERIALIZED (
+        SELECT x.identification_start, x.pseudonym_rotation, x.time_zone, k.pseudonym_key
+          FROM audience_internal.workspaces x
+          JOIN audience_internal.workspace_keys k ON k.workspace_id = x.workspace_id
+         WHERE x.workspace_id = labels.workspace_id AND k.workspace_id = labels.workspace_id
+    )
+    SELECT u.n,
+           audience_internal.viewer_label(s.identified, coalesce(m.identity, v.identity), w.pseudonym_key,
                                           v.viewer_hash, s.scope),
-           audience_internal.viewer_ref(k.pseudonym_key, v.viewer_hash, s.identified, s.scope),
+           audience_internal.viewer_ref(w.pseudonym_key, v.viewer_hash, s.identified, s.scope),
            NOT s.identified
-      FROM audience_internal.viewers v
-      JOIN audience_internal.workspaces w ON w.workspace_id = v.workspace_id
-      JOIN audience_internal.workspace_keys k ON k.workspace_id = v.workspace_id
+      FROM w
+     CROSS JOIN unnest(labels.viewer_ids, labels.identified, labels.ats, labels.identifiable)
+               WITH ORDINALITY u(viewer_id, identified, at, identifiable, n)
+      JOIN audience_internal.viewers v ON v.workspace_id = labels.workspace_id AND v.viewer_id = u.viewer_id
       LEFT JOIN audience_internal.members m
-        ON m.workspace_id = v.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
+        ON m.workspace_id = labels.workspace_id AND m.identity_hash = v.viewer_hash AND m.status = 'active'
      CROSS JOIN LATERAL (
-          SELECT coalesce(labelled.identified,
-                          audience_internal.is_identified(labelled.at, w.identification_start, m.member_id IS NOT NULL,
-                                                          labelled.identifiable)) AS identified,
-                 CASE WHEN w.pseudonym_rotation = 'none' AND w.pseudonym_scope = 'workspace' THEN ''
-                      ELSE audience_internal.pseudonym_scope(w.workspace_id, labelled.at) END AS scope) s
-     WHERE v.workspace_id = labelled.workspace_id AND v.viewer_id = labelled.viewer_id
+          SELECT coalesce(u.identified,
+                          audience_internal.is_identified(u.at, w.identification_start, m.member_id IS NOT NULL,
+                                                          u.identifiable)) AS identified,
+                 audience_internal.pseudonym_scope(w.pseudonym_rotation, w.time_zone, requester, u.at) AS scope) s;
+END
 $$;
 
 -- sql/management.sql
@@ -2350,14 +2450,7 @@ COMMENT ON FUNCTION audience.record_views(jsonb, text) IS
     'Records a batch of view events in one call: events is a JSON array of objects with the arguments of record_view as keys (workspace, app, viewer, viewed_at, anonymous_id, ended_at, kind; the same defaults). Returns recorded, the number of events stored, and skipped, a JSON array of {index, sqlstate, message} for the events refused (index counts from 0). on_error ''abort'' (the default) stores nothing if any event is bad and raises that event''s error; ''skip'' stores the good events and reports the bad. Ingest only.';
 
 -- sql/analytics.sql
-CREATE OR REPLACE FUNCTION audience_internal.recent_months(workspace_id bigint, months integer)
-RETURNS TABLE (month date, complete boolean) LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT m::date, m < cur
-      FROM (SELECT audience_internal.month_of(now(), w.time_zone)::timestamp AS cur
-              FROM audience_internal.workspaces w WHERE w.workspace_id = recent_months.workspace_id) c,
-           generate_series(cur - make_interval(months => recent_months.months - 1), cur, interval '1 month') m
-$$;
+DROP FUNCTION audience_internal.recent_months(bigint, integer);
 
 DROP FUNCTION audience_internal.monthly_viewers;
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
@@ -2369,6 +2462,10 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET jit = off
 AS $$
 #variable_conflict use_column
+DECLARE
+    tz text := (SELECT w.time_zone FROM audience_internal.workspaces w
+                 WHERE w.workspace_id = monthly_viewers.workspace_id);
+    current_month timestamp := audience_internal.month_of(now(), tz);
 BEGIN
     RETURN QUERY
     WITH shown AS MATERIALIZED (
@@ -2381,14 +2478,16 @@ BEGIN
          WHERE cardinality(monthly_viewers.apps) > 1 AND a.workspace_id = monthly_viewers.workspace_id
     ),
     pending AS MATERIALIZED (
-        SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, w.time_zone) AS month
+        SELECT p.app_id, p.viewer_id, audience_internal.month_of(p.viewed_at, tz) AS month
           FROM audience_internal.pending_folds p
-          JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
          WHERE p.workspace_id = monthly_viewers.workspace_id
            AND (monthly_viewers.apps IS NULL OR p.app_id = ANY (monthly_viewers.apps))
     )
     SELECT r.month, coalesce(c.unique_viewers, n.viewer_count), coalesce(c.views, 0) + n.views, r.complete
-      FROM audience_internal.recent_months(monthly_viewers.workspace_id, monthly_viewers.months) r
+      -- The first days of the last `months` months, the current one last.
+      FROM (SELECT m::date AS month, m < current_month AS complete
+              FROM generate_series(current_month - make_interval(months => monthly_viewers.months - 1), current_month,
+                                   interval '1 month') m) r
      CROSS JOIN LATERAL (
           SELECT count(*) AS views, count(DISTINCT p.viewer_id) AS viewer_count,
                  audience_internal.viewer_set(array_agg(p.viewer_id)) AS viewers
@@ -2518,14 +2617,17 @@ COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
 CREATE FUNCTION audience_internal.first_month(workspace_id bigint, apps bigint[])
-RETURNS date LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS date LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT least((SELECT min(am.month) FROM audience_internal.app_months am
+DECLARE
+    tz text := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = first_month.workspace_id);
+BEGIN
+    RETURN least((SELECT min(am.month) FROM audience_internal.app_months am
                    WHERE am.workspace_id = first_month.workspace_id AND am.app_id = ANY (first_month.apps)),
-                 (SELECT min(audience_internal.month_of(p.viewed_at, w.time_zone))
+                 (SELECT min(audience_internal.month_of(p.viewed_at, tz))
                     FROM audience_internal.pending_folds p
-                    JOIN audience_internal.workspaces w ON w.workspace_id = p.workspace_id
-                   WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)))
+                   WHERE p.workspace_id = first_month.workspace_id AND p.app_id = ANY (first_month.apps)));
+END
 $$;
 
 CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
@@ -2536,35 +2638,35 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    a record;
+    tz text;
+    current_month date;
+    shown_app text;
+    shown_ids bigint[];
+    since date;
 BEGIN
     PERFORM audience_internal.enter(ticket);
     FOR ws IN
-        SELECT r.workspace_id, r.workspace, w.time_zone,
-               audience_internal.month_of(now(), w.time_zone) AS current_month,
-               bool_and(r.access = 'all') AS whole,
+        SELECT r.workspace_id, r.workspace, bool_and(r.access = 'all') AS whole,
                array_agg(r.app_id ORDER BY r.app) AS app_ids, array_agg(r.app ORDER BY r.app) AS apps
           FROM audience_internal.requester_apps() r
-          JOIN audience_internal.workspaces w ON w.workspace_id = r.workspace_id
-         GROUP BY r.workspace_id, r.workspace, w.time_zone
+         GROUP BY r.workspace_id, r.workspace
          ORDER BY r.workspace
     LOOP
-        FOR a IN
-            SELECT NULL::text AS app,
-                   CASE WHEN ws.whole THEN NULL ELSE ws.app_ids END AS app_ids,
-                   audience_internal.first_month(ws.workspace_id, ws.app_ids) AS first_month
-            UNION ALL
-            SELECT x.app, ARRAY[x.app_id], audience_internal.first_month(ws.workspace_id, ARRAY[x.app_id])
-              FROM unnest(ws.app_ids, ws.apps) x(app_id, app)
-        LOOP
-            CONTINUE WHEN a.first_month IS NULL;
+        tz := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id);
+        current_month := audience_internal.month_of(now(), tz);
+        -- The workspace as a whole (0), then each app.
+        FOR i IN 0 .. cardinality(ws.app_ids) LOOP
+            shown_app := ws.apps[i];
+            shown_ids := CASE WHEN i > 0 THEN ARRAY[ws.app_ids[i]] WHEN NOT ws.whole THEN ws.app_ids END;
+            since := audience_internal.first_month(ws.workspace_id, coalesce(shown_ids, ws.app_ids));
+            CONTINUE WHEN since IS NULL;
             RETURN QUERY
-            SELECT ws.workspace, a.app, m.month, m.month::timestamp AT TIME ZONE ws.time_zone,
+            SELECT ws.workspace, shown_app, m.month, m.month::timestamp AT TIME ZONE tz,
                    m.unique_viewers, m.views, m.complete
               FROM audience_internal.monthly_viewers(
-                       ws.workspace_id, a.app_ids,
-                       least(1200, (extract(year FROM age(ws.current_month, a.first_month)) * 12
-                                    + extract(month FROM age(ws.current_month, a.first_month)))::integer + 1)) m;
+                       ws.workspace_id, shown_ids,
+                       least(1200, (extract(year FROM age(current_month, since)) * 12
+                                    + extract(month FROM age(current_month, since)))::integer + 1)) m;
         END LOOP;
     END LOOP;
 END
@@ -2589,15 +2691,16 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
+    viewer_ids bigint[];
+    seen_at timestamptz[];
+    seen_identifiable boolean[];
+    view_counts bigint[];
 BEGIN
     ws := audience_internal.read_scope(recent_viewers_for.ticket, recent_viewers_for.workspace, recent_viewers_for.app, true);
     PERFORM audience_internal.check_count(recent_viewers_for.max_viewers, 'max_viewers', 1000);
     -- The most recent viewers of the rollup, and every viewer of an event
     -- not folded yet, merged as the fold would merge them: no other viewer
-    -- can be among the most recent. The label joins on the rows' own
-    -- workspace_id, not on ws.workspace_id: planned on a parameter, the
-    -- label's joins made the read about twice as slow (docs/write-path.md).
-    RETURN QUERY
+    -- can be among the most recent. Then their labels.
     WITH pending AS MATERIALIZED (
         SELECT p.workspace_id, p.viewer_id, max(p.viewed_at) AS last_viewed_at,
                (array_agg(p.identifiable ORDER BY p.viewed_at DESC, p.identifiable DESC))[1] AS last_view_identifiable,
@@ -2633,13 +2736,17 @@ BEGIN
                        LIMIT 1) x) a
           FULL JOIN pending p ON p.viewer_id = a.viewer_id
     )
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, m.last_viewed_at,
-           audience.relative_time(m.last_viewed_at, now()), m.views
+    SELECT array_agg(m.viewer_id ORDER BY m.last_viewed_at DESC, m.viewer_id DESC),
+           array_agg(m.last_viewed_at ORDER BY m.last_viewed_at DESC, m.viewer_id DESC),
+           array_agg(m.last_view_identifiable ORDER BY m.last_viewed_at DESC, m.viewer_id DESC),
+           array_agg(m.views ORDER BY m.last_viewed_at DESC, m.viewer_id DESC)
+      INTO viewer_ids, seen_at, seen_identifiable, view_counts
       FROM (SELECT * FROM merged ORDER BY merged.last_viewed_at DESC, merged.viewer_id DESC
-             LIMIT recent_viewers_for.max_viewers) m
-     CROSS JOIN LATERAL audience_internal.labelled(m.workspace_id, m.viewer_id, NULL, m.last_viewed_at,
-                                                   m.last_view_identifiable) l
-     ORDER BY m.last_viewed_at DESC, m.viewer_id DESC;
+             LIMIT recent_viewers_for.max_viewers) m;
+    RETURN QUERY
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, seen_at[l.n], audience.relative_time(seen_at[l.n], now()), view_counts[l.n]
+      FROM audience_internal.labels(ws.workspace_id, viewer_ids, NULL, seen_at, seen_identifiable) l
+     ORDER BY l.n;
 END
 $$;
 
@@ -2663,9 +2770,8 @@ AS $$
 BEGIN
     PERFORM audience_internal.enter(ticket);
     RETURN QUERY
-    SELECT r.workspace, r.app, a.name, a.visibility
+    SELECT r.workspace, r.app, r.name, r.visibility
       FROM audience_internal.requester_apps() r
-      JOIN audience_internal.apps a ON a.workspace_id = r.workspace_id AND a.app_id = r.app_id
      ORDER BY r.workspace, r.app;
 END
 $$;
@@ -2802,11 +2908,13 @@ $$;
 -- The day `apart` is in no value, and its month is not summed (top_viewers
 -- labels that day's views two ways: the identification start falls in it).
 CREATE FUNCTION audience_internal.window_values(workspace_id bigint, first_day date, end_day date, apart date)
-RETURNS TABLE (at date, take_off boolean, apps bytea, viewer_counts bytea)
-LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS TABLE (at date, monthly boolean, take_off boolean)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+BEGIN
+    RETURN QUERY
     WITH months AS MATERIALIZED (
-        SELECT m.month, m.apps, m.viewer_counts
+        SELECT m.month
           FROM audience_internal.workspace_months m
          WHERE m.workspace_id = window_values.workspace_id AND m.viewer_counts IS NOT NULL
            AND m.month >= audience_internal.month_of_day(window_values.first_day)
@@ -2814,20 +2922,21 @@ AS $$
            AND window_values.first_day - m.month < (m.month + interval '1 month')::date - window_values.first_day
            AND m.month IS DISTINCT FROM audience_internal.month_of_day(window_values.apart)
     )
-    SELECT m.month, false, m.apps, m.viewer_counts
+    SELECT m.month, true, false
       FROM months m
     UNION ALL
-    SELECT d.day, true, d.apps, d.viewer_counts
+    SELECT d.day, false, true
       FROM months m
       JOIN audience_internal.workspace_days d
         ON d.workspace_id = window_values.workspace_id AND d.day >= m.month AND d.day < window_values.first_day
     UNION ALL
-    SELECT d.day, false, d.apps, d.viewer_counts
+    SELECT d.day, false, false
       FROM audience_internal.workspace_days d
      WHERE d.workspace_id = window_values.workspace_id
        AND d.day >= window_values.first_day AND d.day < window_values.end_day
        AND d.day IS DISTINCT FROM window_values.apart
-       AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m)
+       AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m);
+END
 $$;
 
 -- The views of some apps of one workspace in a window (`apps` NULL: every
@@ -2917,37 +3026,40 @@ $$;
 CREATE FUNCTION audience_internal.usage_days(
     workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, by_app boolean)
 RETURNS TABLE (app_id bigint, day date, sessions bigint, visits bigint, session_micros bigint, viewers bytea)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(usage_days.workspace_id, usage_days.since, usage_days.until)
-    )
+#variable_conflict use_column
+DECLARE
+    b record;
+BEGIN
+    SELECT * INTO b FROM audience_internal.window_days(usage_days.workspace_id, usage_days.since, usage_days.until);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     SELECT NULL::bigint, d.day, d.sessions, d.visits, d.session_micros, d.viewers
-      FROM b
-      JOIN audience_internal.workspace_days d
-        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+      FROM audience_internal.workspace_days d
      WHERE usage_days.apps IS NULL AND NOT usage_days.by_app
+       AND d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
     UNION ALL
     SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
-      FROM b
-      JOIN audience_internal.app_days d
-        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+      FROM audience_internal.app_days d
      WHERE usage_days.apps IS NULL AND usage_days.by_app
+       AND d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
     UNION ALL
     SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
-      FROM b
-      JOIN audience_internal.app_days d
-        ON d.workspace_id = usage_days.workspace_id AND d.app_id = ANY (usage_days.apps)
-       AND d.day >= b.first_day AND d.day < b.end_day
+      FROM audience_internal.app_days d
      WHERE usage_days.apps IS NOT NULL
-    UNION ALL
+       AND d.workspace_id = usage_days.workspace_id AND d.app_id = ANY (usage_days.apps)
+       AND d.day >= b.first_day AND d.day < b.end_day;
+    RETURN QUERY
     SELECT CASE WHEN usage_days.by_app OR usage_days.apps IS NOT NULL THEN u.app_id END, u.day,
-           sum(u.sessions), sum(u.visits), sum(u.session_micros)::bigint,
+           sum(u.sessions)::bigint, sum(u.visits)::bigint, sum(u.session_micros)::bigint,
            audience_internal.viewer_set(array_agg(u.viewer_id))
-      FROM b
-     CROSS JOIN LATERAL audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since,
-                                                         usage_days.until, b.time_zone, b.first_day, b.end_day) u
-     GROUP BY 1, 2
+      FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since,
+                                            usage_days.until, b.time_zone, b.first_day, b.end_day) u
+     GROUP BY 1, 2;
+END
 $$;
 
 CREATE FUNCTION audience_internal.app_sessions_for(
@@ -2960,7 +3072,11 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    shown audience_internal.view_events[];
+    viewer_ids bigint[];
+    seen_at timestamptz[];
+    seen_identifiable boolean[];
+    kinds text[];
+    ended timestamptz[];
 BEGIN
     ws := audience_internal.read_scope(app_sessions_for.ticket, app_sessions_for.workspace, app_sessions_for.app, true);
     PERFORM audience_internal.check_window(app_sessions_for.since, app_sessions_for.until);
@@ -2971,25 +3087,27 @@ BEGIN
     -- The views shown, planned for this call's arguments (EXECUTE): a
     -- generic plan cannot know that max_sessions is small, and sorts the
     -- app's whole window instead of reading its index newest first. Their
-    -- labels are planned once a session: planned with the views at each
-    -- call, the join took about 7 ms to plan and 1 to run.
-    EXECUTE 'SELECT array_agg(s.x ORDER BY (s.x).viewed_at DESC, (s.x).event_id DESC)
-               FROM (SELECT x FROM audience_internal.view_events x
+    -- labels (labels) are planned once a session: planned with the views at
+    -- each call, the join took about 7 ms to plan and 1 to run. A visit has
+    -- no end, whatever an ingest call may have given it.
+    EXECUTE 'SELECT array_agg(s.viewer_id ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(s.viewed_at ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(s.identifiable ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(s.kind ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(CASE WHEN s.kind = ''session'' THEN s.ended_at END ORDER BY s.viewed_at DESC, s.event_id DESC)
+               FROM (SELECT x.event_id, x.viewer_id, x.viewed_at, x.identifiable, x.kind, x.ended_at
+                       FROM audience_internal.view_events x
                       WHERE x.workspace_id = $1 AND x.app_id = $2 AND x.viewed_at >= $3 AND x.viewed_at < $4
                         AND ($5 IS NULL OR x.kind <> ''session'' OR x.ended_at IS NULL OR x.ended_at - x.viewed_at >= $5)
                       ORDER BY x.viewed_at DESC, x.event_id DESC
                       LIMIT $6) s'
-       INTO shown
+       INTO viewer_ids, seen_at, seen_identifiable, kinds, ended
       USING ws.workspace_id, ws.app_ids[1], app_sessions_for.since, app_sessions_for.until,
             app_sessions_for.min_duration, app_sessions_for.max_sessions;
     RETURN QUERY
-    -- A visit has no end, whatever an ingest call may have given it.
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, e.viewed_at, e.ended_at, e.ended_at - e.viewed_at, e.kind
-      FROM (SELECT x.workspace_id, x.viewer_id, x.identifiable, x.viewed_at, x.kind,
-                   CASE WHEN x.kind = 'session' THEN x.ended_at END AS ended_at, x.ordinality AS n
-              FROM unnest(shown) WITH ORDINALITY x) e
-     CROSS JOIN LATERAL audience_internal.labelled(e.workspace_id, e.viewer_id, NULL, e.viewed_at, e.identifiable) l
-     ORDER BY e.n;
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, seen_at[l.n], ended[l.n], ended[l.n] - seen_at[l.n], kinds[l.n]
+      FROM audience_internal.labels(ws.workspace_id, viewer_ids, NULL, seen_at, seen_identifiable) l
+     ORDER BY l.n;
 END
 $$;
 
@@ -3023,103 +3141,117 @@ AS $$
 DECLARE
     ws record;
     apps bigint[];
+    b record;
+    whole_from date;
+    whole_to date;
+    value_at date[];
+    value_monthly boolean[];
+    value_taken_off boolean[];
+    unfolded_counts bytea;
+    unfolded_ids bigint[];
+    unfolded_sets bytea[];
+    candidates bigint[];
+    candidate_sessions bigint[];
+    candidate_visits bigint[];
+    candidate_micros bigint[];
+    top_ids bigint[];
+    top_slugs text[];
+    top_visibility text[];
+    top_sessions bigint[];
+    top_visits bigint[];
+    top_micros bigint[];
+    cut_ids bigint[];
+    cut_sets bytea[];
 BEGIN
     ws := audience_internal.read_scope(top_apps_for.ticket, top_apps_for.workspace, NULL, false);
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
-    -- The apps' counters are summed in one call: the packed values of the
-    -- window's whole days (window_values), and one made of the views those
-    -- do not hold.
-    -- Only the apps with at least as many views as the last one shown are
-    -- looked up for their slugs, which break ties; the viewer sets are
-    -- united for the apps shown only. A cut first day may come as its day
+    -- The window's whole days, and the whole months among them:
+    -- whole_from <= month < whole_to. A cut first day may come as its day
     -- value and the views before the window negated (window_days,
     -- subtract_first); its viewers, which a set cannot take off, are then
     -- those of the shown apps' raw events in the window.
-    RETURN QUERY
-    WITH b AS MATERIALIZED (
-        -- The window's whole days, and the whole months among them:
-        -- whole_from <= month < whole_to.
-        SELECT d.*,
-               CASE WHEN audience_internal.month_of_day(d.first_day) = d.first_day AND d.minus_before IS NULL
-                    THEN d.first_day
-                    ELSE (audience_internal.month_of_day(d.first_day) + interval '1 month')::date END AS whole_from,
-               audience_internal.month_of_day(d.end_day) AS whole_to
-          FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until, true) d
-    ),
-    unfolded AS MATERIALIZED (
-        SELECT u.*
-          FROM b
-         CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
-                                                             b.time_zone, b.first_day, b.end_day, NULL, b.minus_before) u
-    ),
-    whole AS MATERIALIZED (
-        SELECT v.take_off, v.apps
-          FROM b
-         CROSS JOIN LATERAL audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, NULL) v
-    ),
-    top AS MATERIALIZED (
-        SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
-          FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
-                  FROM audience_internal.app_counts_sum(
-                           (SELECT array_agg(v.apps) FROM whole v WHERE NOT v.take_off)
-                           || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
-                                                                   array_agg(u.visits::bigint), array_agg(u.session_micros))
-                                 FROM unfolded u),
-                           (SELECT array_agg(v.apps) FROM whole v WHERE v.take_off),
-                           apps) c
-                 -- An app seen only before the window on its cut first day.
-                 WHERE c.sessions + c.visits > 0) c
-          JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id
-         WHERE c.place <= top_apps_for.max_apps
-         ORDER BY c.views DESC, a.slug
-         LIMIT top_apps_for.max_apps
-    ),
-    -- The viewers of the shown apps among the views in the window that the
-    -- day rollups do not hold, in one pass over them.
-    unfolded_viewers AS MATERIALIZED (
-        SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
-          FROM unfolded u
-         WHERE u.app_id IN (SELECT t.app_id FROM top t)
-           AND u.sessions + u.visits > 0 AND u.viewed_at >= top_apps_for.since
-         GROUP BY u.app_id
-    ),
-    -- The shown apps' viewers in the window on a cut first day taken whole.
-    cut_viewers AS MATERIALIZED (
-        SELECT v.app_id, v.viewers
-          FROM b
-         CROSS JOIN LATERAL audience_internal.app_viewers_between(
-                   ws.workspace_id, ARRAY(SELECT t.app_id FROM top t),
-                   b.minus_before, (b.first_day + 1)::timestamp AT TIME ZONE b.time_zone) v
-         WHERE b.minus_before IS NOT NULL
+    SELECT * INTO b FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until, true);
+    whole_from := CASE WHEN audience_internal.month_of_day(b.first_day) = b.first_day AND b.minus_before IS NULL
+                       THEN b.first_day
+                       ELSE (audience_internal.month_of_day(b.first_day) + interval '1 month')::date END;
+    whole_to := audience_internal.month_of_day(b.end_day);
+    -- The apps' counters are summed in one call: the packed values of the
+    -- window's whole days (window_values), and one made of the views those
+    -- do not hold, whose viewers are kept as a set per app.
+    SELECT array_agg(v.at), array_agg(v.monthly), array_agg(v.take_off)
+      INTO value_at, value_monthly, value_taken_off
+      FROM audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, NULL) v;
+    WITH u AS MATERIALIZED (
+        SELECT * FROM audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
+                                                       b.time_zone, b.first_day, b.end_day, NULL, b.minus_before)
     )
+    SELECT (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
+                                                array_agg(u.visits::bigint), array_agg(u.session_micros))
+              FROM u),
+           array_agg(s.app_id), array_agg(s.viewers)
+      INTO unfolded_counts, unfolded_ids, unfolded_sets
+      FROM (SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
+              FROM u
+             WHERE u.sessions + u.visits > 0 AND u.viewed_at >= top_apps_for.since
+             GROUP BY u.app_id) s;
+    -- The apps with at least as many views as the last one shown (an app
+    -- seen only before the window on its cut first day has none); then
+    -- their slugs, which break ties.
+    SELECT array_agg(c.app_id), array_agg(c.sessions), array_agg(c.visits), array_agg(c.session_micros)
+      INTO candidates, candidate_sessions, candidate_visits, candidate_micros
+      FROM (SELECT c.*, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
+              FROM (SELECT array_agg(coalesce(m.apps, d.apps) ORDER BY k.n) FILTER (WHERE NOT k.take_off) AS added,
+                           array_agg(coalesce(m.apps, d.apps) ORDER BY k.n) FILTER (WHERE k.take_off) AS taken_off
+                      FROM unnest(value_at, value_monthly, value_taken_off) WITH ORDINALITY k(at, monthly, take_off, n)
+                      LEFT JOIN audience_internal.workspace_months m
+                        ON k.monthly AND m.workspace_id = ws.workspace_id AND m.month = k.at
+                      LEFT JOIN audience_internal.workspace_days d
+                        ON NOT k.monthly AND d.workspace_id = ws.workspace_id AND d.day = k.at) v
+             CROSS JOIN LATERAL audience_internal.app_counts_sum(v.added || unfolded_counts, v.taken_off, apps) c
+             WHERE c.sessions + c.visits > 0) c
+     WHERE c.place <= top_apps_for.max_apps;
+    SELECT array_agg(t.app_id ORDER BY t.n), array_agg(t.slug ORDER BY t.n), array_agg(t.visibility ORDER BY t.n),
+           array_agg(t.sessions ORDER BY t.n), array_agg(t.visits ORDER BY t.n), array_agg(t.micros ORDER BY t.n)
+      INTO top_ids, top_slugs, top_visibility, top_sessions, top_visits, top_micros
+      FROM (SELECT c.*, a.slug, a.visibility, row_number() OVER (ORDER BY c.sessions + c.visits DESC, a.slug) AS n
+              FROM unnest(candidates, candidate_sessions, candidate_visits, candidate_micros)
+                       c(app_id, sessions, visits, micros)
+              JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id) t
+     WHERE t.n <= top_apps_for.max_apps;
+    IF b.minus_before IS NOT NULL THEN
+        SELECT array_agg(v.app_id), array_agg(v.viewers)
+          INTO cut_ids, cut_sets
+          FROM audience_internal.app_viewers_between(ws.workspace_id, top_ids, b.minus_before,
+                                                     (b.first_day + 1)::timestamp AT TIME ZONE b.time_zone) v;
+    END IF;
     -- A shown app's distinct viewers: the sets of the window's whole
     -- months (app_months, the union of their days' sets), of its other
     -- whole days, and of the views the day rollups do not hold; a year is
     -- then a few dozen sets to unite, not 365.
-    SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
-           (SELECT audience_internal.viewer_set_count(
-                       array_agg(s.viewers)
-                       || (SELECT u.viewers FROM unfolded_viewers u WHERE u.app_id = t.app_id))
+    RETURN QUERY
+    SELECT t.slug, t.visibility, t.sessions + t.visits, t.sessions, t.visits,
+           (SELECT audience_internal.viewer_set_count(array_agg(s.viewers))
               FROM (SELECT m.viewers
-                      FROM b
-                      JOIN audience_internal.app_months m
-                        ON m.workspace_id = ws.workspace_id AND m.app_id = t.app_id
-                       AND m.month >= b.whole_from AND m.month < b.whole_to
+                      FROM audience_internal.app_months m
+                     WHERE m.workspace_id = ws.workspace_id AND m.app_id = t.app_id
+                       AND m.month >= whole_from AND m.month < whole_to
                     UNION ALL
                     SELECT d.viewers
-                      FROM b
-                      JOIN audience_internal.app_days d
-                        ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id
+                      FROM audience_internal.app_days d
+                     WHERE d.workspace_id = ws.workspace_id AND d.app_id = t.app_id
                        AND d.day >= b.first_day AND d.day < b.end_day
-                     WHERE (d.day < b.whole_from OR d.day >= b.whole_to)
+                       AND (d.day < whole_from OR d.day >= whole_to)
                        AND (d.day > b.first_day OR b.minus_before IS NULL)
                     UNION ALL
-                    SELECT c.viewers FROM cut_viewers c WHERE c.app_id = t.app_id) s),
-           audience_internal.micros_interval(t.session_micros)
-      FROM top t
-     ORDER BY t.views DESC, t.slug;
+                    SELECT x.viewers FROM unnest(unfolded_ids, unfolded_sets) x(app_id, viewers) WHERE x.app_id = t.app_id
+                    UNION ALL
+                    SELECT x.viewers FROM unnest(cut_ids, cut_sets) x(app_id, viewers) WHERE x.app_id = t.app_id) s),
+           audience_internal.micros_interval(t.micros)
+      FROM unnest(top_ids, top_slugs, top_visibility, top_sessions, top_visits, top_micros)
+               WITH ORDINALITY t(app_id, slug, visibility, sessions, visits, micros, n)
+     ORDER BY t.n;
 END
 $$;
 
@@ -3147,86 +3279,111 @@ AS $$
 DECLARE
     ws record;
     w audience_internal.workspaces;
+    b record;
     shown_apps bigint[];
+    value_at date[];
+    value_monthly boolean[];
+    take_off boolean[];
+    unfolded bytea[];
+    counted_at timestamptz[];
+    class_identified boolean[];
+    class_label_at timestamptz[];
+    members bigint[];
+    viewer_ids bigint[];
+    identified boolean[];
+    label_at timestamptz[];
+    sessions bigint[];
+    visits bigint[];
+    micros bigint[];
+    last_at timestamptz[];
 BEGIN
     ws := audience_internal.read_scope(top_viewers_for.ticket, top_viewers_for.workspace, top_viewers_for.app, false);
     shown_apps := ws.app_ids;
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
+    SELECT * INTO b FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true);
     -- The window as packed viewer counters: for every app, those of its
     -- whole days (window_values, the day of the identification start
-    -- apart); for some apps, a value per whole day and shown app; and a
-    -- value per day and side of the identification start of the views the
-    -- day rollups do not hold. Each comes with the time its views are
-    -- labelled at: all views of a value are on one side of the
-    -- identification start and in one month. The labelling rule decides,
-    -- per value, how each kind of view is labelled (by a member now or not,
-    -- identifiable or not); one call sums the values per viewer and label
-    -- and keeps the top. A cut first day may come as its day value and the
-    -- views before the window negated (window_days, subtract_first): the
-    -- sums are exact, and so is each viewer's latest view, as the views
-    -- taken off are earlier than any in the window; a viewer seen only
-    -- before it sums to no views and is not shown.
+    -- apart); for some apps, a value per whole day and shown app (app_days);
+    -- and a value per day and side of the identification start of the
+    -- views the day rollups do not hold. Each comes with the time its views
+    -- are labelled at: all views of a value are on one side of the
+    -- identification start and in one month. A cut first day may come as
+    -- its day value and the views before the window negated (window_days,
+    -- subtract_first): the sums are exact, and so is each viewer's latest
+    -- view, as the views taken off are earlier than any in the window; a
+    -- viewer seen only before it sums to no views and is not shown. The
+    -- rollups' values are named here and read by the statement that sums
+    -- them (window_values).
+    IF shown_apps IS NULL THEN
+        SELECT array_agg(v.at), array_agg(v.monthly), array_agg(v.take_off)
+          INTO value_at, value_monthly, take_off
+          FROM audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, b.identification_day) v;
+    ELSE
+        SELECT array_agg(d.day ORDER BY d.app_id, d.day), array_agg(false)
+          INTO value_at, take_off
+          FROM audience_internal.app_days d
+         WHERE d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
+           AND d.day >= b.first_day AND d.day < b.end_day AND d.day IS DISTINCT FROM b.identification_day;
+    END IF;
+    counted_at := ARRAY(SELECT x.at::timestamp AT TIME ZONE b.time_zone FROM unnest(value_at) WITH ORDINALITY x(at, n)
+                         ORDER BY x.n);
+    SELECT array_agg(u.value), counted_at || array_agg(u.at)
+      INTO unfolded, counted_at
+      FROM (SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
+                                                   array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
+                                                   array_agg(u.session_micros), array_agg(u.viewed_at)) AS value,
+                   CASE WHEN u.after_start
+                        THEN greatest(u.day::timestamp AT TIME ZONE b.time_zone, w.identification_start)
+                        ELSE u.day::timestamp AT TIME ZONE b.time_zone END AS at
+              FROM (SELECT u.*, coalesce(u.viewed_at >= w.identification_start, false) AS after_start
+                      FROM audience_internal.unfolded_views(
+                               ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
+                               b.time_zone, b.first_day, b.end_day, b.identification_day, b.minus_before) u) u
+             GROUP BY u.day, u.after_start) u;
+    take_off := take_off || array_fill(false, ARRAY[coalesce(cardinality(unfolded), 0)]);
+    -- The labelling rule decides, per value, how each kind of view is
+    -- labelled (by a member now or not, identifiable or not); one call sums
+    -- the values per viewer and label and keeps the top.
+    SELECT array_agg(k.identified ORDER BY p.n, c.kind), array_agg(k.label_at ORDER BY p.n, c.kind)
+      INTO class_identified, class_label_at
+      FROM unnest(counted_at) WITH ORDINALITY p(at, n)
+     CROSS JOIN (VALUES (0, false, false), (1, false, true), (2, true, false), (3, true, true))
+                c(kind, is_member, identifiable)
+     CROSS JOIN LATERAL audience_internal.label_key(w, c.is_member, p.at, c.identifiable) k;
+    members := audience_internal.member_viewer_ids(ws.workspace_id);
+    SELECT array_agg(t.viewer_id ORDER BY t.place), array_agg(t.identified ORDER BY t.place),
+           array_agg(coalesce(t.label_at, t.last_viewed_at) ORDER BY t.place),
+           array_agg(t.sessions ORDER BY t.place), array_agg(t.visits ORDER BY t.place),
+           array_agg(t.session_micros ORDER BY t.place), array_agg(t.last_viewed_at ORDER BY t.place)
+      INTO viewer_ids, identified, label_at, sessions, visits, micros, last_at
+      FROM (SELECT t.*, row_number() OVER (ORDER BY t.sessions + t.visits DESC, t.last_viewed_at DESC, t.viewer_id,
+                                                    t.identified, t.label_at) AS place
+              -- The rollups' values in the order of their keys above.
+              FROM (SELECT array_agg(coalesce(m.viewer_counts, d.viewer_counts) ORDER BY k.n) AS rolled_up
+                      FROM unnest(value_at, value_monthly) WITH ORDINALITY k(at, monthly, n)
+                      LEFT JOIN audience_internal.workspace_months m
+                        ON k.monthly AND m.workspace_id = ws.workspace_id AND m.month = k.at
+                      LEFT JOIN audience_internal.workspace_days d
+                        ON NOT k.monthly AND d.workspace_id = ws.workspace_id AND d.day = k.at
+                    HAVING shown_apps IS NULL
+                    UNION ALL
+                    SELECT array_agg(d.viewer_counts ORDER BY d.app_id, d.day)
+                      FROM audience_internal.app_days d
+                     WHERE d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
+                       AND d.day >= b.first_day AND d.day < b.end_day AND d.day IS DISTINCT FROM b.identification_day
+                    HAVING shown_apps IS NOT NULL) v
+             CROSS JOIN LATERAL audience_internal.viewer_counts_top(v.rolled_up || unfolded, take_off, class_identified,
+                                                                    class_label_at, members,
+                                                                    top_viewers_for.max_viewers) t) t;
+    -- A name is the same every month; its viewer_ref, like
+    -- recent_viewers', is that of the month of the last view.
     RETURN QUERY
-    WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true)
-    ),
-    parts AS MATERIALIZED (
-        SELECT row_number() OVER () AS n, p.counts, p.take_off, p.at
-          FROM (SELECT v.viewer_counts AS counts, v.take_off, v.at::timestamp AT TIME ZONE b.time_zone AS at
-                  FROM b
-                 CROSS JOIN LATERAL audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day,
-                                                                    b.identification_day) v
-                 WHERE shown_apps IS NULL
-                UNION ALL
-                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
-                  FROM b
-                  JOIN audience_internal.app_days d
-                    ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
-                   AND d.day >= b.first_day AND d.day < b.end_day
-                 WHERE shown_apps IS NOT NULL AND d.day IS DISTINCT FROM b.identification_day
-                UNION ALL
-                SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
-                                                       array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
-                                                       array_agg(u.session_micros), array_agg(u.viewed_at)),
-                       false,
-                       CASE WHEN u.after_start
-                            THEN greatest(u.day::timestamp AT TIME ZONE u.time_zone, w.identification_start)
-                            ELSE u.day::timestamp AT TIME ZONE u.time_zone END
-                  FROM (SELECT u.*, b.time_zone,
-                               coalesce(u.viewed_at >= w.identification_start, false) AS after_start
-                          FROM b
-                         CROSS JOIN LATERAL audience_internal.unfolded_views(
-                                   ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
-                                   b.time_zone, b.first_day, b.end_day, b.identification_day, b.minus_before) u) u
-                 GROUP BY u.day, u.after_start, u.time_zone) p
-    ),
-    classes AS MATERIALIZED (
-        SELECT p.n, c.kind, k.identified, k.label_at
-          FROM parts p
-         CROSS JOIN (VALUES (0, false, false), (1, false, true), (2, true, false), (3, true, true))
-                    c(kind, is_member, identifiable)
-         CROSS JOIN LATERAL audience_internal.label_key(w, c.is_member, p.at, c.identifiable) k
-    ),
-    top AS MATERIALIZED (
-        SELECT t.*
-          FROM audience_internal.viewer_counts_top(
-                   (SELECT array_agg(p.counts ORDER BY p.n) FROM parts p),
-                   (SELECT array_agg(p.take_off ORDER BY p.n) FROM parts p),
-                   (SELECT array_agg(c.identified ORDER BY c.n, c.kind) FROM classes c),
-                   (SELECT array_agg(c.label_at ORDER BY c.n, c.kind) FROM classes c),
-                   audience_internal.member_viewer_ids(ws.workspace_id),
-                   top_viewers_for.max_viewers) t
-    )
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, t.sessions + t.visits, t.sessions,
-           audience_internal.micros_interval(t.session_micros), t.last_viewed_at
-      FROM top t
-     -- A name is the same every month; its viewer_ref, like recent_viewers',
-     -- is that of the month of the last view.
-     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, t.viewer_id, t.identified,
-                                                   coalesce(t.label_at, t.last_viewed_at)) l
-     ORDER BY t.sessions + t.visits DESC, t.last_viewed_at DESC, t.viewer_id, t.identified, t.label_at;
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, sessions[l.n] + visits[l.n], sessions[l.n],
+           audience_internal.micros_interval(micros[l.n]), last_at[l.n]
+      FROM audience_internal.labels(ws.workspace_id, viewer_ids, identified, label_at, NULL) l
+     ORDER BY l.n;
 END
 $$;
 

@@ -13,12 +13,14 @@
 -- a token sees every workspace in full.
 --
 -- These helpers have no SET clauses, so that they run in the caller's
--- settings and the planner can inline the plain SQL ones. A scalar SQL
--- function with a sub-select is never inlined, and is planned again at each
--- query that calls it (about a millisecond a read): those are PL/pgSQL,
--- whose plans are kept for the session. They are only ever called by the
--- SECURITY DEFINER functions of this extension, whose search_path is
--- pinned.
+-- settings. Each that reads a table is PL/pgSQL, its plans kept for the
+-- session, and is called on its own, never inside a query over the
+-- extension's tables: Citus refuses a SQL function that reads its tables,
+-- inlined or not, and a function called inside a query it sends to a worker
+-- runs there, where it knows neither the requester nor the rows
+-- (docs/citus.md). Callers keep what they return in variables. They are
+-- only ever called by the SECURITY DEFINER functions of this extension,
+-- whose search_path is pinned.
 
 -- Whether a role is the platform operator's: a superuser, or a member of
 -- audience_manager.
@@ -56,26 +58,42 @@ BEGIN
 END
 $$;
 
--- Both branches are index lookups (members by identity, by db_role), and
--- each requester fact is computed once per query (the sub-SELECTs become
--- InitPlans), so resolving costs the same however many members there are.
+-- The requester's active memberships: each branch an index lookup (members
+-- by identity, by db_role), planned once a session.
 CREATE FUNCTION audience_internal.requester_memberships()
 RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 4
 AS $$
-    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
-      FROM audience_internal.members m
-     WHERE m.identity = (SELECT audience_internal.token_subject())
-       AND m.status = 'active'
-       AND ((SELECT audience_internal.token_workspace()) IS NULL
-            OR m.workspace_id = (SELECT w.workspace_id FROM audience_internal.workspaces w
-                                  WHERE w.slug = audience_internal.token_workspace()))
-    UNION ALL
-    SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
-      FROM audience_internal.members m
-     WHERE (SELECT audience_internal.token_subject()) IS NULL
-       AND m.db_role::oid = ANY ((SELECT audience_internal.requester_roles())::oid[])
-       AND m.status = 'active'
+#variable_conflict use_column
+DECLARE
+    subject text := audience_internal.token_subject();
+    token_workspace text := audience_internal.token_workspace();
+    token_workspace_id bigint;
+    -- By name, not by number: on Citus each node numbers its roles, and
+    -- the names are made roles again where the members' rows are.
+    roles text[];
+BEGIN
+    IF subject IS NOT NULL THEN
+        IF token_workspace IS NOT NULL THEN
+            SELECT w.workspace_id INTO token_workspace_id
+              FROM audience_internal.workspaces w WHERE w.slug = token_workspace;
+            IF token_workspace_id IS NULL THEN
+                RETURN;
+            END IF;
+        END IF;
+        RETURN QUERY
+        SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+          FROM audience_internal.members m
+         WHERE m.identity = subject AND m.status = 'active'
+           AND (token_workspace_id IS NULL OR m.workspace_id = token_workspace_id);
+    ELSE
+        roles := audience_internal.requester_roles()::regrole[]::text[];
+        RETURN QUERY
+        SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
+          FROM audience_internal.members m
+         WHERE m.db_role = ANY (roles::regrole[]) AND m.status = 'active';
+    END IF;
+END
 $$;
 
 -- How much of a workspace the requester sees: 'all' its apps (operator,
@@ -96,22 +114,36 @@ $$;
 
 -- The apps of one workspace the requester sees, given their access to it:
 -- every app with 'all'; with 'some', as viewer members have, the public apps
--- and the private apps granted to them; none otherwise. The rule is stated
--- here once: app_visible asks it about one app, readable_app_ids lists it.
-CREATE FUNCTION audience_internal.visible_apps(workspace_id bigint, access text)
+-- and the private apps granted to them; none otherwise. `only_app` narrows
+-- the answer to that app. The rule is stated here once: app_visible asks it
+-- about one app, readable_app_ids lists it. Planned for each call's
+-- arguments, so that asking about one app reads that app's rows only.
+CREATE FUNCTION audience_internal.visible_apps(workspace_id bigint, access text, only_app bigint DEFAULT NULL)
 RETURNS TABLE (app_id bigint)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET plan_cache_mode = force_custom_plan
 AS $$
+#variable_conflict use_column
+DECLARE
+    own bytea[];
+BEGIN
+    IF visible_apps.access = 'some' THEN
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
+                      WHERE m.workspace_id = visible_apps.workspace_id);
+    END IF;
+    RETURN QUERY
     SELECT a.app_id
       FROM audience_internal.apps a
      WHERE a.workspace_id = visible_apps.workspace_id
+       AND (visible_apps.only_app IS NULL OR a.app_id = visible_apps.only_app)
        AND (visible_apps.access = 'all' OR (visible_apps.access = 'some' AND a.visibility = 'public'))
     UNION
     SELECT g.app_id
       FROM audience_internal.app_access g
-      JOIN audience_internal.requester_memberships() m
-        ON m.workspace_id = g.workspace_id AND m.identity_hash = g.identity_hash
-     WHERE g.workspace_id = visible_apps.workspace_id AND visible_apps.access = 'some'
+     WHERE g.workspace_id = visible_apps.workspace_id
+       AND (visible_apps.only_app IS NULL OR g.app_id = visible_apps.only_app)
+       AND g.identity_hash = ANY (own);
+END
 $$;
 
 -- Whether the requester sees one app, given their access to its workspace.
@@ -119,33 +151,57 @@ CREATE FUNCTION audience_internal.app_visible(workspace_id bigint, app_id bigint
 RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
-    RETURN EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access) v
-                    WHERE v.app_id = app_visible.app_id);
+    RETURN EXISTS (SELECT FROM audience_internal.visible_apps(app_visible.workspace_id, app_visible.access,
+                                                              app_visible.app_id));
 END
 $$;
 
--- Every app the requester sees, with their access to its workspace.
+-- Every app the requester sees, with their access to its workspace: for the
+-- operator, every app in one query; otherwise the apps of each workspace
+-- the requester is a member of.
 CREATE FUNCTION audience_internal.requester_apps()
-RETURNS TABLE (workspace_id bigint, workspace text, app_id bigint, app text, access text)
-LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS TABLE (workspace_id bigint, workspace text, app_id bigint, app text, name text, visibility text, access text)
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT w.workspace_id, w.slug, a.app_id, a.slug, x.access
-      FROM audience_internal.workspaces w
-      CROSS JOIN LATERAL (SELECT audience_internal.workspace_access(w.workspace_id) AS access) x
-      JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id
-     WHERE x.access IS NOT NULL
-       AND audience_internal.app_visible(a.workspace_id, a.app_id, x.access)
+#variable_conflict use_column
+DECLARE
+    ws bigint;
+    ws_access text;
+    ids bigint[];
+BEGIN
+    IF audience_internal.requester_is_operator() THEN
+        RETURN QUERY
+        SELECT w.workspace_id, w.slug, a.app_id, a.slug, a.name, a.visibility, 'all'::text
+          FROM audience_internal.workspaces w
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id;
+        RETURN;
+    END IF;
+    FOR ws IN SELECT DISTINCT m.workspace_id FROM audience_internal.requester_memberships() m LOOP
+        ws_access := audience_internal.workspace_access(ws);
+        CONTINUE WHEN ws_access IS NULL;
+        ids := audience_internal.readable_app_ids(ws, ws_access);
+        RETURN QUERY
+        SELECT w.workspace_id, w.slug, a.app_id, a.slug, a.name, a.visibility, ws_access
+          FROM audience_internal.workspaces w
+          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id
+         WHERE w.workspace_id = ws AND a.workspace_id = ws AND (ids IS NULL OR a.app_id = ANY (ids));
+    END LOOP;
+END
 $$;
 
 -- The apps of a workspace the requester may see, given their access to it;
 -- NULL when that is every app (the reads then use the indexes by workspace
 -- rather than by app).
 CREATE FUNCTION audience_internal.readable_app_ids(workspace_id bigint, access text)
-RETURNS bigint[] LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
-    SELECT CASE WHEN readable_app_ids.access IS DISTINCT FROM 'all' THEN
-        ARRAY(SELECT v.app_id FROM audience_internal.visible_apps(readable_app_ids.workspace_id, readable_app_ids.access) v
-               ORDER BY v.app_id) END
+BEGIN
+    IF readable_app_ids.access IS NOT DISTINCT FROM 'all' THEN
+        RETURN NULL;
+    END IF;
+    RETURN ARRAY(SELECT v.app_id FROM audience_internal.visible_apps(readable_app_ids.workspace_id, readable_app_ids.access) v
+                  ORDER BY v.app_id);
+END
 $$;
 
 -- What a read may see of the workspace and app a reader names: the
@@ -215,6 +271,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     caller_name text;
+    resolved_by text;
+    ws_ids bigint[];
+    identities text[];
+    kinds text[];
 BEGIN
     PERFORM audience_internal.enter(ticket);
     caller_name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = audience_internal.caller_role());
@@ -223,11 +283,13 @@ BEGIN
                        FROM audience_internal.workspaces w ORDER BY w.slug;
         RETURN;
     END IF;
+    resolved_by := CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || caller_name END;
+    SELECT array_agg(m.workspace_id), array_agg(m.identity), array_agg(m.kind)
+      INTO ws_ids, identities, kinds
+      FROM audience_internal.requester_memberships() m;
     RETURN QUERY
-    SELECT m.identity,
-           CASE WHEN audience_internal.token_subject() IS NOT NULL THEN 'token' ELSE 'role ' || caller_name END,
-           w.slug, m.kind
-      FROM audience_internal.requester_memberships() m
+    SELECT m.identity, resolved_by, w.slug, m.kind
+      FROM unnest(ws_ids, identities, kinds) m(workspace_id, identity, kind)
       JOIN audience_internal.workspaces w ON w.workspace_id = m.workspace_id
      ORDER BY w.slug;
     IF NOT FOUND THEN

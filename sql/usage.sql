@@ -124,9 +124,9 @@ AS $$
      WHERE e.lo < e.hi
 $$;
 
--- The packed counters (every app's, every viewer's) that answer for a
--- window's whole days first_day <= day < end_day, each with the day or
--- month it starts (`at`): the sums of the months that are over
+-- Which packed counters (every app's, every viewer's) answer for a
+-- window's whole days first_day <= day < end_day, each by the day or month
+-- it starts (`at`, `monthly`): the sums of the months that are over
 -- (workspace_months.apps and viewer_counts, kept by close_months) that the
 -- window holds whole, and of the one it starts in when it holds more of
 -- that month's days than it leaves out before first_day; the days of that
@@ -135,12 +135,17 @@ $$;
 -- the window's, so each viewer's latest view in it is one in the window.
 -- The day `apart` is in no value, and its month is not summed (top_viewers
 -- labels that day's views two ways: the identification start falls in it).
+-- The keys only: a read fetches the values in the statement that sums
+-- them, so that they are read where they are stored (on Citus, by the
+-- worker that answers) and not copied on the way.
 CREATE FUNCTION audience_internal.window_values(workspace_id bigint, first_day date, end_day date, apart date)
-RETURNS TABLE (at date, take_off boolean, apps bytea, viewer_counts bytea)
-LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS TABLE (at date, monthly boolean, take_off boolean)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
+BEGIN
+    RETURN QUERY
     WITH months AS MATERIALIZED (
-        SELECT m.month, m.apps, m.viewer_counts
+        SELECT m.month
           FROM audience_internal.workspace_months m
          WHERE m.workspace_id = window_values.workspace_id AND m.viewer_counts IS NOT NULL
            AND m.month >= audience_internal.month_of_day(window_values.first_day)
@@ -148,20 +153,21 @@ AS $$
            AND window_values.first_day - m.month < (m.month + interval '1 month')::date - window_values.first_day
            AND m.month IS DISTINCT FROM audience_internal.month_of_day(window_values.apart)
     )
-    SELECT m.month, false, m.apps, m.viewer_counts
+    SELECT m.month, true, false
       FROM months m
     UNION ALL
-    SELECT d.day, true, d.apps, d.viewer_counts
+    SELECT d.day, false, true
       FROM months m
       JOIN audience_internal.workspace_days d
         ON d.workspace_id = window_values.workspace_id AND d.day >= m.month AND d.day < window_values.first_day
     UNION ALL
-    SELECT d.day, false, d.apps, d.viewer_counts
+    SELECT d.day, false, false
       FROM audience_internal.workspace_days d
      WHERE d.workspace_id = window_values.workspace_id
        AND d.day >= window_values.first_day AND d.day < window_values.end_day
        AND d.day IS DISTINCT FROM window_values.apart
-       AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m)
+       AND audience_internal.month_of_day(d.day) NOT IN (SELECT m.month FROM months m);
+END
 $$;
 
 -- The views of some apps of one workspace in a window (`apps` NULL: every
@@ -251,37 +257,40 @@ $$;
 CREATE FUNCTION audience_internal.usage_days(
     workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, by_app boolean)
 RETURNS TABLE (app_id bigint, day date, sessions bigint, visits bigint, session_micros bigint, viewers bytea)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(usage_days.workspace_id, usage_days.since, usage_days.until)
-    )
+#variable_conflict use_column
+DECLARE
+    b record;
+BEGIN
+    SELECT * INTO b FROM audience_internal.window_days(usage_days.workspace_id, usage_days.since, usage_days.until);
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     SELECT NULL::bigint, d.day, d.sessions, d.visits, d.session_micros, d.viewers
-      FROM b
-      JOIN audience_internal.workspace_days d
-        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+      FROM audience_internal.workspace_days d
      WHERE usage_days.apps IS NULL AND NOT usage_days.by_app
+       AND d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
     UNION ALL
     SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
-      FROM b
-      JOIN audience_internal.app_days d
-        ON d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
+      FROM audience_internal.app_days d
      WHERE usage_days.apps IS NULL AND usage_days.by_app
+       AND d.workspace_id = usage_days.workspace_id AND d.day >= b.first_day AND d.day < b.end_day
     UNION ALL
     SELECT d.app_id, d.day, d.sessions, d.visits, d.session_micros, d.viewers
-      FROM b
-      JOIN audience_internal.app_days d
-        ON d.workspace_id = usage_days.workspace_id AND d.app_id = ANY (usage_days.apps)
-       AND d.day >= b.first_day AND d.day < b.end_day
+      FROM audience_internal.app_days d
      WHERE usage_days.apps IS NOT NULL
-    UNION ALL
+       AND d.workspace_id = usage_days.workspace_id AND d.app_id = ANY (usage_days.apps)
+       AND d.day >= b.first_day AND d.day < b.end_day;
+    RETURN QUERY
     SELECT CASE WHEN usage_days.by_app OR usage_days.apps IS NOT NULL THEN u.app_id END, u.day,
-           sum(u.sessions), sum(u.visits), sum(u.session_micros)::bigint,
+           sum(u.sessions)::bigint, sum(u.visits)::bigint, sum(u.session_micros)::bigint,
            audience_internal.viewer_set(array_agg(u.viewer_id))
-      FROM b
-     CROSS JOIN LATERAL audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since,
-                                                         usage_days.until, b.time_zone, b.first_day, b.end_day) u
-     GROUP BY 1, 2
+      FROM audience_internal.unfolded_views(usage_days.workspace_id, usage_days.apps, usage_days.since,
+                                            usage_days.until, b.time_zone, b.first_day, b.end_day) u
+     GROUP BY 1, 2;
+END
 $$;
 
 CREATE TYPE audience.app_sessions_row AS (
@@ -305,7 +314,11 @@ AS $$
 #variable_conflict use_column
 DECLARE
     ws record;
-    shown audience_internal.view_events[];
+    viewer_ids bigint[];
+    seen_at timestamptz[];
+    seen_identifiable boolean[];
+    kinds text[];
+    ended timestamptz[];
 BEGIN
     ws := audience_internal.read_scope(app_sessions_for.ticket, app_sessions_for.workspace, app_sessions_for.app, true);
     PERFORM audience_internal.check_window(app_sessions_for.since, app_sessions_for.until);
@@ -316,25 +329,27 @@ BEGIN
     -- The views shown, planned for this call's arguments (EXECUTE): a
     -- generic plan cannot know that max_sessions is small, and sorts the
     -- app's whole window instead of reading its index newest first. Their
-    -- labels are planned once a session: planned with the views at each
-    -- call, the join took about 7 ms to plan and 1 to run.
-    EXECUTE 'SELECT array_agg(s.x ORDER BY (s.x).viewed_at DESC, (s.x).event_id DESC)
-               FROM (SELECT x FROM audience_internal.view_events x
+    -- labels (labels) are planned once a session: planned with the views at
+    -- each call, the join took about 7 ms to plan and 1 to run. A visit has
+    -- no end, whatever an ingest call may have given it.
+    EXECUTE 'SELECT array_agg(s.viewer_id ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(s.viewed_at ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(s.identifiable ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(s.kind ORDER BY s.viewed_at DESC, s.event_id DESC),
+                    array_agg(CASE WHEN s.kind = ''session'' THEN s.ended_at END ORDER BY s.viewed_at DESC, s.event_id DESC)
+               FROM (SELECT x.event_id, x.viewer_id, x.viewed_at, x.identifiable, x.kind, x.ended_at
+                       FROM audience_internal.view_events x
                       WHERE x.workspace_id = $1 AND x.app_id = $2 AND x.viewed_at >= $3 AND x.viewed_at < $4
                         AND ($5 IS NULL OR x.kind <> ''session'' OR x.ended_at IS NULL OR x.ended_at - x.viewed_at >= $5)
                       ORDER BY x.viewed_at DESC, x.event_id DESC
                       LIMIT $6) s'
-       INTO shown
+       INTO viewer_ids, seen_at, seen_identifiable, kinds, ended
       USING ws.workspace_id, ws.app_ids[1], app_sessions_for.since, app_sessions_for.until,
             app_sessions_for.min_duration, app_sessions_for.max_sessions;
     RETURN QUERY
-    -- A visit has no end, whatever an ingest call may have given it.
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, e.viewed_at, e.ended_at, e.ended_at - e.viewed_at, e.kind
-      FROM (SELECT x.workspace_id, x.viewer_id, x.identifiable, x.viewed_at, x.kind,
-                   CASE WHEN x.kind = 'session' THEN x.ended_at END AS ended_at, x.ordinality AS n
-              FROM unnest(shown) WITH ORDINALITY x) e
-     CROSS JOIN LATERAL audience_internal.labelled(e.workspace_id, e.viewer_id, NULL, e.viewed_at, e.identifiable) l
-     ORDER BY e.n;
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, seen_at[l.n], ended[l.n], ended[l.n] - seen_at[l.n], kinds[l.n]
+      FROM audience_internal.labels(ws.workspace_id, viewer_ids, NULL, seen_at, seen_identifiable) l
+     ORDER BY l.n;
 END
 $$;
 
@@ -379,103 +394,117 @@ AS $$
 DECLARE
     ws record;
     apps bigint[];
+    b record;
+    whole_from date;
+    whole_to date;
+    value_at date[];
+    value_monthly boolean[];
+    value_taken_off boolean[];
+    unfolded_counts bytea;
+    unfolded_ids bigint[];
+    unfolded_sets bytea[];
+    candidates bigint[];
+    candidate_sessions bigint[];
+    candidate_visits bigint[];
+    candidate_micros bigint[];
+    top_ids bigint[];
+    top_slugs text[];
+    top_visibility text[];
+    top_sessions bigint[];
+    top_visits bigint[];
+    top_micros bigint[];
+    cut_ids bigint[];
+    cut_sets bytea[];
 BEGIN
     ws := audience_internal.read_scope(top_apps_for.ticket, top_apps_for.workspace, NULL, false);
     PERFORM audience_internal.check_window(top_apps_for.since, top_apps_for.until);
     PERFORM audience_internal.check_count(top_apps_for.max_apps, 'max_apps', 10000);
     apps := ws.app_ids;
-    -- The apps' counters are summed in one call: the packed values of the
-    -- window's whole days (window_values), and one made of the views those
-    -- do not hold.
-    -- Only the apps with at least as many views as the last one shown are
-    -- looked up for their slugs, which break ties; the viewer sets are
-    -- united for the apps shown only. A cut first day may come as its day
+    -- The window's whole days, and the whole months among them:
+    -- whole_from <= month < whole_to. A cut first day may come as its day
     -- value and the views before the window negated (window_days,
     -- subtract_first); its viewers, which a set cannot take off, are then
     -- those of the shown apps' raw events in the window.
-    RETURN QUERY
-    WITH b AS MATERIALIZED (
-        -- The window's whole days, and the whole months among them:
-        -- whole_from <= month < whole_to.
-        SELECT d.*,
-               CASE WHEN audience_internal.month_of_day(d.first_day) = d.first_day AND d.minus_before IS NULL
-                    THEN d.first_day
-                    ELSE (audience_internal.month_of_day(d.first_day) + interval '1 month')::date END AS whole_from,
-               audience_internal.month_of_day(d.end_day) AS whole_to
-          FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until, true) d
-    ),
-    unfolded AS MATERIALIZED (
-        SELECT u.*
-          FROM b
-         CROSS JOIN LATERAL audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
-                                                             b.time_zone, b.first_day, b.end_day, NULL, b.minus_before) u
-    ),
-    whole AS MATERIALIZED (
-        SELECT v.take_off, v.apps
-          FROM b
-         CROSS JOIN LATERAL audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, NULL) v
-    ),
-    top AS MATERIALIZED (
-        SELECT a.app_id, a.slug, a.visibility, c.views, c.sessions, c.visits, c.session_micros
-          FROM (SELECT c.*, c.sessions + c.visits AS views, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
-                  FROM audience_internal.app_counts_sum(
-                           (SELECT array_agg(v.apps) FROM whole v WHERE NOT v.take_off)
-                           || (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
-                                                                   array_agg(u.visits::bigint), array_agg(u.session_micros))
-                                 FROM unfolded u),
-                           (SELECT array_agg(v.apps) FROM whole v WHERE v.take_off),
-                           apps) c
-                 -- An app seen only before the window on its cut first day.
-                 WHERE c.sessions + c.visits > 0) c
-          JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id
-         WHERE c.place <= top_apps_for.max_apps
-         ORDER BY c.views DESC, a.slug
-         LIMIT top_apps_for.max_apps
-    ),
-    -- The viewers of the shown apps among the views in the window that the
-    -- day rollups do not hold, in one pass over them.
-    unfolded_viewers AS MATERIALIZED (
-        SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
-          FROM unfolded u
-         WHERE u.app_id IN (SELECT t.app_id FROM top t)
-           AND u.sessions + u.visits > 0 AND u.viewed_at >= top_apps_for.since
-         GROUP BY u.app_id
-    ),
-    -- The shown apps' viewers in the window on a cut first day taken whole.
-    cut_viewers AS MATERIALIZED (
-        SELECT v.app_id, v.viewers
-          FROM b
-         CROSS JOIN LATERAL audience_internal.app_viewers_between(
-                   ws.workspace_id, ARRAY(SELECT t.app_id FROM top t),
-                   b.minus_before, (b.first_day + 1)::timestamp AT TIME ZONE b.time_zone) v
-         WHERE b.minus_before IS NOT NULL
+    SELECT * INTO b FROM audience_internal.window_days(ws.workspace_id, top_apps_for.since, top_apps_for.until, true);
+    whole_from := CASE WHEN audience_internal.month_of_day(b.first_day) = b.first_day AND b.minus_before IS NULL
+                       THEN b.first_day
+                       ELSE (audience_internal.month_of_day(b.first_day) + interval '1 month')::date END;
+    whole_to := audience_internal.month_of_day(b.end_day);
+    -- The apps' counters are summed in one call: the packed values of the
+    -- window's whole days (window_values), and one made of the views those
+    -- do not hold, whose viewers are kept as a set per app.
+    SELECT array_agg(v.at), array_agg(v.monthly), array_agg(v.take_off)
+      INTO value_at, value_monthly, value_taken_off
+      FROM audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, NULL) v;
+    WITH u AS MATERIALIZED (
+        SELECT * FROM audience_internal.unfolded_views(ws.workspace_id, apps, top_apps_for.since, top_apps_for.until,
+                                                       b.time_zone, b.first_day, b.end_day, NULL, b.minus_before)
     )
+    SELECT (SELECT audience_internal.app_counts(array_agg(u.app_id), array_agg(u.sessions::bigint),
+                                                array_agg(u.visits::bigint), array_agg(u.session_micros))
+              FROM u),
+           array_agg(s.app_id), array_agg(s.viewers)
+      INTO unfolded_counts, unfolded_ids, unfolded_sets
+      FROM (SELECT u.app_id, audience_internal.viewer_set(array_agg(u.viewer_id)) AS viewers
+              FROM u
+             WHERE u.sessions + u.visits > 0 AND u.viewed_at >= top_apps_for.since
+             GROUP BY u.app_id) s;
+    -- The apps with at least as many views as the last one shown (an app
+    -- seen only before the window on its cut first day has none); then
+    -- their slugs, which break ties.
+    SELECT array_agg(c.app_id), array_agg(c.sessions), array_agg(c.visits), array_agg(c.session_micros)
+      INTO candidates, candidate_sessions, candidate_visits, candidate_micros
+      FROM (SELECT c.*, rank() OVER (ORDER BY c.sessions + c.visits DESC) AS place
+              FROM (SELECT array_agg(coalesce(m.apps, d.apps) ORDER BY k.n) FILTER (WHERE NOT k.take_off) AS added,
+                           array_agg(coalesce(m.apps, d.apps) ORDER BY k.n) FILTER (WHERE k.take_off) AS taken_off
+                      FROM unnest(value_at, value_monthly, value_taken_off) WITH ORDINALITY k(at, monthly, take_off, n)
+                      LEFT JOIN audience_internal.workspace_months m
+                        ON k.monthly AND m.workspace_id = ws.workspace_id AND m.month = k.at
+                      LEFT JOIN audience_internal.workspace_days d
+                        ON NOT k.monthly AND d.workspace_id = ws.workspace_id AND d.day = k.at) v
+             CROSS JOIN LATERAL audience_internal.app_counts_sum(v.added || unfolded_counts, v.taken_off, apps) c
+             WHERE c.sessions + c.visits > 0) c
+     WHERE c.place <= top_apps_for.max_apps;
+    SELECT array_agg(t.app_id ORDER BY t.n), array_agg(t.slug ORDER BY t.n), array_agg(t.visibility ORDER BY t.n),
+           array_agg(t.sessions ORDER BY t.n), array_agg(t.visits ORDER BY t.n), array_agg(t.micros ORDER BY t.n)
+      INTO top_ids, top_slugs, top_visibility, top_sessions, top_visits, top_micros
+      FROM (SELECT c.*, a.slug, a.visibility, row_number() OVER (ORDER BY c.sessions + c.visits DESC, a.slug) AS n
+              FROM unnest(candidates, candidate_sessions, candidate_visits, candidate_micros)
+                       c(app_id, sessions, visits, micros)
+              JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = c.app_id) t
+     WHERE t.n <= top_apps_for.max_apps;
+    IF b.minus_before IS NOT NULL THEN
+        SELECT array_agg(v.app_id), array_agg(v.viewers)
+          INTO cut_ids, cut_sets
+          FROM audience_internal.app_viewers_between(ws.workspace_id, top_ids, b.minus_before,
+                                                     (b.first_day + 1)::timestamp AT TIME ZONE b.time_zone) v;
+    END IF;
     -- A shown app's distinct viewers: the sets of the window's whole
     -- months (app_months, the union of their days' sets), of its other
     -- whole days, and of the views the day rollups do not hold; a year is
     -- then a few dozen sets to unite, not 365.
-    SELECT t.slug, t.visibility, t.views, t.sessions, t.visits,
-           (SELECT audience_internal.viewer_set_count(
-                       array_agg(s.viewers)
-                       || (SELECT u.viewers FROM unfolded_viewers u WHERE u.app_id = t.app_id))
+    RETURN QUERY
+    SELECT t.slug, t.visibility, t.sessions + t.visits, t.sessions, t.visits,
+           (SELECT audience_internal.viewer_set_count(array_agg(s.viewers))
               FROM (SELECT m.viewers
-                      FROM b
-                      JOIN audience_internal.app_months m
-                        ON m.workspace_id = ws.workspace_id AND m.app_id = t.app_id
-                       AND m.month >= b.whole_from AND m.month < b.whole_to
+                      FROM audience_internal.app_months m
+                     WHERE m.workspace_id = ws.workspace_id AND m.app_id = t.app_id
+                       AND m.month >= whole_from AND m.month < whole_to
                     UNION ALL
                     SELECT d.viewers
-                      FROM b
-                      JOIN audience_internal.app_days d
-                        ON d.workspace_id = ws.workspace_id AND d.app_id = t.app_id
+                      FROM audience_internal.app_days d
+                     WHERE d.workspace_id = ws.workspace_id AND d.app_id = t.app_id
                        AND d.day >= b.first_day AND d.day < b.end_day
-                     WHERE (d.day < b.whole_from OR d.day >= b.whole_to)
+                       AND (d.day < whole_from OR d.day >= whole_to)
                        AND (d.day > b.first_day OR b.minus_before IS NULL)
                     UNION ALL
-                    SELECT c.viewers FROM cut_viewers c WHERE c.app_id = t.app_id) s),
-           audience_internal.micros_interval(t.session_micros)
-      FROM top t
-     ORDER BY t.views DESC, t.slug;
+                    SELECT x.viewers FROM unnest(unfolded_ids, unfolded_sets) x(app_id, viewers) WHERE x.app_id = t.app_id
+                    UNION ALL
+                    SELECT x.viewers FROM unnest(cut_ids, cut_sets) x(app_id, viewers) WHERE x.app_id = t.app_id) s),
+           audience_internal.micros_interval(t.micros)
+      FROM unnest(top_ids, top_slugs, top_visibility, top_sessions, top_visits, top_micros)
+               WITH ORDINALITY t(app_id, slug, visibility, sessions, visits, micros, n)
+     ORDER BY t.n;
 END
 $$;
 
@@ -518,86 +547,111 @@ AS $$
 DECLARE
     ws record;
     w audience_internal.workspaces;
+    b record;
     shown_apps bigint[];
+    value_at date[];
+    value_monthly boolean[];
+    take_off boolean[];
+    unfolded bytea[];
+    counted_at timestamptz[];
+    class_identified boolean[];
+    class_label_at timestamptz[];
+    members bigint[];
+    viewer_ids bigint[];
+    identified boolean[];
+    label_at timestamptz[];
+    sessions bigint[];
+    visits bigint[];
+    micros bigint[];
+    last_at timestamptz[];
 BEGIN
     ws := audience_internal.read_scope(top_viewers_for.ticket, top_viewers_for.workspace, top_viewers_for.app, false);
     shown_apps := ws.app_ids;
     PERFORM audience_internal.check_window(top_viewers_for.since, top_viewers_for.until);
     PERFORM audience_internal.check_count(top_viewers_for.max_viewers, 'max_viewers', 1000);
     SELECT * INTO w FROM audience_internal.workspaces x WHERE x.workspace_id = ws.workspace_id;
+    SELECT * INTO b FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true);
     -- The window as packed viewer counters: for every app, those of its
     -- whole days (window_values, the day of the identification start
-    -- apart); for some apps, a value per whole day and shown app; and a
-    -- value per day and side of the identification start of the views the
-    -- day rollups do not hold. Each comes with the time its views are
-    -- labelled at: all views of a value are on one side of the
-    -- identification start and in one month. The labelling rule decides,
-    -- per value, how each kind of view is labelled (by a member now or not,
-    -- identifiable or not); one call sums the values per viewer and label
-    -- and keeps the top. A cut first day may come as its day value and the
-    -- views before the window negated (window_days, subtract_first): the
-    -- sums are exact, and so is each viewer's latest view, as the views
-    -- taken off are earlier than any in the window; a viewer seen only
-    -- before it sums to no views and is not shown.
+    -- apart); for some apps, a value per whole day and shown app (app_days);
+    -- and a value per day and side of the identification start of the
+    -- views the day rollups do not hold. Each comes with the time its views
+    -- are labelled at: all views of a value are on one side of the
+    -- identification start and in one month. A cut first day may come as
+    -- its day value and the views before the window negated (window_days,
+    -- subtract_first): the sums are exact, and so is each viewer's latest
+    -- view, as the views taken off are earlier than any in the window; a
+    -- viewer seen only before it sums to no views and is not shown. The
+    -- rollups' values are named here and read by the statement that sums
+    -- them (window_values).
+    IF shown_apps IS NULL THEN
+        SELECT array_agg(v.at), array_agg(v.monthly), array_agg(v.take_off)
+          INTO value_at, value_monthly, take_off
+          FROM audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day, b.identification_day) v;
+    ELSE
+        SELECT array_agg(d.day ORDER BY d.app_id, d.day), array_agg(false)
+          INTO value_at, take_off
+          FROM audience_internal.app_days d
+         WHERE d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
+           AND d.day >= b.first_day AND d.day < b.end_day AND d.day IS DISTINCT FROM b.identification_day;
+    END IF;
+    counted_at := ARRAY(SELECT x.at::timestamp AT TIME ZONE b.time_zone FROM unnest(value_at) WITH ORDINALITY x(at, n)
+                         ORDER BY x.n);
+    SELECT array_agg(u.value), counted_at || array_agg(u.at)
+      INTO unfolded, counted_at
+      FROM (SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
+                                                   array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
+                                                   array_agg(u.session_micros), array_agg(u.viewed_at)) AS value,
+                   CASE WHEN u.after_start
+                        THEN greatest(u.day::timestamp AT TIME ZONE b.time_zone, w.identification_start)
+                        ELSE u.day::timestamp AT TIME ZONE b.time_zone END AS at
+              FROM (SELECT u.*, coalesce(u.viewed_at >= w.identification_start, false) AS after_start
+                      FROM audience_internal.unfolded_views(
+                               ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
+                               b.time_zone, b.first_day, b.end_day, b.identification_day, b.minus_before) u) u
+             GROUP BY u.day, u.after_start) u;
+    take_off := take_off || array_fill(false, ARRAY[coalesce(cardinality(unfolded), 0)]);
+    -- The labelling rule decides, per value, how each kind of view is
+    -- labelled (by a member now or not, identifiable or not); one call sums
+    -- the values per viewer and label and keeps the top.
+    SELECT array_agg(k.identified ORDER BY p.n, c.kind), array_agg(k.label_at ORDER BY p.n, c.kind)
+      INTO class_identified, class_label_at
+      FROM unnest(counted_at) WITH ORDINALITY p(at, n)
+     CROSS JOIN (VALUES (0, false, false), (1, false, true), (2, true, false), (3, true, true))
+                c(kind, is_member, identifiable)
+     CROSS JOIN LATERAL audience_internal.label_key(w, c.is_member, p.at, c.identifiable) k;
+    members := audience_internal.member_viewer_ids(ws.workspace_id);
+    SELECT array_agg(t.viewer_id ORDER BY t.place), array_agg(t.identified ORDER BY t.place),
+           array_agg(coalesce(t.label_at, t.last_viewed_at) ORDER BY t.place),
+           array_agg(t.sessions ORDER BY t.place), array_agg(t.visits ORDER BY t.place),
+           array_agg(t.session_micros ORDER BY t.place), array_agg(t.last_viewed_at ORDER BY t.place)
+      INTO viewer_ids, identified, label_at, sessions, visits, micros, last_at
+      FROM (SELECT t.*, row_number() OVER (ORDER BY t.sessions + t.visits DESC, t.last_viewed_at DESC, t.viewer_id,
+                                                    t.identified, t.label_at) AS place
+              -- The rollups' values in the order of their keys above.
+              FROM (SELECT array_agg(coalesce(m.viewer_counts, d.viewer_counts) ORDER BY k.n) AS rolled_up
+                      FROM unnest(value_at, value_monthly) WITH ORDINALITY k(at, monthly, n)
+                      LEFT JOIN audience_internal.workspace_months m
+                        ON k.monthly AND m.workspace_id = ws.workspace_id AND m.month = k.at
+                      LEFT JOIN audience_internal.workspace_days d
+                        ON NOT k.monthly AND d.workspace_id = ws.workspace_id AND d.day = k.at
+                    HAVING shown_apps IS NULL
+                    UNION ALL
+                    SELECT array_agg(d.viewer_counts ORDER BY d.app_id, d.day)
+                      FROM audience_internal.app_days d
+                     WHERE d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
+                       AND d.day >= b.first_day AND d.day < b.end_day AND d.day IS DISTINCT FROM b.identification_day
+                    HAVING shown_apps IS NOT NULL) v
+             CROSS JOIN LATERAL audience_internal.viewer_counts_top(v.rolled_up || unfolded, take_off, class_identified,
+                                                                    class_label_at, members,
+                                                                    top_viewers_for.max_viewers) t) t;
+    -- A name is the same every month; its viewer_ref, like
+    -- recent_viewers', is that of the month of the last view.
     RETURN QUERY
-    WITH b AS MATERIALIZED (
-        SELECT * FROM audience_internal.window_days(ws.workspace_id, top_viewers_for.since, top_viewers_for.until, true)
-    ),
-    parts AS MATERIALIZED (
-        SELECT row_number() OVER () AS n, p.counts, p.take_off, p.at
-          FROM (SELECT v.viewer_counts AS counts, v.take_off, v.at::timestamp AT TIME ZONE b.time_zone AS at
-                  FROM b
-                 CROSS JOIN LATERAL audience_internal.window_values(ws.workspace_id, b.first_day, b.end_day,
-                                                                    b.identification_day) v
-                 WHERE shown_apps IS NULL
-                UNION ALL
-                SELECT d.viewer_counts, false, d.day::timestamp AT TIME ZONE b.time_zone
-                  FROM b
-                  JOIN audience_internal.app_days d
-                    ON d.workspace_id = ws.workspace_id AND d.app_id = ANY (shown_apps)
-                   AND d.day >= b.first_day AND d.day < b.end_day
-                 WHERE shown_apps IS NOT NULL AND d.day IS DISTINCT FROM b.identification_day
-                UNION ALL
-                SELECT audience_internal.viewer_counts(array_agg(u.viewer_id), array_agg(u.identifiable),
-                                                       array_agg(u.sessions::bigint), array_agg(u.visits::bigint),
-                                                       array_agg(u.session_micros), array_agg(u.viewed_at)),
-                       false,
-                       CASE WHEN u.after_start
-                            THEN greatest(u.day::timestamp AT TIME ZONE u.time_zone, w.identification_start)
-                            ELSE u.day::timestamp AT TIME ZONE u.time_zone END
-                  FROM (SELECT u.*, b.time_zone,
-                               coalesce(u.viewed_at >= w.identification_start, false) AS after_start
-                          FROM b
-                         CROSS JOIN LATERAL audience_internal.unfolded_views(
-                                   ws.workspace_id, shown_apps, top_viewers_for.since, top_viewers_for.until,
-                                   b.time_zone, b.first_day, b.end_day, b.identification_day, b.minus_before) u) u
-                 GROUP BY u.day, u.after_start, u.time_zone) p
-    ),
-    classes AS MATERIALIZED (
-        SELECT p.n, c.kind, k.identified, k.label_at
-          FROM parts p
-         CROSS JOIN (VALUES (0, false, false), (1, false, true), (2, true, false), (3, true, true))
-                    c(kind, is_member, identifiable)
-         CROSS JOIN LATERAL audience_internal.label_key(w, c.is_member, p.at, c.identifiable) k
-    ),
-    top AS MATERIALIZED (
-        SELECT t.*
-          FROM audience_internal.viewer_counts_top(
-                   (SELECT array_agg(p.counts ORDER BY p.n) FROM parts p),
-                   (SELECT array_agg(p.take_off ORDER BY p.n) FROM parts p),
-                   (SELECT array_agg(c.identified ORDER BY c.n, c.kind) FROM classes c),
-                   (SELECT array_agg(c.label_at ORDER BY c.n, c.kind) FROM classes c),
-                   audience_internal.member_viewer_ids(ws.workspace_id),
-                   top_viewers_for.max_viewers) t
-    )
-    SELECT l.viewer, l.viewer_ref, l.pseudonymous, t.sessions + t.visits, t.sessions,
-           audience_internal.micros_interval(t.session_micros), t.last_viewed_at
-      FROM top t
-     -- A name is the same every month; its viewer_ref, like recent_viewers',
-     -- is that of the month of the last view.
-     CROSS JOIN LATERAL audience_internal.labelled(ws.workspace_id, t.viewer_id, t.identified,
-                                                   coalesce(t.label_at, t.last_viewed_at)) l
-     ORDER BY t.sessions + t.visits DESC, t.last_viewed_at DESC, t.viewer_id, t.identified, t.label_at;
+    SELECT l.viewer, l.viewer_ref, l.pseudonymous, sessions[l.n] + visits[l.n], sessions[l.n],
+           audience_internal.micros_interval(micros[l.n]), last_at[l.n]
+      FROM audience_internal.labels(ws.workspace_id, viewer_ids, identified, label_at, NULL) l
+     ORDER BY l.n;
 END
 $$;
 
