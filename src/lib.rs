@@ -124,6 +124,7 @@ extension_sql_file!(
     name = "policies",
     requires = ["requester", "forget", "bulk_ingest", "usage", "connect_import", "view_columns"]
 );
+extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["policies"]);
 extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 /// Helpers for the SQL in `sql/`, in a schema no caller may use: they take

@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 
 #[pg_schema]
 mod tests {
-    use crate::test_sql::{assert_rollups_match_events, difference, one, run};
+    use crate::test_sql::{assert_rollups_match_events, attempt, difference, one, run};
     use pgrx::prelude::*;
 
     /// A workspace whose events cross month boundaries in UTC and in New York,
@@ -296,5 +296,31 @@ mod tests {
             one::<i64>("SELECT count(DISTINCT identity_key) + count(DISTINCT pseudonym_key) FROM audience_internal.workspace_keys"),
             4
         );
+    }
+
+    #[pg_test]
+    fn every_table_has_a_place_on_citus() {
+        // A table left out would stay on the coordinator, where the workers'
+        // queries cannot reach it.
+        let unplaced = one::<String>(
+            "SELECT coalesce(string_agg(c.relname, ', '), '') FROM pg_class c
+              WHERE c.relnamespace = 'audience_internal'::regnamespace AND c.relkind IN ('r', 'p')
+                AND NOT c.relispartition
+                AND c.relname NOT IN (SELECT p.table_name FROM audience_internal.citus_placement() p)",
+        );
+        assert_eq!(unplaced, "", "tables with no place on Citus");
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM audience_internal.citus_placement() p
+                         WHERE to_regclass('audience_internal.' || p.table_name) IS NULL"),
+            0,
+            "placed tables that do not exist"
+        );
+    }
+
+    #[pg_test]
+    fn distributing_without_citus_is_refused_and_changes_nothing() {
+        run("SELECT audience.create_workspace('solo'); SELECT audience.create_app('solo', 'one');");
+        assert_eq!(attempt("SELECT audience.distribute()"), "55000: Citus is not installed in this database");
+        assert_eq!(one::<i64>("SELECT count(*) FROM audience_internal.apps"), 1);
     }
 }

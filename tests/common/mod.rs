@@ -269,7 +269,7 @@ impl TestDb {
         }
         if !workers.is_empty() {
             client
-                .batch_execute(include_str!("../citus/distribute.sql"))
+                .batch_execute("SELECT audience.distribute()")
                 .unwrap_or_else(|e| panic!("distributing the tables of {name}: {e}"));
         }
         (db, client)
