@@ -266,7 +266,9 @@ AS $$
 $$;
 
 CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
-RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id
+BEGIN
+    RETURN (SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id);
+END
 $$;

@@ -32,18 +32,25 @@ $$;
 -- configure_workspace does, before it writes anything, so that no other
 -- writer of the workspace runs meanwhile. Records malformed in any way are
 -- passed over here; the import refuses them later.
-CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, identity_key bytea, usage jsonb)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, usage jsonb)
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT EXISTS (
-        SELECT FROM jsonb_array_elements(usage) r(rec)
+BEGIN
+    -- The identity key is read where it is stored, not passed in: on Citus
+    -- this query runs on a worker, and an argument would be written into
+    -- the text of the statement sent there.
+    RETURN EXISTS (
+        SELECT FROM audience_internal.workspace_keys k
+         CROSS JOIN jsonb_array_elements(connect_ends_open_session.usage) r(rec)
           JOIN audience_internal.connect_records c
             ON c.workspace_id = connect_ends_open_session.workspace_id
            AND c.content_guid = r.rec ->> 'content_guid'
-           AND c.user_ref = audience_internal.connect_user_ref(identity_key, r.rec ->> 'user_guid')
+           AND c.user_ref = audience_internal.connect_user_ref(k.identity_key, r.rec ->> 'user_guid')
            AND c.started = audience_internal.as_time(r.rec ->> 'started')
            AND c.kind = 'session' AND c.ended IS NULL
-         WHERE jsonb_typeof(r.rec) = 'object' AND r.rec ->> 'ended' IS NOT NULL)
+         WHERE k.workspace_id = connect_ends_open_session.workspace_id
+           AND jsonb_typeof(r.rec) = 'object' AND r.rec ->> 'ended' IS NOT NULL);
+END
 $$;
 
 -- One record of an import, checked: `problem` is why it is refused, or NULL.
@@ -98,11 +105,11 @@ BEGIN
     -- an open session this page ends in between (the lock is then made
     -- FOR UPDATE before any write). Deciding first spares most such imports
     -- the change of lock, which waits with a lock already held.
-    IF audience_internal.connect_ends_open_session(ws_id, ikey, import_connect.usage) THEN
+    IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
         PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
     ELSE
         PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
-        IF audience_internal.connect_ends_open_session(ws_id, ikey, import_connect.usage) THEN
+        IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
             PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
         END IF;
     END IF;

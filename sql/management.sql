@@ -232,9 +232,12 @@ AS $$
 DECLARE
     ws_id bigint := audience_internal.workspace_id(workspace);
     ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    -- A variable, not now() in the statement: Citus runs the update where
+    -- the row is, and takes no function there that is not immutable.
+    accepted_at timestamptz := now();
 BEGIN
     UPDATE audience_internal.members m
-       SET status = 'active', joined_at = coalesce(m.joined_at, now())
+       SET status = 'active', joined_at = coalesce(m.joined_at, accepted_at)
      WHERE m.workspace_id = ws_id AND m.identity = ident;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '42704',

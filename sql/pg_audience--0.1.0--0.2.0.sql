@@ -673,9 +673,11 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.identity_key(workspace_id bigint)
-RETURNS bytea LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id
+BEGIN
+    RETURN (SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id);
+END
 $$;
 
 -- sql/event_store.sql
@@ -1250,18 +1252,23 @@ COMMENT ON FUNCTION audience.whoami() IS
     'Who the current query runs for (by request token, database role, or as operator) and which workspaces it sees, one row per workspace; resolved_by nobody when it sees none.';
 
 CREATE FUNCTION audience_internal.spend_token(token_id bytea, expires_epoch bigint)
-RETURNS boolean LANGUAGE sql VOLATILE PARALLEL UNSAFE
+RETURNS boolean LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
-    WITH expired AS (
-        DELETE FROM audience_internal.spent_tokens s
-         WHERE s.token_id IN (SELECT x.token_id FROM audience_internal.spent_tokens x
-                               WHERE x.expires_at < now()
-                               ORDER BY x.expires_at LIMIT 2
-                                 FOR UPDATE SKIP LOCKED))
+#variable_conflict use_column
+DECLARE
+    spent boolean;
+BEGIN
+    DELETE FROM audience_internal.spent_tokens s
+     WHERE s.token_id IN (SELECT x.token_id FROM audience_internal.spent_tokens x
+                           WHERE x.expires_at < now()
+                           ORDER BY x.expires_at LIMIT 2
+                             FOR UPDATE SKIP LOCKED);
     INSERT INTO audience_internal.spent_tokens (token_id, expires_at)
     VALUES (spend_token.token_id, to_timestamp(least(spend_token.expires_epoch, 253402300799)))
     ON CONFLICT (token_id) DO NOTHING
-    RETURNING true
+    RETURNING true INTO spent;
+    RETURN spent;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION audience.authenticate(token text)
@@ -1458,8 +1465,9 @@ COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timest
 -- events it merges, and events not folded yet are folded under the
 -- visibility of their fold), and the 0.1.0 update fills them with it.
 CREATE FUNCTION audience_internal.remake_public_sets(workspace_id bigint)
-RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
+BEGIN
     UPDATE audience_internal.workspace_months wm
        SET public_viewers = p.viewers, public_views = p.views
       FROM (SELECT m.month,
@@ -1471,7 +1479,8 @@ AS $$
               LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
              WHERE m.workspace_id = remake_public_sets.workspace_id
              GROUP BY m.month) p
-     WHERE wm.workspace_id = remake_public_sets.workspace_id AND wm.month = p.month
+     WHERE wm.workspace_id = remake_public_sets.workspace_id AND wm.month = p.month;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION audience.set_app_visibility(workspace text, app text, visibility text)
@@ -3565,18 +3574,25 @@ $$;
 -- configure_workspace does, before it writes anything, so that no other
 -- writer of the workspace runs meanwhile. Records malformed in any way are
 -- passed over here; the import refuses them later.
-CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, identity_key bytea, usage jsonb)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, usage jsonb)
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT EXISTS (
-        SELECT FROM jsonb_array_elements(usage) r(rec)
+BEGIN
+    -- The identity key is read where it is stored, not passed in: on Citus
+    -- this query runs on a worker, and an argument would be written into
+    -- the text of the statement sent there.
+    RETURN EXISTS (
+        SELECT FROM audience_internal.workspace_keys k
+         CROSS JOIN jsonb_array_elements(connect_ends_open_session.usage) r(rec)
           JOIN audience_internal.connect_records c
             ON c.workspace_id = connect_ends_open_session.workspace_id
            AND c.content_guid = r.rec ->> 'content_guid'
-           AND c.user_ref = audience_internal.connect_user_ref(identity_key, r.rec ->> 'user_guid')
+           AND c.user_ref = audience_internal.connect_user_ref(k.identity_key, r.rec ->> 'user_guid')
            AND c.started = audience_internal.as_time(r.rec ->> 'started')
            AND c.kind = 'session' AND c.ended IS NULL
-         WHERE jsonb_typeof(r.rec) = 'object' AND r.rec ->> 'ended' IS NOT NULL)
+         WHERE k.workspace_id = connect_ends_open_session.workspace_id
+           AND jsonb_typeof(r.rec) = 'object' AND r.rec ->> 'ended' IS NOT NULL);
+END
 $$;
 
 CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb DEFAULT NULL, content jsonb DEFAULT NULL)
@@ -3623,11 +3639,11 @@ BEGIN
     -- an open session this page ends in between (the lock is then made
     -- FOR UPDATE before any write). Deciding first spares most such imports
     -- the change of lock, which waits with a lock already held.
-    IF audience_internal.connect_ends_open_session(ws_id, ikey, import_connect.usage) THEN
+    IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
         PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
     ELSE
         PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
-        IF audience_internal.connect_ends_open_session(ws_id, ikey, import_connect.usage) THEN
+        IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
             PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
         END IF;
     END IF;
@@ -4239,6 +4255,43 @@ ALTER TABLE audience_internal.connect_records FORCE ROW LEVEL SECURITY;
 -- Privileges (sql/privileges.sql).
 REVOKE ALL ON ALL TABLES IN SCHEMA audience_internal FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA audience_internal FROM PUBLIC;
+-- sql/management.sql, sql/requester.sql: now() out of the statements Citus runs where the rows are
+CREATE OR REPLACE FUNCTION audience.accept_invite(workspace text, member text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
+    -- A variable, not now() in the statement: Citus runs the update where
+    -- the row is, and takes no function there that is not immutable.
+    accepted_at timestamptz := now();
+BEGIN
+    UPDATE audience_internal.members m
+       SET status = 'active', joined_at = coalesce(m.joined_at, accepted_at)
+     WHERE m.workspace_id = ws_id AND m.identity = ident;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704',
+            MESSAGE = format('invalid argument "member": no such member or invitation in workspace "%s"', workspace);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.set_token_secret(secret text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+-- Definer rights: the secret table is readable by no caller.
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF octet_length(audience_internal.require(secret, 'secret')) < 32 THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "secret": must be at least 32 bytes';
+    END IF;
+    INSERT INTO audience_internal.token_secrets AS t (secret) VALUES (convert_to(secret, 'UTF8'))
+    ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret, set_at = excluded.set_at;
+END
+$$;
+
 -- sql/citus.sql
 -- The placement: reference tables (a copy on every node) for what has no
 -- workspace in its keys or is a row or a few for the whole database, and

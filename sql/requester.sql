@@ -320,7 +320,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'invalid argument "secret": must be at least 32 bytes';
     END IF;
     INSERT INTO audience_internal.token_secrets AS t (secret) VALUES (convert_to(secret, 'UTF8'))
-    ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret, set_at = now();
+    ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret, set_at = excluded.set_at;
 END
 $$;
 COMMENT ON FUNCTION audience.set_token_secret(text) IS
@@ -333,18 +333,23 @@ COMMENT ON FUNCTION audience.set_token_secret(text) IS
 -- tokens that have expired, so the table holds about as many rows as there
 -- are tokens alive. Called by accept_token (src/lib.rs).
 CREATE FUNCTION audience_internal.spend_token(token_id bytea, expires_epoch bigint)
-RETURNS boolean LANGUAGE sql VOLATILE PARALLEL UNSAFE
+RETURNS boolean LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
-    WITH expired AS (
-        DELETE FROM audience_internal.spent_tokens s
-         WHERE s.token_id IN (SELECT x.token_id FROM audience_internal.spent_tokens x
-                               WHERE x.expires_at < now()
-                               ORDER BY x.expires_at LIMIT 2
-                                 FOR UPDATE SKIP LOCKED))
+#variable_conflict use_column
+DECLARE
+    spent boolean;
+BEGIN
+    DELETE FROM audience_internal.spent_tokens s
+     WHERE s.token_id IN (SELECT x.token_id FROM audience_internal.spent_tokens x
+                           WHERE x.expires_at < now()
+                           ORDER BY x.expires_at LIMIT 2
+                             FOR UPDATE SKIP LOCKED);
     INSERT INTO audience_internal.spent_tokens (token_id, expires_at)
     VALUES (spend_token.token_id, to_timestamp(least(spend_token.expires_epoch, 253402300799)))
     ON CONFLICT (token_id) DO NOTHING
-    RETURNING true
+    RETURNING true INTO spent;
+    RETURN spent;
+END
 $$;
 
 CREATE FUNCTION audience.authenticate(token text)

@@ -308,8 +308,9 @@ $steps$ $$;
 -- events it merges, and events not folded yet are folded under the
 -- visibility of their fold), and the 0.1.0 update fills them with it.
 CREATE FUNCTION audience_internal.remake_public_sets(workspace_id bigint)
-RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
+BEGIN
     UPDATE audience_internal.workspace_months wm
        SET public_viewers = p.viewers, public_views = p.views
       FROM (SELECT m.month,
@@ -321,7 +322,8 @@ AS $$
               LEFT JOIN audience_internal.apps a ON a.workspace_id = am.workspace_id AND a.app_id = am.app_id
              WHERE m.workspace_id = remake_public_sets.workspace_id
              GROUP BY m.month) p
-     WHERE wm.workspace_id = remake_public_sets.workspace_id AND wm.month = p.month
+     WHERE wm.workspace_id = remake_public_sets.workspace_id AND wm.month = p.month;
+END
 $$;
 
 -- Merges a set of events into every rollup: `events`, a query over $1 (the
