@@ -42,6 +42,9 @@ ensure_citus() {
 citus_start() {
     local base=$1 extra=${2:--c shared_preload_libraries=citus} i
     for i in 0 1 2; do
+        # A node left running by an earlier run has that run's library and
+        # settings (a restart would keep its settings): stopped first.
+        cluster_stop "citus$i"
         cluster_start "citus$i" $((base + i)) "$extra -c max_connections=200"
     done
     export PGHOST="$RUN_DIR/citus0/socket" PGPORT="$base"
