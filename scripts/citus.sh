@@ -8,6 +8,11 @@
 CITUS_VERSION=13.2.2
 CITUS_VENDOR=${PG_AUDIENCE_CITUS_VENDOR:-$ROOT/../shared/vendor}
 
+# Whether Citus can be had here: installed, or its source beside the project.
+citus_available() {
+    [ -f "$("$PG_CONFIG" --pkglibdir)/citus.so" ] || [ -f "$CITUS_VENDOR/citus-$CITUS_VERSION.tar.gz" ]
+}
+
 ensure_citus() {
     if [ -f "$("$PG_CONFIG" --pkglibdir)/citus.so" ]; then
         return
@@ -45,7 +50,9 @@ citus_start() {
         # A node left running by an earlier run has that run's library and
         # settings (a restart would keep its settings): stopped first.
         cluster_stop "citus$i"
-        cluster_start "citus$i" $((base + i)) "$extra -c max_connections=200"
+        # Citus runs a maintenance worker per database that has it, and the
+        # tests make many databases: room for those and pg_cron's jobs.
+        cluster_start "citus$i" $((base + i)) "$extra -c max_connections=200 -c max_worker_processes=64"
     done
     export PGHOST="$RUN_DIR/citus0/socket" PGPORT="$base"
 }

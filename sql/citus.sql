@@ -64,6 +64,11 @@ BEGIN
                     CASE WHEN p.table_name = 'apps' THEN 'default' ELSE 'audience_internal.apps' END;
         END IF;
     END LOOP;
+    -- Keys are made on the worker that stores them (sql/management.sql).
+    EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
+      USING 'audience_internal.add_keys(bigint)'::regprocedure;
+    EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
+      USING 'audience_internal.new_pseudonym_key(bigint)'::regprocedure;
     -- Citus copies the stored rows to the workers and leaves the
     -- originals on the coordinator, where no query reads them and no
     -- erasure (forget_viewer, delete_workspace) would reach them.

@@ -9,7 +9,7 @@
 -- recognised by its natural key (content, user, start, kind) and counted as
 -- a duplicate, except that a session first seen open and now ended gets its
 -- end. Concurrent imports into one workspace take turns (a lock on the
--- workspace row that ingest does not conflict with); an import that ends a
+-- workspace that ingest does not conflict with); an import that ends a
 -- session stored open also waits for the workspace's other writers, and they
 -- for it (connect_ends_open_session).
 
@@ -28,7 +28,7 @@ $$;
 -- records have been folded, that is it comes back to rollup tables earlier
 -- in the writers' lock order (the top of sql/ingest.sql) than ones it
 -- holds; a concurrent writer of the same rows could deadlock with it. Such
--- an import therefore locks the workspace row FOR UPDATE, as
+-- an import therefore takes the workspace's lock FOR UPDATE, as
 -- configure_workspace does, before it writes anything, so that no other
 -- writer of the workspace runs meanwhile. Records malformed in any way are
 -- passed over here; the import refuses them later.
@@ -80,6 +80,15 @@ DECLARE
     batch audience_internal.connect_import_row[];
     end_ids bigint[];
     end_times timestamptz[];
+    known_guids text[];
+    known_app_ids bigint[];
+    known_apps text[];
+    ended_guids text[];
+    ended_refs bytea[];
+    ended_apps bigint[];
+    ended_hashes bytea[];
+    ended_starts timestamptz[];
+    ended_ends timestamptz[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     IF jsonb_typeof(audience_internal.require(import_connect.usage, 'usage')) <> 'array' THEN
@@ -106,11 +115,11 @@ BEGIN
     -- FOR UPDATE before any write). Deciding first spares most such imports
     -- the change of lock, which waits with a lock already held.
     IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
-        PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
     ELSE
-        PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR NO KEY UPDATE;
         IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
-            PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+            PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
         END IF;
     END IF;
 
@@ -170,6 +179,17 @@ BEGIN
             MESSAGE = format('invalid argument "users": %s (users[%s])', bad.problem, bad.idx);
     END IF;
 
+    -- The apps the records' content is known as, looked up on their own:
+    -- on Citus a query over the records cannot join the distributed tables
+    -- (docs/citus.md).
+    SELECT array_agg(k.content_guid), array_agg(a.app_id), array_agg(a.slug)
+      INTO known_guids, known_app_ids, known_apps
+      FROM audience_internal.connect_content k
+      JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+     WHERE k.workspace_id = ws_id
+       AND k.content_guid = ANY (ARRAY(SELECT DISTINCT r ->> 'content_guid' FROM jsonb_array_elements(import_connect.usage) r
+                                        WHERE jsonb_typeof(r) = 'object'));
+
     batch := ARRAY(
     WITH users AS MATERIALIZED (
         SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
@@ -221,9 +241,8 @@ BEGIN
                ) AS shape_problem
           FROM timed t
           LEFT JOIN users u ON u.guid = t.user_guid
-          LEFT JOIN audience_internal.connect_content k
-            ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
-          LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+          LEFT JOIN unnest(known_guids, known_app_ids, known_apps) a(content_guid, app_id, slug)
+            ON a.content_guid = t.content_guid
     )
     SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
                n.viewer, n.anonymous_id,
@@ -274,29 +293,41 @@ BEGIN
 
     -- Sessions imported while open that this page shows ended, once the new
     -- records are stored and folded (by the statement above): the day rows
-    -- are taken a second time, which is safe because the workspace row is
-    -- held FOR UPDATE when there is any (connect_ends_open_session).
+    -- are taken a second time, which is safe because the workspace's lock is
+    -- held FOR UPDATE when there is any (connect_ends_open_session). They
+    -- are keyed as stored in a statement of their own: the identity key
+    -- stays out of the statement that updates (on Citus, the one sent to a
+    -- worker).
+    SELECT array_agg(k.content_guid), array_agg(k.user_ref), array_agg(k.started), array_agg(k.ended), array_agg(k.app_id)
+      INTO ended_guids, ended_refs, ended_starts, ended_ends, ended_apps
+      FROM (SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started) b.content_guid, r.user_ref, b.started,
+                   b.ended, b.app_id
+              FROM unnest(batch) b
+             CROSS JOIN LATERAL (SELECT audience_internal.connect_user_ref(ikey, b.user_guid) AS user_ref) r
+             WHERE b.kind = 'session' AND b.ended IS NOT NULL
+             ORDER BY b.content_guid, r.user_ref, b.started, b.idx) k;
     WITH ended AS (
         UPDATE audience_internal.connect_records c SET ended = k.ended
-          FROM (SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started) b.content_guid, r.user_ref, b.started,
-                       b.ended, b.app_id
-                  FROM unnest(batch) b
-                 CROSS JOIN LATERAL (SELECT audience_internal.connect_user_ref(ikey, b.user_guid) AS user_ref) r
-                 WHERE b.kind = 'session' AND b.ended IS NOT NULL
-                 ORDER BY b.content_guid, r.user_ref, b.started, b.idx) k
+          FROM unnest(ended_guids, ended_refs, ended_starts, ended_ends, ended_apps)
+               k(content_guid, user_ref, started, ended, app_id)
          WHERE c.workspace_id = ws_id AND c.content_guid = k.content_guid AND c.user_ref = k.user_ref
            AND c.started = k.started AND c.kind = 'session' AND c.ended IS NULL
         RETURNING k.app_id, c.viewer_hash, k.started, k.ended
     )
-    SELECT array_agg(e.event_id ORDER BY e.event_id), array_agg(x.ended ORDER BY e.event_id)
+    SELECT array_agg(x.app_id), array_agg(x.viewer_hash), array_agg(x.started), array_agg(x.ended)
+      INTO ended_apps, ended_hashes, ended_starts, ended_ends
+      FROM ended x;
+    -- Each ended record's open session event, the first by id.
+    SELECT array_agg(e.event_id ORDER BY e.event_id), array_agg(e.ended ORDER BY e.event_id)
       INTO end_ids, end_times
-      FROM ended x
-      JOIN audience_internal.viewers v ON v.workspace_id = ws_id AND v.viewer_hash = x.viewer_hash
-      JOIN LATERAL (
-          SELECT ev.event_id FROM audience_internal.view_events ev
-           WHERE ev.workspace_id = ws_id AND ev.app_id = x.app_id AND ev.viewed_at = x.started
-             AND ev.viewer_id = v.viewer_id AND ev.kind = 'session' AND ev.ended_at IS NULL
-           ORDER BY ev.event_id LIMIT 1) e ON true;
+      FROM (SELECT DISTINCT ON (x.i) x.i, ev.event_id, x.ended
+              FROM unnest(ended_apps, ended_hashes, ended_starts, ended_ends) WITH ORDINALITY
+                   x(app_id, viewer_hash, started, ended, i)
+              JOIN audience_internal.viewers v ON v.workspace_id = ws_id AND v.viewer_hash = x.viewer_hash
+              JOIN audience_internal.view_events ev
+                ON ev.workspace_id = ws_id AND ev.app_id = x.app_id AND ev.viewed_at = x.started
+               AND ev.viewer_id = v.viewer_id AND ev.kind = 'session' AND ev.ended_at IS NULL
+             ORDER BY x.i, ev.event_id) e;
     FOR i IN 1 .. coalesce(cardinality(end_ids), 0) LOOP
         PERFORM audience_internal.set_view_end(ws_id, end_ids[i], end_times[i]);
     END LOOP;

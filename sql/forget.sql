@@ -40,7 +40,7 @@ BEGIN
         n_apps := 0;
         v_id := NULL;
         -- A workspace where the person has viewed is locked as
-        -- configure_workspace locks it, its row first and FOR UPDATE (the
+        -- configure_workspace locks it, first and FOR UPDATE (the
         -- lock order at the top of sql/ingest.sql): its ingest in progress
         -- commits first and is erased too, and later ingest waits for the
         -- erasure and records the person anew. Other workspaces are not
@@ -49,9 +49,8 @@ BEGIN
         -- recorded after the erasure.
         IF EXISTS (SELECT FROM audience_internal.viewers v
                     WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash) THEN
-            SELECT w.time_zone INTO tz FROM audience_internal.workspaces w
-             WHERE w.workspace_id = ws.workspace_id
-               FOR UPDATE;
+            PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws.workspace_id FOR UPDATE;
+            SELECT w.time_zone INTO tz FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id;
             SELECT v.viewer_id INTO v_id FROM audience_internal.viewers v
              WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash
                FOR UPDATE;

@@ -11,41 +11,50 @@
 -- 0. The partitions of the events' months (sql/event_store.sql), made
 --    before any row is locked: making one takes a lock on view_events that
 --    other makers wait for, held until commit.
--- 1. The workspace row, before any other row of the workspace. Ingest
---    (record_view, end_session, the bulk paths in sql/bulk_ingest.sql) and
---    the fold take it FOR KEY SHARE, and the fold reads the time zone and
---    counting start under that lock; other ingest, and the FOR NO KEY
---    UPDATE of import_connect and of a member's addition (lock_members), do
---    not conflict with it. configure_workspace (with
---    rebuild_rollups), set_app_visibility, forget_viewer,
---    delete_workspace, and an import_connect that ends sessions stored open
---    (it writes day rows twice, sql/connect_import.sql) take it FOR UPDATE:
---    they wait for the ingest and folds of that workspace in progress,
---    these wait for them, and they take turns with each other. A writer of
---    several workspaces locks them in workspace_id order.
--- 2. Then rows, table by table in this order: viewers, view_events,
---    pending_folds, app_viewers, app_totals, app_months, workspace_months,
---    app_days, workspace_days; within a table, in
+-- 1. The workspace's lock, before any other row of the workspace: its row of
+--    workspace_keys (one per workspace, stored with the workspace's other
+--    rows; on Citus a row lock on the replicated workspaces table would
+--    lock that table whole, docs/citus.md). Ingest (record_view,
+--    end_session, the bulk paths in sql/bulk_ingest.sql) and the fold take
+--    it FOR KEY SHARE, and the fold reads the time zone and counting start
+--    once it holds it; other ingest, and the FOR NO KEY UPDATE of
+--    import_connect and of a member's addition (lock_members), do not
+--    conflict with it. configure_workspace (with rebuild_rollups),
+--    set_app_visibility, forget_viewer, delete_workspace, and an
+--    import_connect that ends sessions stored open (it writes day rows
+--    twice, sql/connect_import.sql) take it FOR UPDATE: they wait for the
+--    ingest and folds of that workspace in progress, these wait for them,
+--    and they take turns with each other. A writer of several workspaces
+--    locks them in workspace_id order, and then writes them one after the
+--    other, in the same order.
+-- 2. Then the workspace's rows, table by table in this order: viewers,
+--    view_events, pending_folds, app_viewers, app_totals, app_months,
+--    workspace_months, app_days, workspace_days; within a table, in
 --    primary-key order.
--- App rows are locked FOR KEY SHARE (the rollups' foreign keys, the bulk
--- path, the fold's read of which apps are public), and FOR UPDATE by
--- set_app_visibility only, after the workspace row: a key-share lock
--- waiting for it gets the app as changed.
+-- What a writer reads of the workspace's settings and apps it reads once it
+-- holds the lock, in a statement of its own, so it is the latest committed
+-- version: set_app_visibility and configure_workspace change them under
+-- the lock FOR UPDATE.
 --
 -- SECURITY DEFINER because the platform's web tier holds no privilege on the
 -- tables; search_path is pinned so that no object of the caller's can stand
 -- in for one of ours.
 
 -- The visibility an app had at a time: the current one for any view since
--- the last change, otherwise from the history.
+-- the last change, otherwise from the history. PL/pgSQL, called on its own:
+-- on Citus a SQL function that reads a table cannot be part of another
+-- query (docs/citus.md).
 CREATE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT c.visibility
-      FROM audience_internal.app_visibility_changes c
-     WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id AND c.changed_at <= visibility_at.at
-     ORDER BY c.changed_at DESC
-     LIMIT 1
+BEGIN
+    RETURN (SELECT c.visibility
+              FROM audience_internal.app_visibility_changes c
+             WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id
+               AND c.changed_at <= visibility_at.at
+             ORDER BY c.changed_at DESC
+             LIMIT 1);
+END
 $$;
 
 -- What the Rust normalisers (src/privacy/identity.rs) refuse in an identity
@@ -138,15 +147,18 @@ BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The partition of its month before any row lock (sql/event_store.sql).
     PERFORM audience_internal.add_event_month(record_view.viewed_at);
-    -- The workspace first (the lock order at the top of this file): a change
-    -- of time zone or counting start either committed before this event, or
-    -- waits for its transaction (the fold reads the settings).
-    SELECT w.workspace_id, k.identity_key
-      INTO ws_id, ikey
-      FROM audience_internal.workspaces w
-      JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
-     WHERE w.slug = record_view.workspace
-       FOR KEY SHARE OF w;
+    -- The workspace's lock first (the lock order at the top of this file): a
+    -- change of time zone or counting start either committed before this
+    -- event, or waits for its transaction (the fold reads the settings). A
+    -- workspace deleted meanwhile has no lock to take, and is not found.
+    SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w WHERE w.slug = record_view.workspace;
+    SELECT k.identity_key INTO ikey
+      FROM audience_internal.workspace_keys k
+     WHERE k.workspace_id = ws_id
+       FOR KEY SHARE;
+    IF NOT FOUND THEN
+        ws_id := NULL;
+    END IF;
     SELECT a.app_id, a.visibility, a.visibility_since
       INTO a_id, a_visibility, a_since
       FROM audience_internal.apps a
@@ -203,7 +215,7 @@ COMMENT ON FUNCTION audience.record_view(text, text, text, timestamptz, text, ti
     'Records one opening of an app and returns the event id. viewer is the authenticated identity, or NULL for an anonymous visitor identified by anonymous_id. kind is session (interactive) or visit (static). Ingest only.';
 
 -- Gives a stored view its end, keeping the day rollups' session time equal
--- to what the events say. The caller holds a lock on the workspace row (the
+-- to what the events say. The caller holds the workspace's lock (the
 -- lock order at the top of this file); the event row is locked next, then
 -- its pending row, then its rollup rows. An event not folded yet takes its
 -- end to the fold in its pending row; a fold in progress has deleted that
@@ -270,6 +282,9 @@ AS $$
 DECLARE
     ws_id bigint;
     started timestamptz;
+    -- Taken here, not in the query below: on Citus that query runs on the
+    -- workers, whose sessions are not this login's.
+    login oid := audience_internal.session_login();
     operator boolean;
     problem audience_internal.problem;
 BEGIN
@@ -279,7 +294,7 @@ BEGIN
     -- A login hears about the events it recorded, and of no other: not when
     -- one was viewed (by an ended_at refused as too early), nor that it
     -- exists. The operator ends any.
-    operator := audience_internal.operator_role(audience_internal.session_login());
+    operator := audience_internal.operator_role(login);
     -- The event's workspace is locked before the event (the lock order at
     -- the top of this file), so that no rebuild of its rollups (a new time
     -- zone) and no erasure of its viewer runs between the event and its
@@ -287,8 +302,8 @@ BEGIN
     SELECT e.workspace_id INTO ws_id
       FROM audience_internal.view_events e
      WHERE e.event_id = end_session.event_id
-       AND (operator OR e.recorded_by = audience_internal.session_login());
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR KEY SHARE;
+       AND (operator OR e.recorded_by = login);
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR KEY SHARE;
     SELECT e.viewed_at INTO started
       FROM audience_internal.view_events e
      WHERE e.workspace_id = ws_id AND e.event_id = end_session.event_id

@@ -10,6 +10,44 @@
 -- The argument checks they use are in sql/checks.sql, the rollup rebuild in
 -- sql/rollups.sql.
 
+-- A workspace's keys are made where they are stored: on Citus,
+-- audience.distribute() makes these two functions ones that Citus runs on the
+-- worker holding the workspace (delegated by the workspace id, the only
+-- argument), so that no key is written into a statement the coordinator
+-- sends, where a failing statement's text is logged (docs/citus.md). On one
+-- server they are plain calls. Callers call them in a FROM clause: the form
+-- Citus delegates from inside another function.
+CREATE FUNCTION audience_internal.add_keys(workspace_id bigint)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    new_identity_key bytea := audience_internal.random_key();
+    new_pseudonym_key bytea := audience_internal.random_key();
+BEGIN
+    INSERT INTO audience_internal.workspace_keys (workspace_id, identity_key, pseudonym_key)
+    VALUES (add_keys.workspace_id, new_identity_key, new_pseudonym_key);
+    RETURN add_keys.workspace_id;
+END
+$$;
+
+-- Replaces a workspace's pseudonym key and returns the key's new version.
+CREATE FUNCTION audience_internal.new_pseudonym_key(workspace_id bigint)
+RETURNS integer LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    new_key bytea := audience_internal.random_key();
+    new_version integer;
+BEGIN
+    UPDATE audience_internal.workspace_keys k
+       SET pseudonym_key = new_key,
+           pseudonym_key_version = k.pseudonym_key_version + 1,
+           pseudonym_key_rotated_at = now()
+     WHERE k.workspace_id = new_pseudonym_key.workspace_id
+    RETURNING k.pseudonym_key_version INTO new_version;
+    RETURN new_version;
+END
+$$;
+
 CREATE FUNCTION audience.create_workspace(slug text, name text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -26,8 +64,7 @@ BEGIN
     INSERT INTO audience_internal.workspaces (slug, name)
     VALUES (slug, coalesce(name, slug))
     RETURNING workspaces.workspace_id INTO id;
-    INSERT INTO audience_internal.workspace_keys (workspace_id, identity_key, pseudonym_key)
-    VALUES (id, audience_internal.random_key(), audience_internal.random_key());
+    PERFORM FROM audience_internal.add_keys(id);
     RETURN id;
 END
 $$;
@@ -50,12 +87,14 @@ DECLARE
     rebuild boolean := false;
 BEGIN
     PERFORM audience_internal.require_read_committed();
-    -- The workspace row first (the lock order at the top of
+    -- The workspace's lock first (the lock order at the top of
     -- sql/ingest.sql): ingest reads the time zone and counting start under a
     -- lock that conflicts with this one, so the change and its rebuild below
-    -- and the workspace's ingest take turns.
-    SELECT * INTO ws FROM audience_internal.workspaces w
-     WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
+    -- and the workspace's ingest take turns. The row is read once the lock
+    -- is held: the latest committed version.
+    ws.workspace_id := audience_internal.workspace_id(workspace);
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws.workspace_id FOR UPDATE;
+    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id;
     IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN
         IF NOT audience_internal.named_time_zone(time_zone) THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
@@ -132,15 +171,11 @@ BEGIN
     -- The public sets made again below read the rollups as the folds
     -- committed before this one left them: a snapshot per statement.
     PERFORM audience_internal.require_read_committed();
-    -- The workspace row first, FOR UPDATE (the lock order of
+    -- The workspace's lock first, FOR UPDATE (the lock order of
     -- sql/ingest.sql): ingest and folds of the workspace in progress finish
-    -- first, and those after see the new visibility. Then the app row FOR
-    -- UPDATE before it changes: an update that leaves the key alone is
-    -- invisible to the key-share locks with which ingest and the fold read
-    -- the app (they would get the version of a snapshot taken before their
-    -- wait), but one by a transaction that held the row FOR UPDATE is not.
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
-    PERFORM FROM audience_internal.apps a WHERE a.workspace_id = ws_id AND a.app_id = a_id FOR UPDATE;
+    -- first, and those after, which read the app once they hold the lock,
+    -- see the new visibility.
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
     UPDATE audience_internal.apps a
        SET visibility = set_app_visibility.visibility, visibility_since = now()
      WHERE a.workspace_id = ws_id AND a.app_id = a_id AND a.visibility <> set_app_visibility.visibility;
@@ -155,15 +190,17 @@ $$;
 COMMENT ON FUNCTION audience.set_app_visibility(text, text, text) IS
     'Makes an app public or private from now on. Views keep the visibility they were made under. Operator only.';
 
--- Adding a member takes the workspace row first (the lock order at the top
--- of sql/ingest.sql), FOR NO KEY UPDATE: ingest's key-share lock is not
+-- Adding a member takes the workspace's lock first (the lock order at the
+-- top of sql/ingest.sql), FOR NO KEY UPDATE: ingest's key-share lock is not
 -- held up, and two adds of one person take turns. A member is unique by
 -- identity and by identity hash; an upsert resolves a conflict only on the
 -- key it names, so two adds at once made the second fail on the other.
 CREATE FUNCTION audience_internal.lock_members(workspace_id bigint)
-RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
-    SELECT FROM audience_internal.workspaces w WHERE w.workspace_id = lock_members.workspace_id FOR NO KEY UPDATE
+BEGIN
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = lock_members.workspace_id FOR NO KEY UPDATE;
+END
 $$;
 
 CREATE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
@@ -291,12 +328,10 @@ RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
 BEGIN
-    UPDATE audience_internal.workspace_keys k
-       SET pseudonym_key = audience_internal.random_key(),
-           pseudonym_key_version = k.pseudonym_key_version + 1,
-           pseudonym_key_rotated_at = now()
-     WHERE k.workspace_id = audience_internal.workspace_id(workspace);
+    PERFORM FROM audience_internal.new_pseudonym_key(ws_id);
 END
 $$;
 COMMENT ON FUNCTION audience.rotate_pseudonym_key(text) IS
@@ -305,7 +340,7 @@ COMMENT ON FUNCTION audience.rotate_pseudonym_key(text) IS
 -- Deletes a workspace and everything stored for it: apps, members, grants,
 -- keys, viewers, events, rollups, what Posit Connect imports remembered. For
 -- a platform removing a tenant; its slug can be used again. Definer rights:
--- the caller holds no privilege on the tables. The workspace row is locked
+-- the caller holds no privilege on the tables. The workspace's lock is taken
 -- first, FOR UPDATE (the lock order at the top of sql/ingest.sql): ingest in
 -- progress commits first and is deleted too; ingest that waited then finds no
 -- workspace. Every table with a workspace_id column is found in the catalog,
@@ -324,7 +359,7 @@ DECLARE
     n_events bigint;
 BEGIN
     PERFORM audience_internal.require_read_committed();
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
     DELETE FROM audience_internal.view_events e WHERE e.workspace_id = ws_id;
     GET DIAGNOSTICS n_events = ROW_COUNT;
     FOR t IN

@@ -904,9 +904,15 @@ DECLARE
     ws_id bigint;
     retired timestamptz;
     t text;
+    app_ids bigint[];
+    viewer_ids bigint[];
+    viewed_ats timestamptz[];
+    ended_ats timestamptz[];
+    kinds text[];
+    identifiables boolean[];
 BEGIN
-    SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w
-     WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    SELECT k.workspace_id INTO ws_id FROM audience_internal.workspace_keys k
+     WHERE k.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
     -- The rollups hold the retired months' events (audience.retire_events),
     -- the raw events no longer: rebuilt, those counts would be lost. Asked
     -- under a lock that a retirement in progress takes first: it commits,
@@ -926,8 +932,11 @@ BEGIN
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
         EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws_id;
     END LOOP;
-    PERFORM audience_internal.fold(ARRAY[ws_id],
-        'SELECT e.* FROM audience_internal.view_events e WHERE e.workspace_id = ANY ($1)', true);
+    SELECT array_agg(e.app_id), array_agg(e.viewer_id), array_agg(e.viewed_at), array_agg(e.ended_at),
+           array_agg(e.kind), array_agg(e.identifiable)
+      INTO app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables
+      FROM audience_internal.view_events e WHERE e.workspace_id = ws_id;
+    PERFORM audience_internal.fold_batch(ws_id, app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables);
 END
 $$;
 
@@ -944,9 +953,12 @@ DECLARE
     rows_found jsonb;
     differences jsonb := '[]';
 BEGIN
-    ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
-                  WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
-                  ORDER BY w.workspace_id FOR UPDATE);
+    ids := ARRAY(SELECT DISTINCT k.workspace_id FROM audience_internal.workspace_keys k
+                  WHERE k.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
+                  ORDER BY k.workspace_id);
+    FOREACH id IN ARRAY ids LOOP
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = id FOR UPDATE;
+    END LOOP;
     -- What the fold keeps is checked with every pending event folded, and
     -- every month that is over given its sums (as a rebuild gives them).
     PERFORM audience_internal.fold_pending(ids);
@@ -1416,12 +1428,14 @@ DECLARE
     rebuild boolean := false;
 BEGIN
     PERFORM audience_internal.require_read_committed();
-    -- The workspace row first (the lock order at the top of
+    -- The workspace's lock first (the lock order at the top of
     -- sql/ingest.sql): ingest reads the time zone and counting start under a
     -- lock that conflicts with this one, so the change and its rebuild below
-    -- and the workspace's ingest take turns.
-    SELECT * INTO ws FROM audience_internal.workspaces w
-     WHERE w.workspace_id = audience_internal.workspace_id(workspace) FOR UPDATE;
+    -- and the workspace's ingest take turns. The row is read once the lock
+    -- is held: the latest committed version.
+    ws.workspace_id := audience_internal.workspace_id(workspace);
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws.workspace_id FOR UPDATE;
+    SELECT * INTO ws FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id;
     IF time_zone IS NOT NULL AND time_zone IS DISTINCT FROM ws.time_zone THEN
         IF NOT audience_internal.named_time_zone(time_zone) THEN
             RAISE EXCEPTION USING ERRCODE = '22023',
@@ -1496,15 +1510,11 @@ BEGIN
     -- The public sets made again below read the rollups as the folds
     -- committed before this one left them: a snapshot per statement.
     PERFORM audience_internal.require_read_committed();
-    -- The workspace row first, FOR UPDATE (the lock order of
+    -- The workspace's lock first, FOR UPDATE (the lock order of
     -- sql/ingest.sql): ingest and folds of the workspace in progress finish
-    -- first, and those after see the new visibility. Then the app row FOR
-    -- UPDATE before it changes: an update that leaves the key alone is
-    -- invisible to the key-share locks with which ingest and the fold read
-    -- the app (they would get the version of a snapshot taken before their
-    -- wait), but one by a transaction that held the row FOR UPDATE is not.
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
-    PERFORM FROM audience_internal.apps a WHERE a.workspace_id = ws_id AND a.app_id = a_id FOR UPDATE;
+    -- first, and those after, which read the app once they hold the lock,
+    -- see the new visibility.
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
     UPDATE audience_internal.apps a
        SET visibility = set_app_visibility.visibility, visibility_since = now()
      WHERE a.workspace_id = ws_id AND a.app_id = a_id AND a.visibility <> set_app_visibility.visibility;
@@ -1523,9 +1533,11 @@ $$;
 -- identity and by identity hash; an upsert resolves a conflict only on the
 -- key it names, so two adds at once made the second fail on the other.
 CREATE FUNCTION audience_internal.lock_members(workspace_id bigint)
-RETURNS void LANGUAGE sql VOLATILE PARALLEL UNSAFE
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
-    SELECT FROM audience_internal.workspaces w WHERE w.workspace_id = lock_members.workspace_id FOR NO KEY UPDATE
+BEGIN
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = lock_members.workspace_id FOR NO KEY UPDATE;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
@@ -1626,7 +1638,7 @@ DECLARE
     n_events bigint;
 BEGIN
     PERFORM audience_internal.require_read_committed();
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
     DELETE FROM audience_internal.view_events e WHERE e.workspace_id = ws_id;
     GET DIAGNOSTICS n_events = ROW_COUNT;
     FOR t IN
@@ -1648,13 +1660,16 @@ COMMENT ON FUNCTION audience.delete_workspace(text) IS
 
 -- sql/ingest.sql
 CREATE OR REPLACE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
-RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
 AS $$
-    SELECT c.visibility
-      FROM audience_internal.app_visibility_changes c
-     WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id AND c.changed_at <= visibility_at.at
-     ORDER BY c.changed_at DESC
-     LIMIT 1
+BEGIN
+    RETURN (SELECT c.visibility
+              FROM audience_internal.app_visibility_changes c
+             WHERE c.workspace_id = visibility_at.workspace_id AND c.app_id = visibility_at.app_id
+               AND c.changed_at <= visibility_at.at
+             ORDER BY c.changed_at DESC
+             LIMIT 1);
+END
 $$;
 
 CREATE FUNCTION audience_internal.session_micros(kind text, viewed_at timestamptz, ended_at timestamptz)
@@ -1746,15 +1761,18 @@ BEGIN
     PERFORM audience_internal.require_read_committed();
     -- The partition of its month before any row lock (sql/event_store.sql).
     PERFORM audience_internal.add_event_month(record_view.viewed_at);
-    -- The workspace first (the lock order at the top of this file): a change
-    -- of time zone or counting start either committed before this event, or
-    -- waits for its transaction (the fold reads the settings).
-    SELECT w.workspace_id, k.identity_key
-      INTO ws_id, ikey
-      FROM audience_internal.workspaces w
-      JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
-     WHERE w.slug = record_view.workspace
-       FOR KEY SHARE OF w;
+    -- The workspace's lock first (the lock order at the top of this file): a
+    -- change of time zone or counting start either committed before this
+    -- event, or waits for its transaction (the fold reads the settings). A
+    -- workspace deleted meanwhile has no lock to take, and is not found.
+    SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w WHERE w.slug = record_view.workspace;
+    SELECT k.identity_key INTO ikey
+      FROM audience_internal.workspace_keys k
+     WHERE k.workspace_id = ws_id
+       FOR KEY SHARE;
+    IF NOT FOUND THEN
+        ws_id := NULL;
+    END IF;
     SELECT a.app_id, a.visibility, a.visibility_since
       INTO a_id, a_visibility, a_since
       FROM audience_internal.apps a
@@ -1871,6 +1889,9 @@ AS $$
 DECLARE
     ws_id bigint;
     started timestamptz;
+    -- Taken here, not in the query below: on Citus that query runs on the
+    -- workers, whose sessions are not this login's.
+    login oid := audience_internal.session_login();
     operator boolean;
     problem audience_internal.problem;
 BEGIN
@@ -1880,7 +1901,7 @@ BEGIN
     -- A login hears about the events it recorded, and of no other: not when
     -- one was viewed (by an ended_at refused as too early), nor that it
     -- exists. The operator ends any.
-    operator := audience_internal.operator_role(audience_internal.session_login());
+    operator := audience_internal.operator_role(login);
     -- The event's workspace is locked before the event (the lock order at
     -- the top of this file), so that no rebuild of its rollups (a new time
     -- zone) and no erasure of its viewer runs between the event and its
@@ -1888,8 +1909,8 @@ BEGIN
     SELECT e.workspace_id INTO ws_id
       FROM audience_internal.view_events e
      WHERE e.event_id = end_session.event_id
-       AND (operator OR e.recorded_by = audience_internal.session_login());
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR KEY SHARE;
+       AND (operator OR e.recorded_by = login);
+    PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR KEY SHARE;
     SELECT e.viewed_at INTO started
       FROM audience_internal.view_events e
      WHERE e.workspace_id = ws_id AND e.event_id = end_session.event_id
@@ -1912,257 +1933,243 @@ COMMENT ON FUNCTION audience.end_session(bigint, timestamptz) IS
     'Sets the end of a session recorded by record_view, so that it has a duration. Ingest only, and only for the events this database login recorded (the operator: any).';
 
 -- sql/rollups.sql: the fold
-CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
-RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- Merges a batch of one workspace's events into every rollup and returns how
+-- many it merged: the pending events of a fold (fold_pending), all of a
+-- workspace's raw events (rebuild_rollups), or the events a bulk statement
+-- stores (sql/bulk_ingest.sql). The batch comes as arrays of one length, an
+-- entry per event, taken once by the caller; each rollup is then written by
+-- a statement of its own, over the batch and the workspace's rows only, in
+-- the lock order of sql/ingest.sql, each rollup row once and in primary-key
+-- order. So it runs alike on one server and on Citus, which routes each
+-- statement to the shards of the workspace (docs/citus.md): no statement
+-- reads a table and writes another, and ON CONFLICT calls only functions of
+-- the rows' columns.
+--
+-- The caller holds the workspace's lock (the lock order at the top of
+-- sql/ingest.sql); the settings and the apps' visibility read here are
+-- therefore the latest committed ones, as every statement of a function
+-- takes a new snapshot. Only a definer function of the extension can call
+-- this: session_replication_role = replica leaves the rollup rows' foreign
+-- keys unchecked row by row (the caller's lock keeps every parent).
+-- work_mem is for batches of a million events, and each statement is
+-- planned for its batch.
+CREATE FUNCTION audience_internal.fold_batch(
+    workspace_id bigint, app_ids bigint[], viewer_ids bigint[], viewed_ats timestamptz[],
+    ended_ats timestamptz[], kinds text[], identifiables boolean[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = on
+SET enable_mergejoin = on
 AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
-           least(kept.first_viewed_at, added.first_viewed_at),
-           greatest(kept.last_viewed_at, added.last_viewed_at),
-           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
-                                                 added.last_viewed_at, added.last_view_identifiable),
-           kept.views + added.views,
-           kept.counted_views + added.counted_views
-$$;
+#variable_conflict use_column
+DECLARE
+    ws bigint := fold_batch.workspace_id;
+    tz text;
+    counting_from timestamptz;
+    public_ids bigint[];
+    days date[];
+    -- The batch's counters per app, day, viewer and kind of view: the
+    -- entries of the day rows' packed counters.
+    d_apps bigint[];
+    d_days date[];
+    d_viewers bigint[];
+    d_identifiable boolean[];
+    d_sessions bigint[];
+    d_visits bigint[];
+    d_micros bigint[];
+    d_last timestamptz[];
+    t_apps bigint[];
+    t_viewers bigint[];
+    t_views bigint[];
+    closed date[];
+BEGIN
+    IF coalesce(cardinality(fold_batch.app_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    -- The planner guesses the size of a join with rows just written: for a
+    -- big batch it would join by nested loops (quadratic) or by sorting,
+    -- where hashing is what scales. (The settings end with this function.)
+    IF cardinality(fold_batch.app_ids) > 1000 THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+    SELECT w.time_zone, w.counting_start INTO tz, counting_from
+      FROM audience_internal.workspaces w WHERE w.workspace_id = ws;
+    public_ids := ARRAY(SELECT a.app_id FROM audience_internal.apps a
+                         WHERE a.workspace_id = ws AND a.visibility = 'public'
+                           AND a.app_id = ANY (ARRAY(SELECT DISTINCT x FROM unnest(fold_batch.app_ids) x)));
+    days := ARRAY(SELECT audience_internal.day_of(x, tz) FROM unnest(fold_batch.viewed_ats) x);
 
-CREATE FUNCTION audience_internal.fold_steps()
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT $steps$
-    -- The workspace settings as locked (every caller holds the lock
-    -- already): a locking read returns the latest committed version, where
-    -- the statement's snapshot may predate a configure_workspace that the
-    -- caller's lock waited for.
-    settings AS MATERIALIZED (
-        SELECT w.workspace_id, w.time_zone, w.counting_start
-          FROM audience_internal.workspaces w
-         WHERE w.workspace_id IN (SELECT a.workspace_id FROM added a)
-           FOR KEY SHARE
-    ),
-    -- The apps of the events that are public now, by a locking read for the
-    -- reason above (set_app_visibility changes one under the workspace
-    -- row's lock, and makes the public sets again; it holds the app row FOR
-    -- UPDATE before it changes it, so that a key-share lock finds the new
-    -- version). Every app of the events is locked and its visibility tested
-    -- after: a test in the locking read would see the statement's snapshot
-    -- first, and skip an app made public since without reading it again.
-    batch_apps AS MATERIALIZED (
-        SELECT a.workspace_id, a.app_id, a.visibility
-          FROM audience_internal.apps a
-         WHERE (a.workspace_id, a.app_id) IN (SELECT m.workspace_id, m.app_id FROM added m)
-           FOR KEY SHARE
-    ),
-    public_apps AS MATERIALIZED (
-        SELECT b.workspace_id, b.app_id FROM batch_apps b WHERE b.visibility = 'public'
-    ),
-    evv AS MATERIALIZED (
-        SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
-               (m.viewed_at >= w.counting_start)::int AS counted,
-               audience_internal.month_of(m.viewed_at, w.time_zone) AS month,
-               audience_internal.day_of(m.viewed_at, w.time_zone) AS day
-          FROM added m
-          JOIN settings w ON w.workspace_id = m.workspace_id
-    ),
-    batch_app_viewers AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
-               max(e.viewed_at) AS last_viewed_at,
+    -- A viewer's row per app; a viewer enters the app's all-time total with
+    -- its first counted view, that is when all its counted views so far are
+    -- in this batch: its count after the merge equals the batch's.
+    WITH b AS MATERIALIZED (
+        SELECT e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at, max(e.viewed_at) AS last_viewed_at,
                -- latest_identifiable over a set: the latest view's, and of
                -- views at the same instant, either one identifiable counts.
                (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1] AS last_view_identifiable,
-               count(*) AS views, sum(e.counted) AS counted_views
-          FROM evv e
-         GROUP BY e.workspace_id, e.app_id, e.viewer_id
+               count(*) AS views, count(*) FILTER (WHERE e.viewed_at >= counting_from) AS counted_views
+          FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, fold_batch.viewed_ats, fold_batch.identifiables)
+               e(app_id, viewer_id, viewed_at, identifiable)
+         GROUP BY e.app_id, e.viewer_id
     ),
-    app_viewers AS (
+    merged AS (
         INSERT INTO audience_internal.app_viewers AS av
                (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
                 last_view_identifiable, views, counted_views)
-        SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
+        SELECT ws, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
                b.last_view_identifiable, b.views, b.counted_views
-          FROM batch_app_viewers b
-         ORDER BY b.workspace_id, b.app_id, b.viewer_id
+          FROM b
+         ORDER BY b.app_id, b.viewer_id
         ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-           SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
-               (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
-                  FROM audience_internal.merged_app_viewer(av, excluded) m)
-        RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
-    ),
-    -- A viewer enters the all-time total with its first counted view, that
-    -- is when all its counted views so far are in this batch: its count
-    -- after the batch equals the batch's. (The one-time filter runs
-    -- app_viewers first even for a batch of no counted views, whose join
-    -- would not read it: left to the end of the statement, its inserts
-    -- would come after the later tables' and break the lock order.)
-    app_totals AS (
-        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
-        SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
-          FROM batch_app_viewers b
-          JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
-         WHERE b.counted_views > 0
-           AND (SELECT count(*) FROM app_viewers) >= 0
-         GROUP BY b.workspace_id, b.app_id
-         ORDER BY b.workspace_id, b.app_id
-        ON CONFLICT (workspace_id, app_id) DO UPDATE
-           SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
-        RETURNING 1
-    ),
+           SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
+               last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
+               last_view_identifiable = audience_internal.latest_identifiable(
+                   av.last_viewed_at, av.last_view_identifiable, excluded.last_viewed_at, excluded.last_view_identifiable),
+               views = av.views + excluded.views,
+               counted_views = av.counted_views + excluded.counted_views
+        RETURNING av.app_id, av.viewer_id, av.counted_views
+    )
+    SELECT array_agg(t.app_id), array_agg(t.viewers), array_agg(t.views) INTO t_apps, t_viewers, t_views
+      FROM (SELECT b.app_id, count(*) FILTER (WHERE m.counted_views = b.counted_views) AS viewers,
+                   sum(b.counted_views)::bigint AS views
+              FROM b JOIN merged m ON m.app_id = b.app_id AND m.viewer_id = b.viewer_id
+             WHERE b.counted_views > 0
+             GROUP BY b.app_id
+             ORDER BY b.app_id) t;
+
+    INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+    SELECT ws, x.app_id, x.viewers, x.views
+      FROM unnest(t_apps, t_viewers, t_views) x(app_id, viewers, views)
+     ORDER BY x.app_id
+    ON CONFLICT (workspace_id, app_id) DO UPDATE
+       SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views;
+
     -- A month's distinct viewers are its viewer set's size: the batch's set
     -- is merged into the kept one (viewer_set_merge), which gives both.
-    app_months AS (
-        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
-        SELECT e.workspace_id, e.app_id, e.month, count(DISTINCT e.viewer_id), count(*),
-               audience_internal.viewer_set(array_agg(e.viewer_id))
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_totals) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.month
-         ORDER BY e.workspace_id, e.app_id, e.month
-        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET (viewers, unique_viewers) =
-               (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
-               views = m.views + excluded.views
-        RETURNING 1
-    ),
-    -- The batch's packed counters of apps and of viewers per workspace and
-    -- month, added to a month's own once it is over (close_months). Read
-    -- only for such a month: a CTE is computed when first read, so a batch
-    -- of the running month alone does not pack them.
-    batch_month_packs AS MATERIALIZED (
-        SELECT e.workspace_id, e.month,
-               audience_internal.app_counts(array_agg(e.app_id), array_agg((e.kind = 'session')::int::bigint),
-                                            array_agg((e.kind = 'visit')::int::bigint),
-                                            array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)))
-                   AS apps,
-               audience_internal.viewer_counts(array_agg(e.viewer_id), array_agg(e.identifiable),
-                                               array_agg((e.kind = 'session')::int::bigint),
-                                               array_agg((e.kind = 'visit')::int::bigint),
-                                               array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)),
-                                               array_agg(e.viewed_at)) AS viewer_counts
-          FROM evv e
-         GROUP BY e.workspace_id, e.month
-    ),
-    workspace_months AS (
+    INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
+    SELECT ws, e.app_id, e.month, count(DISTINCT e.viewer_id), count(*), audience_internal.viewer_set(array_agg(e.viewer_id))
+      FROM (SELECT x.app_id, x.viewer_id, audience_internal.month_of_day(x.day) AS month
+              FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, days) x(app_id, viewer_id, day)) e
+     GROUP BY e.app_id, e.month
+     ORDER BY e.app_id, e.month
+    ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+       SET (viewers, unique_viewers) =
+           (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
+           views = m.views + excluded.views;
+
+    WITH merged AS (
         INSERT INTO audience_internal.workspace_months AS m
                (workspace_id, month, unique_viewers, views, viewers, public_viewers, public_views)
-        SELECT e.workspace_id, e.month, count(DISTINCT e.viewer_id), count(*),
+        SELECT ws, e.month, count(DISTINCT e.viewer_id), count(*),
                audience_internal.viewer_set(array_agg(e.viewer_id)),
-               audience_internal.viewer_set(coalesce(array_agg(e.viewer_id) FILTER (WHERE p.app_id IS NOT NULL), '{}')),
-               count(*) FILTER (WHERE p.app_id IS NOT NULL)
-          FROM evv e
-          LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
-         WHERE (SELECT count(*) FROM app_months) >= 0
-         GROUP BY e.workspace_id, e.month
-         ORDER BY e.workspace_id, e.month
+               audience_internal.viewer_set(coalesce(array_agg(e.viewer_id) FILTER (WHERE e.app_id = ANY (public_ids)), '{}')),
+               count(*) FILTER (WHERE e.app_id = ANY (public_ids))
+          FROM (SELECT x.app_id, x.viewer_id, audience_internal.month_of_day(x.day) AS month
+                  FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, days) x(app_id, viewer_id, day)) e
+         GROUP BY e.month
+         ORDER BY e.month
         ON CONFLICT (workspace_id, month) DO UPDATE
            SET (viewers, unique_viewers) =
                (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
                views = m.views + excluded.views,
                public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
-               public_views = m.public_views + excluded.public_views,
-               apps = CASE WHEN m.apps IS NOT NULL THEN
-                          audience_internal.packed_counts_add(m.apps,
-                              (SELECT p.apps FROM batch_month_packs p
-                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END,
-               viewer_counts = CASE WHEN m.viewer_counts IS NOT NULL THEN
-                          audience_internal.packed_counts_add(m.viewer_counts,
-                              (SELECT p.viewer_counts FROM batch_month_packs p
-                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END
-        RETURNING 1
-    ),
-    -- Each viewer's counters per app and day, identifiable views apart:
-    -- packed per app and day (app_days.viewer_counts) and per workspace and
-    -- day (workspace_days.viewer_counts).
-    batch_app_day_viewers AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
-               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
-               max(e.viewed_at) AS last_viewed_at
-          FROM evv e
-         WHERE (SELECT count(*) FROM workspace_months) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
-    ),
+               public_views = m.public_views + excluded.public_views
+        RETURNING m.month, m.viewer_counts IS NOT NULL AS closed
+    )
+    SELECT array_agg(merged.month) FILTER (WHERE merged.closed) INTO closed FROM merged;
+
+    SELECT array_agg(v.app_id), array_agg(v.day), array_agg(v.viewer_id), array_agg(v.identifiable),
+           array_agg(v.sessions), array_agg(v.visits), array_agg(v.session_micros), array_agg(v.last_viewed_at)
+      INTO d_apps, d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last
+      FROM (SELECT e.app_id, e.day, e.viewer_id, e.identifiable,
+                   count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+                   sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
+                   max(e.viewed_at) AS last_viewed_at
+              FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, fold_batch.viewed_ats, fold_batch.ended_ats,
+                          fold_batch.kinds, fold_batch.identifiables, days)
+                   e(app_id, viewer_id, viewed_at, ended_at, kind, identifiable, day)
+             GROUP BY e.app_id, e.day, e.viewer_id, e.identifiable) v;
+
+    -- A month that is over has the sums of its days' packed counters
+    -- (close_months), which the batch's days add to, under the month row's
+    -- lock taken just above.
+    IF closed IS NOT NULL THEN
+        UPDATE audience_internal.workspace_months m
+           SET apps = audience_internal.packed_counts_add(m.apps, p.apps),
+               viewer_counts = audience_internal.packed_counts_add(m.viewer_counts, p.viewer_counts)
+          FROM (SELECT x.month,
+                       audience_internal.app_counts(array_agg(x.app_id), array_agg(x.sessions), array_agg(x.visits),
+                                                    array_agg(x.session_micros)) AS apps,
+                       audience_internal.viewer_counts(array_agg(x.viewer_id), array_agg(x.identifiable),
+                                                       array_agg(x.sessions), array_agg(x.visits),
+                                                       array_agg(x.session_micros), array_agg(x.last_viewed_at)) AS viewer_counts
+                  FROM (SELECT audience_internal.month_of_day(y.day) AS month, y.*
+                          FROM unnest(d_apps, d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last)
+                               y(app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)) x
+                 WHERE x.month = ANY (closed)
+                 GROUP BY x.month) p
+         WHERE m.workspace_id = ws AND m.month = p.month;
+    END IF;
+
     -- A day row's counters add up and its viewer sets and packed counters
     -- unite; a workspace day's are those of its apps' day rows in the
     -- batch, and of its viewers' (a viewer's views of several apps in one
     -- entry).
-    batch_app_days AS MATERIALIZED (
-        SELECT v.workspace_id, v.app_id, v.day, sum(v.sessions)::bigint AS sessions, sum(v.visits)::bigint AS visits,
-               sum(v.session_micros)::bigint AS session_micros,
-               audience_internal.viewer_set(array_agg(v.viewer_id)) AS viewers,
-               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
-                                               array_agg(v.visits), array_agg(v.session_micros),
-                                               array_agg(v.last_viewed_at)) AS viewer_counts
-          FROM batch_app_day_viewers v
-         GROUP BY v.workspace_id, v.app_id, v.day
-    ),
-    app_days AS (
-        INSERT INTO audience_internal.app_days AS d
-               (workspace_id, app_id, day, sessions, visits, session_micros, viewers, viewer_counts)
-        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.viewer_counts
-          FROM batch_app_days b
-         ORDER BY b.workspace_id, b.app_id, b.day
-        ON CONFLICT (workspace_id, app_id, day) DO UPDATE
-           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
-               session_micros = d.session_micros + excluded.session_micros,
-               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
-               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
-        RETURNING 1
-    ),
-    batch_day_viewers AS MATERIALIZED (
-        SELECT v.workspace_id, v.day,
-               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
-                                               array_agg(v.visits), array_agg(v.session_micros),
-                                               array_agg(v.last_viewed_at)) AS viewer_counts
-          FROM batch_app_day_viewers v
-         WHERE (SELECT count(*) FROM app_days) >= 0
-         GROUP BY v.workspace_id, v.day
-    ),
-    workspace_days AS (
-        INSERT INTO audience_internal.workspace_days AS d
-               (workspace_id, day, sessions, visits, session_micros, viewers, apps, viewer_counts)
-        SELECT b.workspace_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.apps, v.viewer_counts
-          FROM (SELECT b.workspace_id, b.day, sum(b.sessions) AS sessions, sum(b.visits) AS visits,
-                       sum(b.session_micros) AS session_micros,
-                       audience_internal.viewer_set_union(array_agg(b.viewers)) AS viewers,
-                       audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
-                                                    array_agg(b.session_micros::bigint)) AS apps
-                  FROM batch_app_days b
-                 GROUP BY b.workspace_id, b.day) b
-          JOIN batch_day_viewers v ON v.workspace_id = b.workspace_id AND v.day = b.day
-         ORDER BY b.workspace_id, b.day
-        ON CONFLICT (workspace_id, day) DO UPDATE
-           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
-               session_micros = d.session_micros + excluded.session_micros,
-               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
-               apps = audience_internal.packed_counts_add(d.apps, excluded.apps),
-               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)
-$steps$ $$;
+    INSERT INTO audience_internal.app_days AS d
+           (workspace_id, app_id, day, sessions, visits, session_micros, viewers, viewer_counts)
+    SELECT ws, v.app_id, v.day, sum(v.sessions)::bigint, sum(v.visits)::bigint, sum(v.session_micros)::bigint,
+           audience_internal.viewer_set(array_agg(v.viewer_id)),
+           audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
+                                           array_agg(v.visits), array_agg(v.session_micros), array_agg(v.last_viewed_at))
+      FROM unnest(d_apps, d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last)
+           v(app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+     GROUP BY v.app_id, v.day
+     ORDER BY v.app_id, v.day
+    ON CONFLICT (workspace_id, app_id, day) DO UPDATE
+       SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+           session_micros = d.session_micros + excluded.session_micros,
+           viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts);
 
-CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
-RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET session_replication_role = replica
-SET work_mem = '256MB'
-SET enable_nestloop = on
-SET enable_mergejoin = on
-AS $$
-DECLARE
-    n_folded bigint;
-BEGIN
-    IF fold.many THEN
-        PERFORM set_config('enable_nestloop', 'off', true);
-        PERFORM set_config('enable_mergejoin', 'off', true);
-    END IF;
-    EXECUTE 'WITH added AS (' || fold.events || '),' || audience_internal.fold_steps()
-       INTO n_folded USING fold.workspace_ids;
-    PERFORM audience_internal.close_months(fold.workspace_ids);
-    RETURN n_folded;
+    INSERT INTO audience_internal.workspace_days AS d
+           (workspace_id, day, sessions, visits, session_micros, viewers, apps, viewer_counts)
+    SELECT ws, a.day, a.sessions, a.visits, a.session_micros, v.viewers, a.apps, v.viewer_counts
+      FROM (SELECT x.day, sum(x.sessions)::bigint AS sessions, sum(x.visits)::bigint AS visits,
+                   sum(x.session_micros)::bigint AS session_micros,
+                   audience_internal.app_counts(array_agg(x.app_id), array_agg(x.sessions), array_agg(x.visits),
+                                                array_agg(x.session_micros)) AS apps
+              FROM (SELECT y.day, y.app_id, sum(y.sessions)::bigint AS sessions, sum(y.visits)::bigint AS visits,
+                           sum(y.session_micros)::bigint AS session_micros
+                      FROM unnest(d_apps, d_days, d_sessions, d_visits, d_micros) y(app_id, day, sessions, visits, session_micros)
+                     GROUP BY y.day, y.app_id) x
+             GROUP BY x.day) a
+      JOIN (SELECT y.day, audience_internal.viewer_set(array_agg(y.viewer_id)) AS viewers,
+                   audience_internal.viewer_counts(array_agg(y.viewer_id), array_agg(y.identifiable), array_agg(y.sessions),
+                                                   array_agg(y.visits), array_agg(y.session_micros),
+                                                   array_agg(y.last_viewed_at)) AS viewer_counts
+              FROM unnest(d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last)
+                   y(day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+             GROUP BY y.day) v ON v.day = a.day
+     ORDER BY a.day
+    ON CONFLICT (workspace_id, day) DO UPDATE
+       SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+           session_micros = d.session_micros + excluded.session_micros,
+           viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+           apps = audience_internal.packed_counts_add(d.apps, excluded.apps),
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts);
+
+    PERFORM audience_internal.close_months(ARRAY[ws]);
+    RETURN cardinality(fold_batch.app_ids);
 END
 $$;
 
 -- Gives the months of these workspaces that are over in their time zone
 -- their packed counters (workspace_months.apps and viewer_counts): the sums
 -- of their days'. From then on every write that changes a day of the month
--- changes them too: the fold (fold_steps), end_session and forget_viewer,
+-- changes them too: the fold (fold_batch), end_session and forget_viewer,
 -- each under the month row's lock. Run after each fold, in its
 -- transaction. A month row that another transaction holds is skipped, for
 -- a later fold to do: that transaction is changing the month's days (it
@@ -2207,45 +2214,277 @@ AS $$ SELECT 64 $$;
 CREATE FUNCTION audience_internal.fold_pending(workspace_ids bigint[])
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
+#variable_conflict use_column
 DECLARE
-    n_pending bigint;
+    ids bigint[] := ARRAY(SELECT DISTINCT x FROM unnest(fold_pending.workspace_ids) x WHERE x IS NOT NULL ORDER BY 1);
+    ws bigint;
+    n_folded bigint := 0;
+    app_ids bigint[];
+    viewer_ids bigint[];
+    viewed_ats timestamptz[];
+    ended_ats timestamptz[];
+    kinds text[];
+    identifiables boolean[];
 BEGIN
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ANY (fold_pending.workspace_ids)
-     ORDER BY w.workspace_id FOR KEY SHARE;
-    SELECT count(*) INTO n_pending FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY (fold_pending.workspace_ids);
-    IF n_pending = 0 THEN
-        RETURN 0;
-    END IF;
-    RETURN audience_internal.fold(fold_pending.workspace_ids,
-        'DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY ($1) RETURNING p.*',
-        n_pending > 1000);
+    FOREACH ws IN ARRAY ids LOOP
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws FOR KEY SHARE;
+    END LOOP;
+    FOREACH ws IN ARRAY ids LOOP
+        WITH taken AS (
+            DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws RETURNING p.*
+        )
+        SELECT array_agg(t.app_id), array_agg(t.viewer_id), array_agg(t.viewed_at), array_agg(t.ended_at),
+               array_agg(t.kind), array_agg(t.identifiable)
+          INTO app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables
+          FROM taken t;
+        n_folded := n_folded + audience_internal.fold_batch(ws, app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables);
+    END LOOP;
+    RETURN n_folded;
 END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
     'Merges the pending events of these workspaces into every rollup, set-wise, and returns how many it folded.';
 
+-- sql/bulk_ingest.sql: the bulk paths, on the fold of one workspace's batch
+-- The workspace and app each distinct (workspace, app) pair of slugs names,
+-- for the checks of the bulk paths: workspace_id NULL for no such workspace, app_id
+-- NULL for no such app (or a NULL slug). PL/pgSQL, called on its own: on
+-- Citus a query over the transition table or a JSON batch cannot join the
+-- distributed apps (docs/citus.md).
+CREATE FUNCTION audience_internal.named_apps(workspaces text[], apps text[])
+RETURNS TABLE (workspace text, app text, workspace_id bigint, app_id bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws_slugs text[] := ARRAY(SELECT DISTINCT x FROM unnest(named_apps.workspaces) x WHERE x IS NOT NULL);
+    app_slugs text[] := ARRAY(SELECT DISTINCT x FROM unnest(named_apps.apps) x WHERE x IS NOT NULL);
+    found_slugs text[];
+    found_ids bigint[];
+    app_ws bigint[];
+    app_found text[];
+    app_found_ids bigint[];
+BEGIN
+    SELECT array_agg(w.slug), array_agg(w.workspace_id) INTO found_slugs, found_ids
+      FROM audience_internal.workspaces w WHERE w.slug = ANY (ws_slugs);
+    SELECT array_agg(a.workspace_id), array_agg(a.slug), array_agg(a.app_id) INTO app_ws, app_found, app_found_ids
+      FROM audience_internal.apps a WHERE a.workspace_id = ANY (found_ids) AND a.slug = ANY (app_slugs);
+    RETURN QUERY
+    SELECT p.workspace, p.app, w.workspace_id, a.app_id
+      FROM (SELECT DISTINCT x.workspace, x.app FROM unnest(named_apps.workspaces, named_apps.apps) x(workspace, app)) p
+      LEFT JOIN unnest(found_slugs, found_ids) w(slug, workspace_id) ON w.slug = p.workspace
+      LEFT JOIN unnest(app_ws, app_found, app_found_ids) a(workspace_id, slug, app_id)
+        ON a.workspace_id = w.workspace_id AND a.slug = p.app;
+END
+$$;
+
+-- Stores a batch of one workspace's view events and folds them into the
+-- rollups (fold_batch), and returns how many it stored: the rows of one
+-- workspace of a bulk statement, already checked (view_problem), as arrays
+-- of one length. The caller holds the workspace's lock (the lock order at
+-- the top of sql/ingest.sql), so the apps' visibility read here is the
+-- latest committed one. Rows whose app is not found are not stored (the
+-- caller compares the count). Identities and anonymous ids are hashed
+-- here, with the key read from where it is stored, so that on Citus the
+-- key never travels in a statement sent to a worker.
+-- session_replication_role = replica: the viewers' and events' foreign keys
+-- are not checked row by row, which would cost more than all the rest of
+-- the fold; the caller's lock keeps every parent.
+CREATE FUNCTION audience_internal.store_events(
+    workspace_id bigint, apps text[], viewers text[], anonymous_ids text[], viewed_ats timestamptz[],
+    ended_ats timestamptz[], kinds text[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws bigint := store_events.workspace_id;
+    ikey bytea;
+    -- The batch's apps, and the history of their visibility.
+    b_slugs text[];
+    b_ids bigint[];
+    b_visibility text[];
+    b_since timestamptz[];
+    h_apps bigint[];
+    h_at timestamptz[];
+    h_visibility text[];
+    -- The events, and the batch's viewers, those stored already and all.
+    e_apps bigint[];
+    e_identities text[];
+    e_hashes bytea[];
+    e_viewed timestamptz[];
+    e_ended timestamptz[];
+    e_kinds text[];
+    e_identifiable boolean[];
+    n_hashes bytea[];
+    n_anonymous boolean[];
+    n_identities text[];
+    k_hashes bytea[];
+    k_ids bigint[];
+    k_identified boolean[];
+    v_hashes bytea[];
+    v_ids bigint[];
+    e_viewers bigint[];
+    n_stored bigint;
+    login oid := audience_internal.session_login();
+BEGIN
+    -- As in fold_batch: hashing is what scales for a big batch.
+    IF cardinality(store_events.apps) > 1000 THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+    SELECT k.identity_key INTO ikey FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws;
+    b_slugs := ARRAY(SELECT DISTINCT x FROM unnest(store_events.apps) x);
+    SELECT array_agg(a.slug), array_agg(a.app_id), array_agg(a.visibility), array_agg(a.visibility_since)
+      INTO b_slugs, b_ids, b_visibility, b_since
+      FROM audience_internal.apps a WHERE a.workspace_id = ws AND a.slug = ANY (b_slugs);
+    SELECT array_agg(c.app_id), array_agg(c.changed_at), array_agg(c.visibility) INTO h_apps, h_at, h_visibility
+      FROM audience_internal.app_visibility_changes c WHERE c.workspace_id = ws AND c.app_id = ANY (b_ids);
+
+    -- Identifiable: a named viewer on an app private when viewed (its
+    -- visibility then, from the history, for a view before the last change).
+    SELECT array_agg(a.app_id), array_agg(h.identity), array_agg(h.viewer_hash), array_agg(i.viewed_at),
+           array_agg(i.ended_at), array_agg(i.kind),
+           array_agg(h.identity IS NOT NULL
+                     AND CASE WHEN i.viewed_at < a.since
+                              THEN (SELECT c.visibility
+                                      FROM unnest(h_apps, h_at, h_visibility) c(app_id, changed_at, visibility)
+                                     WHERE c.app_id = a.app_id AND c.changed_at <= i.viewed_at
+                                     ORDER BY c.changed_at DESC LIMIT 1)
+                              ELSE a.visibility END = 'private')
+      INTO e_apps, e_identities, e_hashes, e_viewed, e_ended, e_kinds, e_identifiable
+      FROM unnest(store_events.apps, store_events.viewers, store_events.anonymous_ids, store_events.viewed_ats,
+                  store_events.ended_ats, store_events.kinds) i(app, viewer, anonymous_id, viewed_at, ended_at, kind)
+      JOIN unnest(b_slugs, b_ids, b_visibility, b_since) a(slug, app_id, visibility, since) ON a.slug = i.app
+     CROSS JOIN LATERAL (
+          SELECT n.identity,
+                 coalesce(audience_internal.identity_hash(ikey, n.identity),
+                          audience_internal.anonymous_hash(ikey,
+                              audience_internal.normalize_anonymous_id('anonymous_id', i.anonymous_id))) AS viewer_hash
+            FROM (SELECT audience_internal.normalize_identity('viewer', i.viewer) AS identity OFFSET 0) n
+     ) h;
+
+    SELECT array_agg(b.viewer_hash), array_agg(b.anonymous), array_agg(b.identity)
+      INTO n_hashes, n_anonymous, n_identities
+      FROM (SELECT x.viewer_hash, bool_and(x.identity IS NULL) AS anonymous,
+                   max(x.identity) FILTER (WHERE x.identifiable) AS identity
+              FROM unnest(e_hashes, e_identities, e_identifiable) x(viewer_hash, identity, identifiable)
+             GROUP BY x.viewer_hash) b;
+    -- Looked up through the unique index (a batch meets a small part of a
+    -- big viewers table), and held as their foreign keys would hold them.
+    SELECT array_agg(s.viewer_hash), array_agg(s.viewer_id), array_agg(s.has_identity)
+      INTO k_hashes, k_ids, k_identified
+      FROM (SELECT v.viewer_hash, v.viewer_id, v.identity IS NOT NULL AS has_identity
+              FROM audience_internal.viewers v
+             WHERE v.workspace_id = ws AND v.viewer_hash = ANY (n_hashes)
+             ORDER BY v.viewer_hash
+               FOR KEY SHARE) s;
+    -- New viewers, and those seen on a private app now but stored without
+    -- identity so far.
+    WITH added AS (
+        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
+        SELECT ws, n.viewer_hash, n.anonymous, n.identity
+          FROM unnest(n_hashes, n_anonymous, n_identities) n(viewer_hash, anonymous, identity)
+          LEFT JOIN unnest(k_hashes, k_ids, k_identified) k(viewer_hash, viewer_id, has_identity)
+            ON k.viewer_hash = n.viewer_hash
+         WHERE k.viewer_id IS NULL OR (n.identity IS NOT NULL AND NOT k.has_identity)
+         ORDER BY n.viewer_hash
+        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
+           SET identity = coalesce(v.identity, excluded.identity)
+        RETURNING v.viewer_hash, v.viewer_id
+    )
+    SELECT array_agg(x.viewer_hash), array_agg(x.viewer_id) INTO v_hashes, v_ids
+      FROM (SELECT k.viewer_hash, k.viewer_id FROM unnest(k_hashes, k_ids) k(viewer_hash, viewer_id)
+            UNION
+            SELECT a.viewer_hash, a.viewer_id FROM added a) x;
+
+    -- Each array below comes from one aggregate pass, so they stay aligned.
+    SELECT array_agg(e.app_id), array_agg(m.viewer_id), array_agg(e.viewed_at), array_agg(e.ended_at),
+           array_agg(e.kind), array_agg(e.identifiable)
+      INTO e_apps, e_viewers, e_viewed, e_ended, e_kinds, e_identifiable
+      FROM unnest(e_apps, e_hashes, e_viewed, e_ended, e_kinds, e_identifiable)
+           e(app_id, viewer_hash, viewed_at, ended_at, kind, identifiable)
+      JOIN unnest(v_hashes, v_ids) m(viewer_hash, viewer_id) ON m.viewer_hash = e.viewer_hash;
+
+    -- The login that records them named here: on Citus a default could be
+    -- computed on a worker, whose session is not this login's.
+    INSERT INTO audience_internal.view_events
+           (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable, recorded_by)
+    SELECT ws, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable, login
+      FROM unnest(e_apps, e_viewers, e_viewed, e_ended, e_kinds, e_identifiable)
+           e(app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
+     -- In the order of the largest index: neighbouring entries go in
+     -- together, at a fraction of the cost of scattered ones.
+     ORDER BY e.app_id, e.viewed_at;
+    GET DIAGNOSTICS n_stored = ROW_COUNT;
+
+    -- Into the rollups in the statement that stores them: a batch is
+    -- already a set, so a pending copy of it would only be written and
+    -- deleted again.
+    PERFORM audience_internal.fold_batch(ws, e_apps, e_viewers, e_viewed, e_ended, e_kinds, e_identifiable);
+    RETURN n_stored;
+END
+$$;
+
 -- sql/bulk_ingest.sql
 CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
 RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET session_replication_role = replica
 SET work_mem = '256MB'
-SET enable_nestloop = on
-SET enable_mergejoin = on
+SET plan_cache_mode = force_custom_plan
 AS $$
+#variable_conflict use_column
 DECLARE
     bad record;
     n_rows bigint;
-    n_events bigint;
+    n_events bigint := 0;
+    -- The statement's rows, in order, taken once from the transition table.
+    r_workspaces text[];
+    r_apps text[];
+    r_viewers text[];
+    r_anonymous text[];
+    r_viewed timestamptz[];
+    r_ended timestamptz[];
+    r_kinds text[];
+    -- The workspaces and apps they name.
+    n_workspaces text[];
+    n_apps text[];
+    n_workspace_ids bigint[];
+    n_app_ids bigint[];
+    ws_ids bigint[];
+    ws bigint;
+    s_apps text[];
+    s_viewers text[];
+    s_anonymous text[];
+    s_viewed timestamptz[];
+    s_ended timestamptz[];
+    s_kinds text[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
+    SELECT array_agg(r.workspace), array_agg(r.app), array_agg(r.viewer), array_agg(r.anonymous_id),
+           array_agg(r.viewed_at), array_agg(r.ended_at), array_agg(r.kind)
+      INTO r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds
+      FROM new_rows r;
+    n_rows := coalesce(cardinality(r_workspaces), 0);
+    IF n_rows = 0 THEN
+        RETURN NULL;
+    END IF;
+
+    SELECT array_agg(n.workspace), array_agg(n.app), array_agg(n.workspace_id), array_agg(n.app_id)
+      INTO n_workspaces, n_apps, n_workspace_ids, n_app_ids
+      FROM audience_internal.named_apps(r_workspaces, r_apps) n;
     -- The first bad row, by position, fails the statement: nothing is stored.
     SELECT i.pos, p.problem INTO bad
-      FROM (SELECT row_number() OVER () AS pos, r.* FROM new_rows r) i
-      LEFT JOIN audience_internal.workspaces w ON w.slug = i.workspace
-      LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = i.app
+      FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds) WITH ORDINALITY
+           i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind, pos)
+      LEFT JOIN unnest(n_workspaces, n_apps, n_workspace_ids, n_app_ids) n(workspace, app, workspace_id, app_id)
+        ON n.workspace = i.workspace AND n.app IS NOT DISTINCT FROM i.app
       CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
-                              i.anonymous_id, i.ended_at, i.kind, w.workspace_id, a.app_id)) p(problem)
+                              i.anonymous_id, i.ended_at, i.kind, n.workspace_id, n.app_id)) p(problem)
      WHERE p.problem IS NOT NULL
      ORDER BY i.pos
      LIMIT 1;
@@ -2254,116 +2493,41 @@ BEGIN
             MESSAGE = audience_internal.problem_message(bad.problem, format('row %s of this import', bad.pos));
     END IF;
 
-    SELECT count(*) INTO n_rows FROM new_rows;
-    IF n_rows = 0 THEN
-        RETURN NULL;
-    END IF;
-    -- The new rows have no statistics, so the planner guesses a few hundred
-    -- of them whatever their number: for a big batch it would join by nested
-    -- loops (quadratic) or by sorting, where hashing is what scales. (The
-    -- settings end with this function.)
-    IF n_rows > 1000 THEN
-        PERFORM set_config('enable_nestloop', 'off', true);
-        PERFORM set_config('enable_mergejoin', 'off', true);
-    END IF;
     PERFORM audience_internal.add_event_month(m.at)
-       FROM (SELECT min(r.viewed_at) AS at FROM new_rows r GROUP BY audience_internal.event_month(r.viewed_at) ORDER BY 1) m;
+       FROM (SELECT min(x) AS at FROM unnest(r_viewed) x GROUP BY audience_internal.event_month(x) ORDER BY 1) m;
 
-    -- One statement, planned for this batch. Each data-modifying step starts
-    -- only once the previous one has finished (its result is counted in a
-    -- one-time filter, or fully read by a sort or an aggregate), which keeps
-    -- the lock order described at the top of this file.
-    EXECUTE $fold$
-    WITH targets AS MATERIALIZED (
-        SELECT d.workspace, d.app, w.workspace_id, k.identity_key,
-               a.app_id, a.visibility, a.visibility_since
-          FROM (SELECT DISTINCT r.workspace, r.app FROM new_rows r) d
-          JOIN audience_internal.workspaces w ON w.slug = d.workspace
-          JOIN audience_internal.workspace_keys k ON k.workspace_id = w.workspace_id
-          JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = d.app
-         -- Rows are locked in this order.
-         ORDER BY w.workspace_id, a.app_id
-           FOR KEY SHARE OF w, a
-    ),
-    ev AS MATERIALIZED (
-        SELECT t.workspace_id, t.app_id, i.viewed_at, i.ended_at, i.kind, h.identity, h.viewer_hash,
-               h.identity IS NOT NULL
-                 AND CASE WHEN i.viewed_at < t.visibility_since
-                          THEN audience_internal.visibility_at(t.workspace_id, t.app_id, i.viewed_at)
-                          ELSE t.visibility END = 'private' AS identifiable
-          FROM new_rows i
-          JOIN targets t ON t.workspace = i.workspace AND t.app = i.app
-         CROSS JOIN LATERAL (
-              SELECT n.identity,
-                     coalesce(audience_internal.identity_hash(t.identity_key, n.identity),
-                              audience_internal.anonymous_hash(t.identity_key,
-                                  audience_internal.normalize_anonymous_id('anonymous_id', i.anonymous_id))) AS viewer_hash
-                FROM (SELECT audience_internal.normalize_identity('viewer', i.viewer) AS identity OFFSET 0) n
-         ) h
-    ),
-    batch_viewers AS MATERIALIZED (
-        SELECT ev.workspace_id, ev.viewer_hash, bool_and(ev.identity IS NULL) AS anonymous,
-               max(ev.identity) FILTER (WHERE ev.identifiable) AS identity
-          FROM ev GROUP BY ev.workspace_id, ev.viewer_hash
-    ),
-    -- Looked up one by one through the unique index: a batch meets a small
-    -- part of a big viewers table. A viewer deleted meanwhile (forget_viewer)
-    -- is not returned, and is added again below as a new viewer.
-    viewer_ids AS MATERIALIZED (
-        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity, k.viewer_id,
-               -- Seen on a private app now, but stored without identity so far.
-               b.identity IS NOT NULL AND k.viewer_id IS NOT NULL AND NOT k.has_identity AS gains_identity
-          FROM batch_viewers b
-          LEFT JOIN LATERAL (
-              SELECT v.viewer_id, v.identity IS NOT NULL AS has_identity
-                FROM audience_internal.viewers v
-               WHERE v.workspace_id = b.workspace_id AND v.viewer_hash = b.viewer_hash
-                 FOR KEY SHARE
-          ) k ON true
-    ),
-    added_viewers AS (
-        INSERT INTO audience_internal.viewers AS v (workspace_id, viewer_hash, anonymous, identity)
-        SELECT b.workspace_id, b.viewer_hash, b.anonymous, b.identity
-          FROM viewer_ids b
-         WHERE b.viewer_id IS NULL OR b.gains_identity
-         ORDER BY b.workspace_id, b.viewer_hash
-        ON CONFLICT (workspace_id, viewer_hash) DO UPDATE
-           SET identity = coalesce(v.identity, excluded.identity)
-        RETURNING v.workspace_id, v.viewer_hash, v.viewer_id
-    ),
-    ids AS MATERIALIZED (
-        SELECT b.workspace_id, b.viewer_hash, b.viewer_id FROM viewer_ids b
-         WHERE b.viewer_id IS NOT NULL AND NOT b.gains_identity
-        UNION ALL
-        SELECT * FROM added_viewers
-    ),
-    identified AS MATERIALIZED (
-        SELECT ev.*, ids.viewer_id
-          FROM ev JOIN ids ON ids.workspace_id = ev.workspace_id AND ids.viewer_hash = ev.viewer_hash
-    ),
-    -- The events, and then the fold's steps over them (sql/rollups.sql):
-    -- they reach the rollups in the statement that stores them.
-    added AS (
-        INSERT INTO audience_internal.view_events
-               (workspace_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable)
-        SELECT e.workspace_id, e.app_id, e.viewer_id, e.viewed_at, e.ended_at, e.kind, e.identifiable
-          FROM identified e
-         -- In the order of the largest index: neighbouring entries go in
-         -- together, at a fraction of the cost of scattered ones.
-         ORDER BY e.workspace_id, e.app_id, e.viewed_at
-        RETURNING workspace_id, event_id, app_id, viewer_id, viewed_at, ended_at, kind, identifiable
-    ),
-    $fold$ || audience_internal.fold_steps() INTO n_events;
-
-    -- Only an app or workspace deleted since the checks above can make a
-    -- row miss its parent; the whole statement is then refused, to retry.
+    -- The workspaces' locks, in workspace_id order, then each workspace's
+    -- rows, workspace after workspace (the lock order at the top of
+    -- sql/ingest.sql). A workspace deleted since the checks has no lock to
+    -- take, and an app deleted since is not found by store_events: the
+    -- whole statement is then refused, to retry.
+    ws_ids := ARRAY(SELECT DISTINCT x FROM unnest(n_workspace_ids) x ORDER BY 1);
+    FOREACH ws IN ARRAY ws_ids LOOP
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = '40001',
+                MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
+        END IF;
+    END LOOP;
+    FOREACH ws IN ARRAY ws_ids LOOP
+        IF cardinality(ws_ids) = 1 THEN
+            n_events := audience_internal.store_events(ws, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds);
+        ELSE
+            SELECT array_agg(i.app), array_agg(i.viewer), array_agg(i.anonymous_id), array_agg(i.viewed_at),
+                   array_agg(i.ended_at), array_agg(i.kind)
+              INTO s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds
+              FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds)
+                   i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
+             WHERE i.workspace = (SELECT n.workspace FROM unnest(n_workspaces, n_workspace_ids) n(workspace, workspace_id)
+                                   WHERE n.workspace_id = ws LIMIT 1);
+            n_events := n_events
+                        + audience_internal.store_events(ws, s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds);
+        END IF;
+    END LOOP;
     IF n_events <> n_rows THEN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
     END IF;
-    PERFORM audience_internal.close_months(ARRAY(
-        SELECT w.workspace_id FROM audience_internal.workspaces w
-         WHERE w.slug IN (SELECT r.workspace FROM new_rows r)));
 
     -- Every row this transaction can see here was inserted by this
     -- statement: earlier statements emptied the table the same way, and rows
@@ -2386,6 +2550,10 @@ DECLARE
     problems jsonb;
     first_problem jsonb;
     event_keys constant text[] := ARRAY['workspace', 'app', 'viewer', 'viewed_at', 'anonymous_id', 'ended_at', 'kind'];
+    n_workspaces text[];
+    n_apps text[];
+    n_workspace_ids bigint[];
+    n_app_ids bigint[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     PERFORM audience_internal.check_choice(record_views.on_error, 'on_error', ARRAY['abort', 'skip']);
@@ -2393,6 +2561,15 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'invalid argument "events": must be a JSON array of objects';
     END IF;
+
+    -- The workspaces and apps the events name, looked up on their own.
+    SELECT array_agg(n.workspace), array_agg(n.app), array_agg(n.workspace_id), array_agg(n.app_id)
+      INTO n_workspaces, n_apps, n_workspace_ids, n_app_ids
+      FROM audience_internal.named_apps(
+               ARRAY(SELECT e ->> 'workspace' FROM jsonb_array_elements(record_views.events) e
+                      WHERE jsonb_typeof(e) = 'object'),
+               ARRAY(SELECT e ->> 'app' FROM jsonb_array_elements(record_views.events) e
+                      WHERE jsonb_typeof(e) = 'object')) n;
 
     WITH parsed AS MATERIALIZED (
         SELECT e.i - 1 AS idx,
@@ -2425,10 +2602,10 @@ BEGIN
                         CASE WHEN p.ev ->> 'ended_at' IS NOT NULL AND p.ended_at IS NULL
                                THEN audience_internal.not_a_time('ended_at') END,
                         audience_internal.view_problem(p.workspace, p.app, p.viewer, p.viewed_at,
-                            p.anonymous_id, p.ended_at, p.kind, w.workspace_id, a.app_id)) AS problem
+                            p.anonymous_id, p.ended_at, p.kind, n.workspace_id, n.app_id)) AS problem
           FROM parsed p
-          LEFT JOIN audience_internal.workspaces w ON w.slug = p.workspace
-          LEFT JOIN audience_internal.apps a ON a.workspace_id = w.workspace_id AND a.slug = p.app
+          LEFT JOIN unnest(n_workspaces, n_apps, n_workspace_ids, n_app_ids) n(workspace, app, workspace_id, app_id)
+            ON n.workspace = p.workspace AND n.app IS NOT DISTINCT FROM p.app
     ),
     stored AS (
         INSERT INTO audience_ingest.view_imports (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
@@ -3614,6 +3791,15 @@ DECLARE
     batch audience_internal.connect_import_row[];
     end_ids bigint[];
     end_times timestamptz[];
+    known_guids text[];
+    known_app_ids bigint[];
+    known_apps text[];
+    ended_guids text[];
+    ended_refs bytea[];
+    ended_apps bigint[];
+    ended_hashes bytea[];
+    ended_starts timestamptz[];
+    ended_ends timestamptz[];
 BEGIN
     PERFORM audience_internal.require_read_committed();
     IF jsonb_typeof(audience_internal.require(import_connect.usage, 'usage')) <> 'array' THEN
@@ -3640,11 +3826,11 @@ BEGIN
     -- FOR UPDATE before any write). Deciding first spares most such imports
     -- the change of lock, which waits with a lock already held.
     IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
-        PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
     ELSE
-        PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR NO KEY UPDATE;
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR NO KEY UPDATE;
         IF audience_internal.connect_ends_open_session(ws_id, import_connect.usage) THEN
-            PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ws_id FOR UPDATE;
+            PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws_id FOR UPDATE;
         END IF;
     END IF;
 
@@ -3704,6 +3890,17 @@ BEGIN
             MESSAGE = format('invalid argument "users": %s (users[%s])', bad.problem, bad.idx);
     END IF;
 
+    -- The apps the records' content is known as, looked up on their own:
+    -- on Citus a query over the records cannot join the distributed tables
+    -- (docs/citus.md).
+    SELECT array_agg(k.content_guid), array_agg(a.app_id), array_agg(a.slug)
+      INTO known_guids, known_app_ids, known_apps
+      FROM audience_internal.connect_content k
+      JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+     WHERE k.workspace_id = ws_id
+       AND k.content_guid = ANY (ARRAY(SELECT DISTINCT r ->> 'content_guid' FROM jsonb_array_elements(import_connect.usage) r
+                                        WHERE jsonb_typeof(r) = 'object'));
+
     batch := ARRAY(
     WITH users AS MATERIALIZED (
         SELECT DISTINCT ON (u.item ->> 'guid') u.item ->> 'guid' AS guid,
@@ -3755,9 +3952,8 @@ BEGIN
                ) AS shape_problem
           FROM timed t
           LEFT JOIN users u ON u.guid = t.user_guid
-          LEFT JOIN audience_internal.connect_content k
-            ON k.workspace_id = ws_id AND k.content_guid = t.content_guid
-          LEFT JOIN audience_internal.apps a ON a.workspace_id = k.workspace_id AND a.app_id = k.app_id
+          LEFT JOIN unnest(known_guids, known_app_ids, known_apps) a(content_guid, app_id, slug)
+            ON a.content_guid = t.content_guid
     )
     SELECT ROW(n.idx, n.content_guid, n.user_guid, n.kind, n.started, n.ended, n.app, n.app_id,
                n.viewer, n.anonymous_id,
@@ -3808,29 +4004,41 @@ BEGIN
 
     -- Sessions imported while open that this page shows ended, once the new
     -- records are stored and folded (by the statement above): the day rows
-    -- are taken a second time, which is safe because the workspace row is
-    -- held FOR UPDATE when there is any (connect_ends_open_session).
+    -- are taken a second time, which is safe because the workspace's lock is
+    -- held FOR UPDATE when there is any (connect_ends_open_session). They
+    -- are keyed as stored in a statement of their own: the identity key
+    -- stays out of the statement that updates (on Citus, the one sent to a
+    -- worker).
+    SELECT array_agg(k.content_guid), array_agg(k.user_ref), array_agg(k.started), array_agg(k.ended), array_agg(k.app_id)
+      INTO ended_guids, ended_refs, ended_starts, ended_ends, ended_apps
+      FROM (SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started) b.content_guid, r.user_ref, b.started,
+                   b.ended, b.app_id
+              FROM unnest(batch) b
+             CROSS JOIN LATERAL (SELECT audience_internal.connect_user_ref(ikey, b.user_guid) AS user_ref) r
+             WHERE b.kind = 'session' AND b.ended IS NOT NULL
+             ORDER BY b.content_guid, r.user_ref, b.started, b.idx) k;
     WITH ended AS (
         UPDATE audience_internal.connect_records c SET ended = k.ended
-          FROM (SELECT DISTINCT ON (b.content_guid, r.user_ref, b.started) b.content_guid, r.user_ref, b.started,
-                       b.ended, b.app_id
-                  FROM unnest(batch) b
-                 CROSS JOIN LATERAL (SELECT audience_internal.connect_user_ref(ikey, b.user_guid) AS user_ref) r
-                 WHERE b.kind = 'session' AND b.ended IS NOT NULL
-                 ORDER BY b.content_guid, r.user_ref, b.started, b.idx) k
+          FROM unnest(ended_guids, ended_refs, ended_starts, ended_ends, ended_apps)
+               k(content_guid, user_ref, started, ended, app_id)
          WHERE c.workspace_id = ws_id AND c.content_guid = k.content_guid AND c.user_ref = k.user_ref
            AND c.started = k.started AND c.kind = 'session' AND c.ended IS NULL
         RETURNING k.app_id, c.viewer_hash, k.started, k.ended
     )
-    SELECT array_agg(e.event_id ORDER BY e.event_id), array_agg(x.ended ORDER BY e.event_id)
+    SELECT array_agg(x.app_id), array_agg(x.viewer_hash), array_agg(x.started), array_agg(x.ended)
+      INTO ended_apps, ended_hashes, ended_starts, ended_ends
+      FROM ended x;
+    -- Each ended record's open session event, the first by id.
+    SELECT array_agg(e.event_id ORDER BY e.event_id), array_agg(e.ended ORDER BY e.event_id)
       INTO end_ids, end_times
-      FROM ended x
-      JOIN audience_internal.viewers v ON v.workspace_id = ws_id AND v.viewer_hash = x.viewer_hash
-      JOIN LATERAL (
-          SELECT ev.event_id FROM audience_internal.view_events ev
-           WHERE ev.workspace_id = ws_id AND ev.app_id = x.app_id AND ev.viewed_at = x.started
-             AND ev.viewer_id = v.viewer_id AND ev.kind = 'session' AND ev.ended_at IS NULL
-           ORDER BY ev.event_id LIMIT 1) e ON true;
+      FROM (SELECT DISTINCT ON (x.i) x.i, ev.event_id, x.ended
+              FROM unnest(ended_apps, ended_hashes, ended_starts, ended_ends) WITH ORDINALITY
+                   x(app_id, viewer_hash, started, ended, i)
+              JOIN audience_internal.viewers v ON v.workspace_id = ws_id AND v.viewer_hash = x.viewer_hash
+              JOIN audience_internal.view_events ev
+                ON ev.workspace_id = ws_id AND ev.app_id = x.app_id AND ev.viewed_at = x.started
+               AND ev.viewer_id = v.viewer_id AND ev.kind = 'session' AND ev.ended_at IS NULL
+             ORDER BY x.i, ev.event_id) e;
     FOR i IN 1 .. coalesce(cardinality(end_ids), 0) LOOP
         PERFORM audience_internal.set_view_end(ws_id, end_ids[i], end_times[i]);
     END LOOP;
@@ -3885,7 +4093,7 @@ BEGIN
         n_apps := 0;
         v_id := NULL;
         -- A workspace where the person has viewed is locked as
-        -- configure_workspace locks it, its row first and FOR UPDATE (the
+        -- configure_workspace locks it, first and FOR UPDATE (the
         -- lock order at the top of sql/ingest.sql): its ingest in progress
         -- commits first and is erased too, and later ingest waits for the
         -- erasure and records the person anew. Other workspaces are not
@@ -3894,9 +4102,8 @@ BEGIN
         -- recorded after the erasure.
         IF EXISTS (SELECT FROM audience_internal.viewers v
                     WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash) THEN
-            SELECT w.time_zone INTO tz FROM audience_internal.workspaces w
-             WHERE w.workspace_id = ws.workspace_id
-               FOR UPDATE;
+            PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws.workspace_id FOR UPDATE;
+            SELECT w.time_zone INTO tz FROM audience_internal.workspaces w WHERE w.workspace_id = ws.workspace_id;
             SELECT v.viewer_id INTO v_id FROM audience_internal.viewers v
              WHERE v.workspace_id = ws.workspace_id AND v.viewer_hash = ws.hash
                FOR UPDATE;
@@ -4292,6 +4499,78 @@ BEGIN
 END
 $$;
 
+-- sql/management.sql: keys made where they are stored
+-- A workspace's keys are made where they are stored: on Citus,
+-- audience.distribute() makes these two functions ones that Citus runs on the
+-- worker holding the workspace (delegated by the workspace id, the only
+-- argument), so that no key is written into a statement the coordinator
+-- sends, where a failing statement's text is logged (docs/citus.md). On one
+-- server they are plain calls. Callers call them in a FROM clause: the form
+-- Citus delegates from inside another function.
+CREATE FUNCTION audience_internal.add_keys(workspace_id bigint)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    new_identity_key bytea := audience_internal.random_key();
+    new_pseudonym_key bytea := audience_internal.random_key();
+BEGIN
+    INSERT INTO audience_internal.workspace_keys (workspace_id, identity_key, pseudonym_key)
+    VALUES (add_keys.workspace_id, new_identity_key, new_pseudonym_key);
+    RETURN add_keys.workspace_id;
+END
+$$;
+
+-- Replaces a workspace's pseudonym key and returns the key's new version.
+CREATE FUNCTION audience_internal.new_pseudonym_key(workspace_id bigint)
+RETURNS integer LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    new_key bytea := audience_internal.random_key();
+    new_version integer;
+BEGIN
+    UPDATE audience_internal.workspace_keys k
+       SET pseudonym_key = new_key,
+           pseudonym_key_version = k.pseudonym_key_version + 1,
+           pseudonym_key_rotated_at = now()
+     WHERE k.workspace_id = new_pseudonym_key.workspace_id
+    RETURNING k.pseudonym_key_version INTO new_version;
+    RETURN new_version;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.create_workspace(slug text, name text DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM audience_internal.check_slug(slug, 'slug');
+    PERFORM audience_internal.check_name(name, 'name');
+    IF EXISTS (SELECT FROM audience_internal.workspaces w WHERE w.slug = create_workspace.slug) THEN
+        RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = format('workspace "%s" already exists', slug);
+    END IF;
+    INSERT INTO audience_internal.workspaces (slug, name)
+    VALUES (slug, coalesce(name, slug))
+    RETURNING workspaces.workspace_id INTO id;
+    PERFORM FROM audience_internal.add_keys(id);
+    RETURN id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION audience.rotate_pseudonym_key(workspace text)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    ws_id bigint := audience_internal.workspace_id(workspace);
+BEGIN
+    PERFORM FROM audience_internal.new_pseudonym_key(ws_id);
+END
+$$;
+
 -- sql/citus.sql
 -- The placement: reference tables (a copy on every node) for what has no
 -- workspace in its keys or is a row or a few for the whole database, and
@@ -4354,6 +4633,11 @@ BEGIN
                     CASE WHEN p.table_name = 'apps' THEN 'default' ELSE 'audience_internal.apps' END;
         END IF;
     END LOOP;
+    -- Keys are made on the worker that stores them (sql/management.sql).
+    EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
+      USING 'audience_internal.add_keys(bigint)'::regprocedure;
+    EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
+      USING 'audience_internal.new_pseudonym_key(bigint)'::regprocedure;
     -- Citus copies the stored rows to the workers and leaves the
     -- originals on the coordinator, where no query reads them and no
     -- erasure (forget_viewer, delete_workspace) would reach them.

@@ -3,14 +3,14 @@
 -- events is merged into every rollup (the fold). The tables are in
 -- sql/schema.sql.
 --
--- Every write reaches the rollups through the same fold steps
--- (fold_steps): the bulk paths of sql/bulk_ingest.sql (and through them
--- import_connect) run them over the events they store, in the same
--- statement; a single event waits in pending_folds until a fold of its
--- workspace moves it in (record_view folds every fold_every() events, and
--- forget_viewer and rollups_vs_rebuild fold before they read the rollups);
--- and rebuild_rollups runs them over all of a workspace's raw events, into
--- empty rollups. Reads add what is still pending to what the rollups hold
+-- Every write reaches the rollups through the same fold (fold_batch): the
+-- bulk paths of sql/bulk_ingest.sql (and through them import_connect) run
+-- it over the events they store, in the same statement; a single event
+-- waits in pending_folds until a fold of its workspace moves it in
+-- (record_view folds every fold_every() events, and forget_viewer and
+-- rollups_vs_rebuild fold before they read the rollups); and
+-- rebuild_rollups runs it over all of a workspace's raw events, into empty
+-- rollups. Reads add what is still pending to what the rollups hold
 -- (sql/analytics.sql, sql/usage.sql), so when a fold runs changes no
 -- answer. Two rules are stated elsewhere, each as the inverse of one here:
 -- end_session's change of a folded session's time (sql/ingest.sql) and
@@ -52,20 +52,6 @@ AS $$
     SELECT CASE WHEN new_at > kept_at THEN new WHEN new_at = kept_at THEN kept OR new ELSE kept END
 $$;
 
--- How the fold merges what it adds into a kept rollup row (ON CONFLICT ...
--- DO UPDATE), for the rows that are more than counters.
-CREATE FUNCTION audience_internal.merged_app_viewer(kept audience_internal.app_viewers, added audience_internal.app_viewers)
-RETURNS audience_internal.app_viewers LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    SELECT kept.workspace_id, kept.app_id, kept.viewer_id,
-           least(kept.first_viewed_at, added.first_viewed_at),
-           greatest(kept.last_viewed_at, added.last_viewed_at),
-           audience_internal.latest_identifiable(kept.last_viewed_at, kept.last_view_identifiable,
-                                                 added.last_viewed_at, added.last_view_identifiable),
-           kept.views + added.views,
-           kept.counted_views + added.counted_views
-$$;
-
 -- The rollup tables, in the writers' lock order: each must always equal what
 -- rebuild_rollups computes from the raw events (rollups_vs_rebuild).
 CREATE FUNCTION audience_internal.rollup_tables()
@@ -74,237 +60,243 @@ AS $$
     SELECT ARRAY['app_viewers', 'app_totals', 'app_months', 'workspace_months', 'app_days', 'workspace_days']
 $$;
 
--- The fold's steps: the rest of one statement that merges a set of events
--- into every rollup and returns how many events it merged, after a CTE
--- `added` that the statement starts with (workspace_id, app_id, viewer_id,
--- viewed_at, ended_at, kind, identifiable of each event). fold() puts
--- before them a query of pending or raw events; the bulk path the INSERT
--- that stores its events, so that they reach the rollups in the statement
--- that stores them. Each data-modifying step starts only once the previous
--- one has finished (its result is counted in a one-time filter, or fully
--- read by a sort or an aggregate), which keeps the lock order of
--- sql/ingest.sql. Run with session_replication_role = replica (by fold() and
--- the bulk trigger: the rollup rows' foreign keys are not checked row by
--- row; the callers' locks keep every parent), and the work_mem and join
--- settings those set for big batches.
-CREATE FUNCTION audience_internal.fold_steps()
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT $steps$
-    -- The workspace settings as locked (every caller holds the lock
-    -- already): a locking read returns the latest committed version, where
-    -- the statement's snapshot may predate a configure_workspace that the
-    -- caller's lock waited for.
-    settings AS MATERIALIZED (
-        SELECT w.workspace_id, w.time_zone, w.counting_start
-          FROM audience_internal.workspaces w
-         WHERE w.workspace_id IN (SELECT a.workspace_id FROM added a)
-           FOR KEY SHARE
-    ),
-    -- The apps of the events that are public now, by a locking read for the
-    -- reason above (set_app_visibility changes one under the workspace
-    -- row's lock, and makes the public sets again; it holds the app row FOR
-    -- UPDATE before it changes it, so that a key-share lock finds the new
-    -- version). Every app of the events is locked and its visibility tested
-    -- after: a test in the locking read would see the statement's snapshot
-    -- first, and skip an app made public since without reading it again.
-    batch_apps AS MATERIALIZED (
-        SELECT a.workspace_id, a.app_id, a.visibility
-          FROM audience_internal.apps a
-         WHERE (a.workspace_id, a.app_id) IN (SELECT m.workspace_id, m.app_id FROM added m)
-           FOR KEY SHARE
-    ),
-    public_apps AS MATERIALIZED (
-        SELECT b.workspace_id, b.app_id FROM batch_apps b WHERE b.visibility = 'public'
-    ),
-    evv AS MATERIALIZED (
-        SELECT m.workspace_id, m.app_id, m.viewer_id, m.viewed_at, m.ended_at, m.kind, m.identifiable,
-               (m.viewed_at >= w.counting_start)::int AS counted,
-               audience_internal.month_of(m.viewed_at, w.time_zone) AS month,
-               audience_internal.day_of(m.viewed_at, w.time_zone) AS day
-          FROM added m
-          JOIN settings w ON w.workspace_id = m.workspace_id
-    ),
-    batch_app_viewers AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at,
-               max(e.viewed_at) AS last_viewed_at,
+-- Merges a batch of one workspace's events into every rollup and returns how
+-- many it merged: the pending events of a fold (fold_pending), all of a
+-- workspace's raw events (rebuild_rollups), or the events a bulk statement
+-- stores (sql/bulk_ingest.sql). The batch comes as arrays of one length, an
+-- entry per event, taken once by the caller; each rollup is then written by
+-- a statement of its own, over the batch and the workspace's rows only, in
+-- the lock order of sql/ingest.sql, each rollup row once and in primary-key
+-- order. So it runs alike on one server and on Citus, which routes each
+-- statement to the shards of the workspace (docs/citus.md): no statement
+-- reads a table and writes another, and ON CONFLICT calls only functions of
+-- the rows' columns.
+--
+-- The caller holds the workspace's lock (the lock order at the top of
+-- sql/ingest.sql); the settings and the apps' visibility read here are
+-- therefore the latest committed ones, as every statement of a function
+-- takes a new snapshot. Only a definer function of the extension can call
+-- this: session_replication_role = replica leaves the rollup rows' foreign
+-- keys unchecked row by row (the caller's lock keeps every parent).
+-- work_mem is for batches of a million events, and each statement is
+-- planned for its batch.
+CREATE FUNCTION audience_internal.fold_batch(
+    workspace_id bigint, app_ids bigint[], viewer_ids bigint[], viewed_ats timestamptz[],
+    ended_ats timestamptz[], kinds text[], identifiables boolean[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET session_replication_role = replica
+SET work_mem = '256MB'
+SET plan_cache_mode = force_custom_plan
+SET enable_nestloop = on
+SET enable_mergejoin = on
+AS $$
+#variable_conflict use_column
+DECLARE
+    ws bigint := fold_batch.workspace_id;
+    tz text;
+    counting_from timestamptz;
+    public_ids bigint[];
+    days date[];
+    -- The batch's counters per app, day, viewer and kind of view: the
+    -- entries of the day rows' packed counters.
+    d_apps bigint[];
+    d_days date[];
+    d_viewers bigint[];
+    d_identifiable boolean[];
+    d_sessions bigint[];
+    d_visits bigint[];
+    d_micros bigint[];
+    d_last timestamptz[];
+    t_apps bigint[];
+    t_viewers bigint[];
+    t_views bigint[];
+    closed date[];
+BEGIN
+    IF coalesce(cardinality(fold_batch.app_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    -- The planner guesses the size of a join with rows just written: for a
+    -- big batch it would join by nested loops (quadratic) or by sorting,
+    -- where hashing is what scales. (The settings end with this function.)
+    IF cardinality(fold_batch.app_ids) > 1000 THEN
+        PERFORM set_config('enable_nestloop', 'off', true);
+        PERFORM set_config('enable_mergejoin', 'off', true);
+    END IF;
+    SELECT w.time_zone, w.counting_start INTO tz, counting_from
+      FROM audience_internal.workspaces w WHERE w.workspace_id = ws;
+    public_ids := ARRAY(SELECT a.app_id FROM audience_internal.apps a
+                         WHERE a.workspace_id = ws AND a.visibility = 'public'
+                           AND a.app_id = ANY (ARRAY(SELECT DISTINCT x FROM unnest(fold_batch.app_ids) x)));
+    days := ARRAY(SELECT audience_internal.day_of(x, tz) FROM unnest(fold_batch.viewed_ats) x);
+
+    -- A viewer's row per app; a viewer enters the app's all-time total with
+    -- its first counted view, that is when all its counted views so far are
+    -- in this batch: its count after the merge equals the batch's.
+    WITH b AS MATERIALIZED (
+        SELECT e.app_id, e.viewer_id, min(e.viewed_at) AS first_viewed_at, max(e.viewed_at) AS last_viewed_at,
                -- latest_identifiable over a set: the latest view's, and of
                -- views at the same instant, either one identifiable counts.
                (array_agg(e.identifiable ORDER BY e.viewed_at DESC, e.identifiable DESC))[1] AS last_view_identifiable,
-               count(*) AS views, sum(e.counted) AS counted_views
-          FROM evv e
-         GROUP BY e.workspace_id, e.app_id, e.viewer_id
+               count(*) AS views, count(*) FILTER (WHERE e.viewed_at >= counting_from) AS counted_views
+          FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, fold_batch.viewed_ats, fold_batch.identifiables)
+               e(app_id, viewer_id, viewed_at, identifiable)
+         GROUP BY e.app_id, e.viewer_id
     ),
-    app_viewers AS (
+    merged AS (
         INSERT INTO audience_internal.app_viewers AS av
                (workspace_id, app_id, viewer_id, first_viewed_at, last_viewed_at,
                 last_view_identifiable, views, counted_views)
-        SELECT b.workspace_id, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
+        SELECT ws, b.app_id, b.viewer_id, b.first_viewed_at, b.last_viewed_at,
                b.last_view_identifiable, b.views, b.counted_views
-          FROM batch_app_viewers b
-         ORDER BY b.workspace_id, b.app_id, b.viewer_id
+          FROM b
+         ORDER BY b.app_id, b.viewer_id
         ON CONFLICT (workspace_id, app_id, viewer_id) DO UPDATE
-           SET (first_viewed_at, last_viewed_at, last_view_identifiable, views, counted_views) =
-               (SELECT m.first_viewed_at, m.last_viewed_at, m.last_view_identifiable, m.views, m.counted_views
-                  FROM audience_internal.merged_app_viewer(av, excluded) m)
-        RETURNING av.workspace_id, av.app_id, av.viewer_id, av.counted_views
-    ),
-    -- A viewer enters the all-time total with its first counted view, that
-    -- is when all its counted views so far are in this batch: its count
-    -- after the batch equals the batch's. (The one-time filter runs
-    -- app_viewers first even for a batch of no counted views, whose join
-    -- would not read it: left to the end of the statement, its inserts
-    -- would come after the later tables' and break the lock order.)
-    app_totals AS (
-        INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
-        SELECT b.workspace_id, b.app_id, count(*) FILTER (WHERE u.counted_views = b.counted_views), sum(b.counted_views)
-          FROM batch_app_viewers b
-          JOIN app_viewers u ON u.workspace_id = b.workspace_id AND u.app_id = b.app_id AND u.viewer_id = b.viewer_id
-         WHERE b.counted_views > 0
-           AND (SELECT count(*) FROM app_viewers) >= 0
-         GROUP BY b.workspace_id, b.app_id
-         ORDER BY b.workspace_id, b.app_id
-        ON CONFLICT (workspace_id, app_id) DO UPDATE
-           SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views
-        RETURNING 1
-    ),
+           SET first_viewed_at = least(av.first_viewed_at, excluded.first_viewed_at),
+               last_viewed_at = greatest(av.last_viewed_at, excluded.last_viewed_at),
+               last_view_identifiable = audience_internal.latest_identifiable(
+                   av.last_viewed_at, av.last_view_identifiable, excluded.last_viewed_at, excluded.last_view_identifiable),
+               views = av.views + excluded.views,
+               counted_views = av.counted_views + excluded.counted_views
+        RETURNING av.app_id, av.viewer_id, av.counted_views
+    )
+    SELECT array_agg(t.app_id), array_agg(t.viewers), array_agg(t.views) INTO t_apps, t_viewers, t_views
+      FROM (SELECT b.app_id, count(*) FILTER (WHERE m.counted_views = b.counted_views) AS viewers,
+                   sum(b.counted_views)::bigint AS views
+              FROM b JOIN merged m ON m.app_id = b.app_id AND m.viewer_id = b.viewer_id
+             WHERE b.counted_views > 0
+             GROUP BY b.app_id
+             ORDER BY b.app_id) t;
+
+    INSERT INTO audience_internal.app_totals AS t (workspace_id, app_id, viewers, views)
+    SELECT ws, x.app_id, x.viewers, x.views
+      FROM unnest(t_apps, t_viewers, t_views) x(app_id, viewers, views)
+     ORDER BY x.app_id
+    ON CONFLICT (workspace_id, app_id) DO UPDATE
+       SET viewers = t.viewers + excluded.viewers, views = t.views + excluded.views;
+
     -- A month's distinct viewers are its viewer set's size: the batch's set
     -- is merged into the kept one (viewer_set_merge), which gives both.
-    app_months AS (
-        INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
-        SELECT e.workspace_id, e.app_id, e.month, count(DISTINCT e.viewer_id), count(*),
-               audience_internal.viewer_set(array_agg(e.viewer_id))
-          FROM evv e
-         WHERE (SELECT count(*) FROM app_totals) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.month
-         ORDER BY e.workspace_id, e.app_id, e.month
-        ON CONFLICT (workspace_id, app_id, month) DO UPDATE
-           SET (viewers, unique_viewers) =
-               (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
-               views = m.views + excluded.views
-        RETURNING 1
-    ),
-    -- The batch's packed counters of apps and of viewers per workspace and
-    -- month, added to a month's own once it is over (close_months). Read
-    -- only for such a month: a CTE is computed when first read, so a batch
-    -- of the running month alone does not pack them.
-    batch_month_packs AS MATERIALIZED (
-        SELECT e.workspace_id, e.month,
-               audience_internal.app_counts(array_agg(e.app_id), array_agg((e.kind = 'session')::int::bigint),
-                                            array_agg((e.kind = 'visit')::int::bigint),
-                                            array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)))
-                   AS apps,
-               audience_internal.viewer_counts(array_agg(e.viewer_id), array_agg(e.identifiable),
-                                               array_agg((e.kind = 'session')::int::bigint),
-                                               array_agg((e.kind = 'visit')::int::bigint),
-                                               array_agg(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at)),
-                                               array_agg(e.viewed_at)) AS viewer_counts
-          FROM evv e
-         GROUP BY e.workspace_id, e.month
-    ),
-    workspace_months AS (
+    INSERT INTO audience_internal.app_months AS m (workspace_id, app_id, month, unique_viewers, views, viewers)
+    SELECT ws, e.app_id, e.month, count(DISTINCT e.viewer_id), count(*), audience_internal.viewer_set(array_agg(e.viewer_id))
+      FROM (SELECT x.app_id, x.viewer_id, audience_internal.month_of_day(x.day) AS month
+              FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, days) x(app_id, viewer_id, day)) e
+     GROUP BY e.app_id, e.month
+     ORDER BY e.app_id, e.month
+    ON CONFLICT (workspace_id, app_id, month) DO UPDATE
+       SET (viewers, unique_viewers) =
+           (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
+           views = m.views + excluded.views;
+
+    WITH merged AS (
         INSERT INTO audience_internal.workspace_months AS m
                (workspace_id, month, unique_viewers, views, viewers, public_viewers, public_views)
-        SELECT e.workspace_id, e.month, count(DISTINCT e.viewer_id), count(*),
+        SELECT ws, e.month, count(DISTINCT e.viewer_id), count(*),
                audience_internal.viewer_set(array_agg(e.viewer_id)),
-               audience_internal.viewer_set(coalesce(array_agg(e.viewer_id) FILTER (WHERE p.app_id IS NOT NULL), '{}')),
-               count(*) FILTER (WHERE p.app_id IS NOT NULL)
-          FROM evv e
-          LEFT JOIN public_apps p ON p.workspace_id = e.workspace_id AND p.app_id = e.app_id
-         WHERE (SELECT count(*) FROM app_months) >= 0
-         GROUP BY e.workspace_id, e.month
-         ORDER BY e.workspace_id, e.month
+               audience_internal.viewer_set(coalesce(array_agg(e.viewer_id) FILTER (WHERE e.app_id = ANY (public_ids)), '{}')),
+               count(*) FILTER (WHERE e.app_id = ANY (public_ids))
+          FROM (SELECT x.app_id, x.viewer_id, audience_internal.month_of_day(x.day) AS month
+                  FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, days) x(app_id, viewer_id, day)) e
+         GROUP BY e.month
+         ORDER BY e.month
         ON CONFLICT (workspace_id, month) DO UPDATE
            SET (viewers, unique_viewers) =
                (SELECT u.viewers, u.viewer_count FROM audience_internal.viewer_set_merge(m.viewers, excluded.viewers) u),
                views = m.views + excluded.views,
                public_viewers = audience_internal.viewer_set_union(ARRAY[m.public_viewers, excluded.public_viewers]),
-               public_views = m.public_views + excluded.public_views,
-               apps = CASE WHEN m.apps IS NOT NULL THEN
-                          audience_internal.packed_counts_add(m.apps,
-                              (SELECT p.apps FROM batch_month_packs p
-                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END,
-               viewer_counts = CASE WHEN m.viewer_counts IS NOT NULL THEN
-                          audience_internal.packed_counts_add(m.viewer_counts,
-                              (SELECT p.viewer_counts FROM batch_month_packs p
-                                WHERE p.workspace_id = m.workspace_id AND p.month = m.month)) END
-        RETURNING 1
-    ),
-    -- Each viewer's counters per app and day, identifiable views apart:
-    -- packed per app and day (app_days.viewer_counts) and per workspace and
-    -- day (workspace_days.viewer_counts).
-    batch_app_day_viewers AS MATERIALIZED (
-        SELECT e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable,
-               count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
-               sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
-               max(e.viewed_at) AS last_viewed_at
-          FROM evv e
-         WHERE (SELECT count(*) FROM workspace_months) >= 0
-         GROUP BY e.workspace_id, e.app_id, e.day, e.viewer_id, e.identifiable
-    ),
+               public_views = m.public_views + excluded.public_views
+        RETURNING m.month, m.viewer_counts IS NOT NULL AS closed
+    )
+    SELECT array_agg(merged.month) FILTER (WHERE merged.closed) INTO closed FROM merged;
+
+    SELECT array_agg(v.app_id), array_agg(v.day), array_agg(v.viewer_id), array_agg(v.identifiable),
+           array_agg(v.sessions), array_agg(v.visits), array_agg(v.session_micros), array_agg(v.last_viewed_at)
+      INTO d_apps, d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last
+      FROM (SELECT e.app_id, e.day, e.viewer_id, e.identifiable,
+                   count(*) FILTER (WHERE e.kind = 'session') AS sessions, count(*) FILTER (WHERE e.kind = 'visit') AS visits,
+                   sum(audience_internal.session_micros(e.kind, e.viewed_at, e.ended_at))::bigint AS session_micros,
+                   max(e.viewed_at) AS last_viewed_at
+              FROM unnest(fold_batch.app_ids, fold_batch.viewer_ids, fold_batch.viewed_ats, fold_batch.ended_ats,
+                          fold_batch.kinds, fold_batch.identifiables, days)
+                   e(app_id, viewer_id, viewed_at, ended_at, kind, identifiable, day)
+             GROUP BY e.app_id, e.day, e.viewer_id, e.identifiable) v;
+
+    -- A month that is over has the sums of its days' packed counters
+    -- (close_months), which the batch's days add to, under the month row's
+    -- lock taken just above.
+    IF closed IS NOT NULL THEN
+        UPDATE audience_internal.workspace_months m
+           SET apps = audience_internal.packed_counts_add(m.apps, p.apps),
+               viewer_counts = audience_internal.packed_counts_add(m.viewer_counts, p.viewer_counts)
+          FROM (SELECT x.month,
+                       audience_internal.app_counts(array_agg(x.app_id), array_agg(x.sessions), array_agg(x.visits),
+                                                    array_agg(x.session_micros)) AS apps,
+                       audience_internal.viewer_counts(array_agg(x.viewer_id), array_agg(x.identifiable),
+                                                       array_agg(x.sessions), array_agg(x.visits),
+                                                       array_agg(x.session_micros), array_agg(x.last_viewed_at)) AS viewer_counts
+                  FROM (SELECT audience_internal.month_of_day(y.day) AS month, y.*
+                          FROM unnest(d_apps, d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last)
+                               y(app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)) x
+                 WHERE x.month = ANY (closed)
+                 GROUP BY x.month) p
+         WHERE m.workspace_id = ws AND m.month = p.month;
+    END IF;
+
     -- A day row's counters add up and its viewer sets and packed counters
     -- unite; a workspace day's are those of its apps' day rows in the
     -- batch, and of its viewers' (a viewer's views of several apps in one
     -- entry).
-    batch_app_days AS MATERIALIZED (
-        SELECT v.workspace_id, v.app_id, v.day, sum(v.sessions)::bigint AS sessions, sum(v.visits)::bigint AS visits,
-               sum(v.session_micros)::bigint AS session_micros,
-               audience_internal.viewer_set(array_agg(v.viewer_id)) AS viewers,
-               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
-                                               array_agg(v.visits), array_agg(v.session_micros),
-                                               array_agg(v.last_viewed_at)) AS viewer_counts
-          FROM batch_app_day_viewers v
-         GROUP BY v.workspace_id, v.app_id, v.day
-    ),
-    app_days AS (
-        INSERT INTO audience_internal.app_days AS d
-               (workspace_id, app_id, day, sessions, visits, session_micros, viewers, viewer_counts)
-        SELECT b.workspace_id, b.app_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.viewer_counts
-          FROM batch_app_days b
-         ORDER BY b.workspace_id, b.app_id, b.day
-        ON CONFLICT (workspace_id, app_id, day) DO UPDATE
-           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
-               session_micros = d.session_micros + excluded.session_micros,
-               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
-               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
-        RETURNING 1
-    ),
-    batch_day_viewers AS MATERIALIZED (
-        SELECT v.workspace_id, v.day,
-               audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
-                                               array_agg(v.visits), array_agg(v.session_micros),
-                                               array_agg(v.last_viewed_at)) AS viewer_counts
-          FROM batch_app_day_viewers v
-         WHERE (SELECT count(*) FROM app_days) >= 0
-         GROUP BY v.workspace_id, v.day
-    ),
-    workspace_days AS (
-        INSERT INTO audience_internal.workspace_days AS d
-               (workspace_id, day, sessions, visits, session_micros, viewers, apps, viewer_counts)
-        SELECT b.workspace_id, b.day, b.sessions, b.visits, b.session_micros, b.viewers, b.apps, v.viewer_counts
-          FROM (SELECT b.workspace_id, b.day, sum(b.sessions) AS sessions, sum(b.visits) AS visits,
-                       sum(b.session_micros) AS session_micros,
-                       audience_internal.viewer_set_union(array_agg(b.viewers)) AS viewers,
-                       audience_internal.app_counts(array_agg(b.app_id), array_agg(b.sessions), array_agg(b.visits),
-                                                    array_agg(b.session_micros::bigint)) AS apps
-                  FROM batch_app_days b
-                 GROUP BY b.workspace_id, b.day) b
-          JOIN batch_day_viewers v ON v.workspace_id = b.workspace_id AND v.day = b.day
-         ORDER BY b.workspace_id, b.day
-        ON CONFLICT (workspace_id, day) DO UPDATE
-           SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
-               session_micros = d.session_micros + excluded.session_micros,
-               viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
-               apps = audience_internal.packed_counts_add(d.apps, excluded.apps),
-               viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts)
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM evv) + 0 * (SELECT count(*) FROM workspace_days)
-$steps$ $$;
+    INSERT INTO audience_internal.app_days AS d
+           (workspace_id, app_id, day, sessions, visits, session_micros, viewers, viewer_counts)
+    SELECT ws, v.app_id, v.day, sum(v.sessions)::bigint, sum(v.visits)::bigint, sum(v.session_micros)::bigint,
+           audience_internal.viewer_set(array_agg(v.viewer_id)),
+           audience_internal.viewer_counts(array_agg(v.viewer_id), array_agg(v.identifiable), array_agg(v.sessions),
+                                           array_agg(v.visits), array_agg(v.session_micros), array_agg(v.last_viewed_at))
+      FROM unnest(d_apps, d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last)
+           v(app_id, day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+     GROUP BY v.app_id, v.day
+     ORDER BY v.app_id, v.day
+    ON CONFLICT (workspace_id, app_id, day) DO UPDATE
+       SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+           session_micros = d.session_micros + excluded.session_micros,
+           viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts);
+
+    INSERT INTO audience_internal.workspace_days AS d
+           (workspace_id, day, sessions, visits, session_micros, viewers, apps, viewer_counts)
+    SELECT ws, a.day, a.sessions, a.visits, a.session_micros, v.viewers, a.apps, v.viewer_counts
+      FROM (SELECT x.day, sum(x.sessions)::bigint AS sessions, sum(x.visits)::bigint AS visits,
+                   sum(x.session_micros)::bigint AS session_micros,
+                   audience_internal.app_counts(array_agg(x.app_id), array_agg(x.sessions), array_agg(x.visits),
+                                                array_agg(x.session_micros)) AS apps
+              FROM (SELECT y.day, y.app_id, sum(y.sessions)::bigint AS sessions, sum(y.visits)::bigint AS visits,
+                           sum(y.session_micros)::bigint AS session_micros
+                      FROM unnest(d_apps, d_days, d_sessions, d_visits, d_micros) y(app_id, day, sessions, visits, session_micros)
+                     GROUP BY y.day, y.app_id) x
+             GROUP BY x.day) a
+      JOIN (SELECT y.day, audience_internal.viewer_set(array_agg(y.viewer_id)) AS viewers,
+                   audience_internal.viewer_counts(array_agg(y.viewer_id), array_agg(y.identifiable), array_agg(y.sessions),
+                                                   array_agg(y.visits), array_agg(y.session_micros),
+                                                   array_agg(y.last_viewed_at)) AS viewer_counts
+              FROM unnest(d_days, d_viewers, d_identifiable, d_sessions, d_visits, d_micros, d_last)
+                   y(day, viewer_id, identifiable, sessions, visits, session_micros, last_viewed_at)
+             GROUP BY y.day) v ON v.day = a.day
+     ORDER BY a.day
+    ON CONFLICT (workspace_id, day) DO UPDATE
+       SET sessions = d.sessions + excluded.sessions, visits = d.visits + excluded.visits,
+           session_micros = d.session_micros + excluded.session_micros,
+           viewers = audience_internal.viewer_set_union(ARRAY[d.viewers, excluded.viewers]),
+           apps = audience_internal.packed_counts_add(d.apps, excluded.apps),
+           viewer_counts = audience_internal.packed_counts_add(d.viewer_counts, excluded.viewer_counts);
+
+    PERFORM audience_internal.close_months(ARRAY[ws]);
+    RETURN cardinality(fold_batch.app_ids);
+END
+$$;
 
 -- The views and the viewer set of the apps public now, for every month of
 -- one workspace (workspace_months.public_views and public_viewers), made
 -- again from the apps' month rollups: set_app_visibility runs it after a
--- change, under the workspace row's lock (the fold keeps them for the
+-- change, under the workspace's lock (the fold keeps them for the
 -- events it merges, and events not folded yet are folded under the
 -- visibility of their fold), and the 0.1.0 update fills them with it.
 CREATE FUNCTION audience_internal.remake_public_sets(workspace_id bigint)
@@ -326,38 +318,10 @@ BEGIN
 END
 $$;
 
--- Merges a set of events into every rollup: `events`, a query over $1 (the
--- workspace ids), is a fold of pending events (fold_pending) or all of a
--- workspace's raw events (rebuild_rollups). Only a definer function of the
--- extension can call this (session_replication_role). work_mem and the join
--- settings: for batches of a million events; hashing scales where the
--- planner, guessing from stale statistics, would pick nested loops over a
--- large batch (`many`).
-CREATE FUNCTION audience_internal.fold(workspace_ids bigint[], events text, many boolean)
-RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET session_replication_role = replica
-SET work_mem = '256MB'
-SET enable_nestloop = on
-SET enable_mergejoin = on
-AS $$
-DECLARE
-    n_folded bigint;
-BEGIN
-    IF fold.many THEN
-        PERFORM set_config('enable_nestloop', 'off', true);
-        PERFORM set_config('enable_mergejoin', 'off', true);
-    END IF;
-    EXECUTE 'WITH added AS (' || fold.events || '),' || audience_internal.fold_steps()
-       INTO n_folded USING fold.workspace_ids;
-    PERFORM audience_internal.close_months(fold.workspace_ids);
-    RETURN n_folded;
-END
-$$;
-
 -- Gives the months of these workspaces that are over in their time zone
 -- their packed counters (workspace_months.apps and viewer_counts): the sums
 -- of their days'. From then on every write that changes a day of the month
--- changes them too: the fold (fold_steps), end_session and forget_viewer,
+-- changes them too: the fold (fold_batch), end_session and forget_viewer,
 -- each under the month row's lock. Run after each fold, in its
 -- transaction. A month row that another transaction holds is skipped, for
 -- a later fold to do: that transaction is changing the month's days (it
@@ -403,27 +367,42 @@ RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT 64 $$;
 
 -- Folds the pending events of these workspaces and returns how many. Lock
--- order (the top of sql/ingest.sql): the workspace rows, FOR KEY SHARE (so
--- no forget_viewer, delete_workspace or rebuild of them runs meanwhile: the
--- viewers and apps the events name stay), then the pending rows (deleted,
--- so that a concurrent end_session waits for this fold and then finds the
--- event folded), then the rollups in the writers' order. A pending row of a
--- transaction still in progress is not seen and waits for the next fold.
+-- order (the top of sql/ingest.sql): the workspaces' locks, FOR KEY SHARE
+-- (so no forget_viewer, delete_workspace or rebuild of them runs meanwhile:
+-- the viewers and apps the events name stay), then, workspace by
+-- workspace, the pending rows (deleted, so that a concurrent end_session
+-- waits for this fold and then finds the event folded), then the rollups in
+-- the writers' order. A pending row of a transaction still in progress is
+-- not seen and waits for the next fold.
 CREATE FUNCTION audience_internal.fold_pending(workspace_ids bigint[])
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
+#variable_conflict use_column
 DECLARE
-    n_pending bigint;
+    ids bigint[] := ARRAY(SELECT DISTINCT x FROM unnest(fold_pending.workspace_ids) x WHERE x IS NOT NULL ORDER BY 1);
+    ws bigint;
+    n_folded bigint := 0;
+    app_ids bigint[];
+    viewer_ids bigint[];
+    viewed_ats timestamptz[];
+    ended_ats timestamptz[];
+    kinds text[];
+    identifiables boolean[];
 BEGIN
-    PERFORM FROM audience_internal.workspaces w WHERE w.workspace_id = ANY (fold_pending.workspace_ids)
-     ORDER BY w.workspace_id FOR KEY SHARE;
-    SELECT count(*) INTO n_pending FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY (fold_pending.workspace_ids);
-    IF n_pending = 0 THEN
-        RETURN 0;
-    END IF;
-    RETURN audience_internal.fold(fold_pending.workspace_ids,
-        'DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ANY ($1) RETURNING p.*',
-        n_pending > 1000);
+    FOREACH ws IN ARRAY ids LOOP
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws FOR KEY SHARE;
+    END LOOP;
+    FOREACH ws IN ARRAY ids LOOP
+        WITH taken AS (
+            DELETE FROM audience_internal.pending_folds p WHERE p.workspace_id = ws RETURNING p.*
+        )
+        SELECT array_agg(t.app_id), array_agg(t.viewer_id), array_agg(t.viewed_at), array_agg(t.ended_at),
+               array_agg(t.kind), array_agg(t.identifiable)
+          INTO app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables
+          FROM taken t;
+        n_folded := n_folded + audience_internal.fold_batch(ws, app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables);
+    END LOOP;
+    RETURN n_folded;
 END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
@@ -431,7 +410,7 @@ COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
 
 -- Recomputes every rollup of a workspace from its raw events: after a change
 -- of time zone or counting start, and to check that the rollups kept by the
--- folds are exact. The workspace row is locked first, FOR UPDATE, and the
+-- folds are exact. The workspace's lock is taken first, FOR UPDATE, and the
 -- rollups are emptied in the lock order of every writer (the top of
 -- sql/ingest.sql): no ingest of the workspace is in progress while they are
 -- rebuilt, and ingest that waited for the lock finds the rebuilt rows. The
@@ -443,9 +422,15 @@ DECLARE
     ws_id bigint;
     retired timestamptz;
     t text;
+    app_ids bigint[];
+    viewer_ids bigint[];
+    viewed_ats timestamptz[];
+    ended_ats timestamptz[];
+    kinds text[];
+    identifiables boolean[];
 BEGIN
-    SELECT w.workspace_id INTO ws_id FROM audience_internal.workspaces w
-     WHERE w.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
+    SELECT k.workspace_id INTO ws_id FROM audience_internal.workspace_keys k
+     WHERE k.workspace_id = rebuild_rollups.workspace_id FOR UPDATE;
     -- The rollups hold the retired months' events (audience.retire_events),
     -- the raw events no longer: rebuilt, those counts would be lost. Asked
     -- under a lock that a retirement in progress takes first: it commits,
@@ -465,8 +450,11 @@ BEGIN
     FOREACH t IN ARRAY audience_internal.rollup_tables() LOOP
         EXECUTE format('DELETE FROM audience_internal.%I t WHERE t.workspace_id = $1', t) USING ws_id;
     END LOOP;
-    PERFORM audience_internal.fold(ARRAY[ws_id],
-        'SELECT e.* FROM audience_internal.view_events e WHERE e.workspace_id = ANY ($1)', true);
+    SELECT array_agg(e.app_id), array_agg(e.viewer_id), array_agg(e.viewed_at), array_agg(e.ended_at),
+           array_agg(e.kind), array_agg(e.identifiable)
+      INTO app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables
+      FROM audience_internal.view_events e WHERE e.workspace_id = ws_id;
+    PERFORM audience_internal.fold_batch(ws_id, app_ids, viewer_ids, viewed_ats, ended_ats, kinds, identifiables);
 END
 $$;
 
@@ -496,9 +484,12 @@ DECLARE
     rows_found jsonb;
     differences jsonb := '[]';
 BEGIN
-    ids := ARRAY(SELECT w.workspace_id FROM audience_internal.workspaces w
-                  WHERE w.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
-                  ORDER BY w.workspace_id FOR UPDATE);
+    ids := ARRAY(SELECT DISTINCT k.workspace_id FROM audience_internal.workspace_keys k
+                  WHERE k.workspace_id = ANY (rollups_vs_rebuild.workspace_ids)
+                  ORDER BY k.workspace_id);
+    FOREACH id IN ARRAY ids LOOP
+        PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = id FOR UPDATE;
+    END LOOP;
     -- What the fold keeps is checked with every pending event folded, and
     -- every month that is over given its sums (as a rebuild gives them).
     PERFORM audience_internal.fold_pending(ids);

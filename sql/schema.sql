@@ -143,10 +143,10 @@ COMMENT ON TABLE audience_internal.viewers IS
 -- recent days touches recent partitions only. No foreign key: adding a
 -- partition would otherwise lock the apps and viewers tables against every
 -- writer, and each event would pay two key lookups and a row lock. The
--- writers keep the references instead: an event is stored under a lock on
--- its workspace row that delete_workspace and forget_viewer, the only
--- deleters of apps and viewers, wait for, and they delete the events
--- themselves. Each partition has its own keys and indexes
+-- writers keep the references instead: an event is stored under its
+-- workspace's lock (sql/ingest.sql), which delete_workspace and
+-- forget_viewer, the only deleters of apps and viewers, wait for, and they
+-- delete the events themselves. Each partition has its own keys and indexes
 -- (add_event_month), the table none: pg_dump copies a partition with its
 -- indexes, and restoring them into a table that made its own on ATTACH
 -- would fail.

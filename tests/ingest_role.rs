@@ -104,8 +104,15 @@ fn the_ingest_role_sees_its_surface() {
     assert_eq!(usable, ["audience", "audience_ingest"]);
     let tables: Vec<String> = web
         .query(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables
-              WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            // Relations of other extensions (Citus's views on a cluster)
+            // are not pg_audience's surface.
+            "SELECT t.table_schema || '.' || t.table_name FROM information_schema.tables t
+              WHERE t.table_schema NOT IN ('pg_catalog', 'information_schema')
+                AND NOT EXISTS (
+                    SELECT FROM pg_depend d JOIN pg_extension x ON x.oid = d.refobjid
+                     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
+                       AND d.deptype = 'e' AND x.extname <> 'pg_audience'
+                       AND d.objid = format('%I.%I', t.table_schema, t.table_name)::regclass)",
             &[],
         )
         .unwrap()

@@ -8,7 +8,7 @@
 
 use jsonwebtoken::Algorithm;
 use pg_audience_integration::{
-    config, epoch_seconds, sign_token, test_host, test_port, Roles, TestDb,
+    config, epoch_seconds, on_roles, sign_token, test_host, test_port, Roles, TestDb,
 };
 use postgres::{Client, NoTls};
 use serde_json::json;
@@ -231,9 +231,9 @@ fn token(sub: &str) -> String {
 fn two_end_users_share_one_server_connection_and_see_only_their_own() {
     let (db, mut op) = TestDb::with_extension(DB);
     let _roles = Roles::create(&[(APP_ROLE.to_string(), "LOGIN")]);
+    on_roles(&mut op, &format!("GRANT audience_reader TO {APP_ROLE}"));
     op.batch_execute(&format!(
-        "GRANT audience_reader TO {APP_ROLE};
-         SELECT audience.set_token_secret('{SECRET}');
+        "SELECT audience.set_token_secret('{SECRET}');
          SELECT audience.create_workspace('acme');
          SELECT audience.create_app('acme', 'acme-dash', 'public');
          SELECT audience.create_app('acme', 'acme-vault', 'private');

@@ -8,7 +8,7 @@
 //! - a refused token is not written to the server log with its statement;
 //! - rolling back to a savepoint undoes the authenticate made after it.
 
-use pg_audience_integration::{connect_as, epoch_seconds, sign_token, Roles, TestDb};
+use pg_audience_integration::{connect_as, epoch_seconds, on_roles, sign_token, Roles, TestDb};
 use postgres::Client;
 use serde_json::json;
 
@@ -49,9 +49,9 @@ fn set_up(name: &str) -> (Roles, TestDb, Client, String) {
     let pool = format!("{name}_pool");
     let roles = Roles::create(&[(pool.clone(), "LOGIN")]);
     let (db, mut op) = TestDb::with_extension(name);
+    on_roles(&mut op, &format!("GRANT audience_reader TO {pool}"));
     op.batch_execute(&format!(
-        "GRANT audience_reader TO {pool};
-         SELECT audience.set_token_secret('{SECRET}');
+        "SELECT audience.set_token_secret('{SECRET}');
          SELECT audience.create_workspace('acme');
          SELECT audience.create_app('acme', 'dash');
          SELECT audience.add_member('acme', '{ADA}', 'admin');"

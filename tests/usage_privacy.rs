@@ -10,7 +10,7 @@
 //! oracles. Every failing case is gathered before judging.
 
 use jsonwebtoken::Algorithm;
-use pg_audience_integration::{attempt, connect_as, epoch_seconds, sign_token, Roles, TestDb};
+use pg_audience_integration::{attempt, connect_as, epoch_seconds, on_roles, sign_token, Roles, TestDb};
 use postgres::{Client, Transaction};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -155,14 +155,12 @@ impl Fixture {
             (role("manager"), "LOGIN"),
         ]);
         for login in ["admin", "viewer", "invited", "stranger", "pooled"] {
-            op.batch_execute(&format!("GRANT audience_reader TO \"{}\"", role(login))).unwrap();
+            on_roles(&mut op, &format!("GRANT audience_reader TO \"{}\"", role(login)));
         }
-        op.batch_execute(&format!(
-            "GRANT audience_ingest TO \"{}\"; GRANT audience_manager TO \"{}\"",
-            role("ingest"),
-            role("manager")
-        ))
-        .unwrap();
+        on_roles(
+            &mut op,
+            &format!("GRANT audience_ingest TO \"{}\"; GRANT audience_manager TO \"{}\"", role("ingest"), role("manager")),
+        );
         op.batch_execute(&format!(
             "SELECT audience.create_workspace('{ACME}');
              SELECT audience.configure_workspace('{ACME}', time_zone => 'Europe/Berlin');
@@ -465,8 +463,9 @@ fn a_viewer_members_workspace_answers_count_only_its_apps() {
             "month date, unique_viewers bigint, previous bigint, change bigint, change_pct numeric, complete boolean",
             format!("WITH m AS (SELECT k, (date_trunc('month', now() AT TIME ZONE 'Europe/Berlin') - make_interval(months => k))::date AS month
                                   FROM generate_series(0, 12) k),
-                          c AS (SELECT m.k, m.month, (SELECT count(DISTINCT e.viewer_id) FROM usage_ev e
-                                                        WHERE date_trunc('month', e.local_at)::date = m.month AND {visible}) AS n FROM m)
+                          c AS (SELECT m.k, m.month, count(DISTINCT e.viewer_id) AS n
+                                  FROM m LEFT JOIN usage_ev e ON date_trunc('month', e.local_at)::date = m.month AND {visible}
+                                 GROUP BY m.k, m.month)
                      SELECT c.month, c.n, p.n, c.n - p.n, CASE WHEN p.n > 0 THEN round(100.0 * (c.n - p.n) / p.n, 1) END, c.k > 0
                        FROM c JOIN c p ON p.k = c.k + 1 WHERE c.k < 12"),
         ),

@@ -49,6 +49,13 @@ fn nodes() -> Vec<(String, u16, bool)> {
         .collect()
 }
 
+/// A connection to a node's `postgres` database as the superuser.
+fn node_admin(host: &str, port: u16) -> Client {
+    config(host, port, "postgres", "postgres")
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("cannot connect to the node on {host}:{port}: {e}"))
+}
+
 /// A connection to `dbname` as the superuser `postgres` (trust auth on the socket).
 pub fn connect(dbname: &str) -> Client {
     connect_as(dbname, "postgres")
@@ -95,15 +102,19 @@ pub struct Roles {
 
 impl Roles {
     /// Creates each `(name, options)` role, e.g. `("it_x_reader", "LOGIN")`,
-    /// dropping a leftover of an earlier failed run first.
+    /// dropping a leftover of an earlier failed run first. On Citus, on
+    /// every node: a member's role is given by name on the worker that
+    /// stores the member.
     pub fn create(specs: &[(String, &str)]) -> Roles {
-        let mut admin = connect("postgres");
-        for (name, options) in specs {
-            admin
-                .batch_execute(&format!(
-                    "DROP ROLE IF EXISTS \"{name}\"; CREATE ROLE \"{name}\" {options}"
-                ))
-                .unwrap_or_else(|e| panic!("creating role {name}: {e}"));
+        for (host, port, _) in nodes() {
+            let mut admin = node_admin(&host, port);
+            for (name, options) in specs {
+                admin
+                    .batch_execute(&format!(
+                        "DROP ROLE IF EXISTS \"{name}\"; CREATE ROLE \"{name}\" {options}"
+                    ))
+                    .unwrap_or_else(|e| panic!("creating role {name}: {e}"));
+            }
         }
         Roles {
             names: specs.iter().map(|(name, _)| name.clone()).collect(),
@@ -117,12 +128,40 @@ impl Drop for Roles {
             eprintln!("keeping roles {} for inspection", self.names.join(", "));
             return;
         }
-        let mut admin = connect("postgres");
-        for name in &self.names {
-            admin
-                .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
-                .unwrap_or_else(|e| panic!("dropping role {name}: {e}"));
+        for (host, port, _) in nodes() {
+            let mut admin = node_admin(&host, port);
+            for name in &self.names {
+                admin
+                    .batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\""))
+                    .unwrap_or_else(|e| panic!("dropping role {name}: {e}"));
+            }
         }
+    }
+}
+
+/// A superuser connection to `dbname` where its rows are: on Citus the
+/// first worker (the coordinator's tables are empty shells there), else the
+/// server itself.
+pub fn connect_where_rows_are(dbname: &str) -> Client {
+    match citus_workers().first() {
+        Some((host, port)) => config(host, *port, dbname, "postgres")
+            .connect(NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to {dbname} on the worker {host}:{port}: {e}")),
+        None => connect(dbname),
+    }
+}
+
+/// Runs `sql`, statements about roles (`GRANT role TO role`), on `client`
+/// and, on Citus, on every worker too: a worker checks the privileges of
+/// what a login runs there (a COPY of a table, for one), and the roles of
+/// these tests, made outside any database with Citus, are not roles whose
+/// grants Citus forwards.
+pub fn on_roles(client: &mut Client, sql: &str) {
+    client.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    for (host, port) in citus_workers() {
+        node_admin(&host, port)
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql} on the worker {host}:{port}: {e}"));
     }
 }
 
@@ -211,7 +250,7 @@ impl TestDb {
         // On Citus (scripts/citus-test), the same database on every worker,
         // with Citus in it.
         for (host, port, worker) in nodes() {
-            let mut admin = config(&host, port, "postgres", "postgres").connect(NoTls).unwrap();
+            let mut admin = node_admin(&host, port);
             // Two statements: neither may run inside a (implicit) transaction block.
             admin
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -256,7 +295,7 @@ impl TestDb {
             for (host, port) in &workers {
                 join.push_str(&format!("SELECT citus_add_node('{host}', {port});"));
             }
-            client.batch_execute(&join).unwrap_or_else(|e| panic!("joining the Citus workers in {name}: {e}"));
+            client.batch_execute(&join).unwrap_or_else(|e| panic!("joining the Citus workers in {name}: {e:?}"));
         }
         {
             // CREATE EXTENSION creates or comments on the cluster-wide
@@ -267,7 +306,11 @@ impl TestDb {
                 .batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("{sql} in {name}: {e}"));
         }
-        if !workers.is_empty() {
+        // Only the current version is distributed: 0.1.0 cannot be (Citus
+        // refuses its policies), and a database is distributed once updated.
+        // A version named explicitly keeps the database on the coordinator,
+        // as the update tests, which compare catalogs, want.
+        if !workers.is_empty() && version.is_none() {
             client
                 .batch_execute("SELECT audience.distribute()")
                 .unwrap_or_else(|e| panic!("distributing the tables of {name}: {e}"));

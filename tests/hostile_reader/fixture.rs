@@ -11,7 +11,7 @@ use crate::surface::Catalog;
 use crate::usage_oracle::{self, OperatorRows};
 use jsonwebtoken::Algorithm;
 use pg_audience_integration::{
-    connect_with_notices, epoch_seconds, sign_token, unsigned_token, Notices, Roles, TestDb,
+    connect_with_notices, epoch_seconds, on_roles, sign_token, unsigned_token, Notices, Roles, TestDb,
 };
 use postgres::{Client, Transaction};
 use serde_json::{json, Value};
@@ -201,17 +201,18 @@ fn create_roles(op: &mut Client, role: &dyn Fn(&str) -> String) -> Roles {
             .collect::<Vec<_>>(),
     );
     for login in LOGINS {
-        op.batch_execute(&format!("GRANT audience_reader TO \"{}\"", role(login)))
-            .unwrap();
+        on_roles(op, &format!("GRANT audience_reader TO \"{}\"", role(login)));
     }
-    op.batch_execute(&format!(
-        "GRANT \"{team}\" TO \"{switch}\";
-         GRANT pg_read_all_data TO \"{analyst}\";",
-        team = role("team"),
-        switch = role("switch"),
-        analyst = role("analyst"),
-    ))
-    .unwrap();
+    on_roles(
+        op,
+        &format!(
+            "GRANT \"{team}\" TO \"{switch}\";
+             GRANT pg_read_all_data TO \"{analyst}\";",
+            team = role("team"),
+            switch = role("switch"),
+            analyst = role("analyst"),
+        ),
+    );
     roles
 }
 
@@ -356,7 +357,7 @@ pub fn json_rows_sql(view: &str) -> String {
 pub fn json_rows(client: &mut impl postgres::GenericClient, view: &str) -> Vec<String> {
     let mut rows: Vec<String> = client
         .query(&json_rows_sql(view), &[])
-        .unwrap_or_else(|e| panic!("reading audience.{view}: {e}"))
+        .unwrap_or_else(|e| panic!("reading audience.{view}: {e:?}"))
         .iter()
         .map(|r| r.get(0))
         .collect();

@@ -4,6 +4,7 @@
 //! protocol level — answers for the role that executes it.
 
 use crate::fixture::{json_rows_sql, Fixture, Session, ACME};
+use pg_audience_integration::on_roles;
 use crate::oracle::{ActorSpec, ACTORS, AS_CAPABILITY, AS_TEAM};
 use crate::probes::report;
 use crate::spoofing::check_state;
@@ -206,12 +207,11 @@ fn a_plan_run_without_read_rights_names_only_public_objects() {
     let mut fx = Fixture::new("prepared_denied");
     let victor = ACTORS.iter().find(|s| s.login == "victor").unwrap();
     let nobody = fx.role("no_rights");
-    fx.op
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS \"{nobody}\"; CREATE ROLE \"{nobody}\" NOLOGIN; GRANT \"{nobody}\" TO \"{}\"",
-            fx.role(victor.login)
-        ))
-        .unwrap();
+    let grant = format!(
+        "DROP ROLE IF EXISTS \"{nobody}\"; CREATE ROLE \"{nobody}\" NOLOGIN; GRANT \"{nobody}\" TO \"{}\"",
+        fx.role(victor.login)
+    );
+    on_roles(&mut fx.op, &grant);
     let mut s = fx.session(victor);
     s.client
         .batch_execute(&format!(

@@ -39,8 +39,14 @@ pub fn state_in(tx: &mut Transaction, views: &[String]) -> State {
 pub fn copy_out(tx: &mut Transaction, sql: &str) -> Result<String, postgres::Error> {
     let mut sp = tx.transaction()?;
     let mut text = String::new();
-    let result = sp.copy_out(sql).map(|mut reader| {
-        reader.read_to_string(&mut text).expect("reading COPY data");
+    // An error may come after the COPY began (on Citus, from a worker):
+    // it is the statement's answer all the same.
+    let result = sp.copy_out(sql).and_then(|mut reader| {
+        reader.read_to_string(&mut text).map(|_| ()).map_err(|e| {
+            *e.into_inner()
+                .and_then(|inner| inner.downcast::<postgres::Error>().ok())
+                .expect("reading COPY data")
+        })
     });
     if result.is_ok() {
         sp.commit()?;

@@ -72,25 +72,36 @@ pub fn forget_leaves_nothing(op: &mut Client, identity: &str) -> Vec<String> {
     if let Err(e) = op.query("SELECT * FROM audience.forget_viewer($1)", &[&identity]) {
         return vec![format!("forget_viewer({identity:?}) failed: {e}")];
     }
-    op.query(
-        "SELECT w.slug,
-                (SELECT count(*) FROM audience_internal.viewers v WHERE v.workspace_id = w.workspace_id AND v.viewer_hash = h.hash),
-                (SELECT count(*) FROM audience_internal.members m WHERE m.workspace_id = w.workspace_id AND m.identity_hash = h.hash),
-                (SELECT count(*) FROM audience_internal.app_access g WHERE g.workspace_id = w.workspace_id AND g.identity_hash = h.hash),
-                (SELECT count(*) FROM audience_internal.connect_records c WHERE c.workspace_id = w.workspace_id AND c.viewer_hash = h.hash)
-           FROM audience_internal.workspaces w
-           JOIN audience_internal.workspace_keys k USING (workspace_id)
-          CROSS JOIN LATERAL (SELECT audience_internal.identity_hash(k.identity_key,
-                                        audience_internal.normalize_identity('identity', $1)) AS hash) h",
-        &[&identity],
-    )
-    .unwrap()
-    .iter()
-    .filter_map(|r| {
-        let (ws, v, m, g, c): (String, i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-        (v + m + g + c > 0).then(|| {
-            format!("workspace {ws}: after forget_viewer({identity:?}): {v} viewer, {m} member, {g} grant, {c} Posit record rows left")
-        })
-    })
-    .collect()
+    // Workspace by workspace, each query naming its workspace: on Citus a
+    // query over every workspace's rows at once cannot be planned.
+    let workspaces: Vec<(i64, String, Vec<u8>)> = op
+        .query(
+            "SELECT k.workspace_id, w.slug,
+                    audience_internal.identity_hash(k.identity_key, audience_internal.normalize_identity('identity', $1))
+               FROM audience_internal.workspace_keys k JOIN audience_internal.workspaces w USING (workspace_id)",
+            &[&identity],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut left = Vec::new();
+    for (id, ws, hash) in workspaces {
+        let r = op
+            .query_one(
+                "SELECT (SELECT count(*) FROM audience_internal.viewers v WHERE v.workspace_id = $1 AND v.viewer_hash = $2),
+                        (SELECT count(*) FROM audience_internal.members m WHERE m.workspace_id = $1 AND m.identity_hash = $2),
+                        (SELECT count(*) FROM audience_internal.app_access g WHERE g.workspace_id = $1 AND g.identity_hash = $2),
+                        (SELECT count(*) FROM audience_internal.connect_records c WHERE c.workspace_id = $1 AND c.viewer_hash = $2)",
+                &[&id, &hash],
+            )
+            .unwrap();
+        let (v, m, g, c): (i64, i64, i64, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        if v + m + g + c > 0 {
+            left.push(format!(
+                "workspace {ws}: after forget_viewer({identity:?}): {v} viewer, {m} member, {g} grant, {c} Posit record rows left"
+            ));
+        }
+    }
+    left
 }

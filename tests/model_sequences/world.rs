@@ -3,7 +3,7 @@
 //! roles the requesters use, and time helpers (every time is a number of
 //! microseconds since the Unix epoch, rendered as ISO 8601 text in UTC).
 
-use pg_audience_integration::{connect_as, Roles, TestDb};
+use pg_audience_integration::{connect_as, on_roles, Roles, TestDb};
 use postgres::Client;
 
 /// Prefix of every role this test creates (roles are cluster-wide).
@@ -191,9 +191,7 @@ pub fn create_roles() -> Roles {
     // devmate holds no mapping of its own: it is a member of dev's role, so
     // it is whoever dev's role stands for (docs/spec.md §2: "or a role current_user
     // is a member of").
-    admin
-        .batch_execute(&format!("GRANT \"{}\" TO \"{}\"", role("dev"), role("devmate")))
-        .unwrap();
+    pg_audience_integration::on_roles(&mut admin, &format!("GRANT \"{}\" TO \"{}\"", role("dev"), role("devmate")));
     roles
 }
 
@@ -214,15 +212,12 @@ impl World {
         for r in [
             "admin", "dev", "devmate", "viewer", "invited", "granted", "stranger", "pooled",
         ] {
-            op.batch_execute(&format!("GRANT audience_reader TO \"{}\"", role(r)))
-                .unwrap();
+            on_roles(&mut op, &format!("GRANT audience_reader TO \"{}\"", role(r)));
         }
-        op.batch_execute(&format!(
-            "GRANT audience_ingest TO \"{}\"; GRANT audience_manager TO \"{}\"",
-            role("ingest"),
-            role("manager")
-        ))
-        .unwrap();
+        on_roles(
+            &mut op,
+            &format!("GRANT audience_ingest TO \"{}\"; GRANT audience_manager TO \"{}\"", role("ingest"), role("manager")),
+        );
         for ws in WORKSPACES {
             op.execute("SELECT audience.create_workspace($1)", &[&ws]).unwrap();
             for (app, visibility) in APPS {
