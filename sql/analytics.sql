@@ -52,7 +52,7 @@ COMMENT ON TYPE audience.monthly_viewers_row IS
 -- call, and this query costs more to plan than to run.
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS SETOF audience.monthly_viewers_row
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 -- Planned for a thousand months (generate_series) and a viewer member's
 -- thousand apps, the query's estimate passes the default jit_above_cost:
 -- compiling it took 290 ms of a 2 ms read.
@@ -133,6 +133,7 @@ CREATE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, wo
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     ws record;
@@ -157,6 +158,7 @@ CREATE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspac
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     ws record;
@@ -180,6 +182,7 @@ COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
 CREATE FUNCTION audience_internal.app_total_viewers_for(ticket bytea, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     ws record;
@@ -223,7 +226,7 @@ COMMENT ON TYPE audience.all_monthly_viewers_row IS
 -- The first month (in the workspace's time zone) with a view of any of
 -- these apps, folded or not; NULL when they have none.
 CREATE FUNCTION audience_internal.first_month(workspace_id bigint, apps bigint[])
-RETURNS date LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS date LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     tz text := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = first_month.workspace_id);
@@ -244,6 +247,7 @@ CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
 RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 240
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -306,6 +310,7 @@ CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace tex
 RETURNS SETOF audience.recent_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 20
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -394,6 +399,7 @@ CREATE FUNCTION audience_internal.visible_apps_for(ticket bytea)
 RETURNS SETOF audience.visible_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 50
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 BEGIN
     PERFORM audience_internal.enter(ticket);

@@ -50,7 +50,7 @@ COMMENT ON TABLE audience_ingest.view_imports IS
 -- distributed apps (docs/citus.md).
 CREATE FUNCTION audience_internal.named_apps(workspaces text[], apps text[])
 RETURNS TABLE (workspace text, app text, workspace_id bigint, app_id bigint)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -358,6 +358,7 @@ CREATE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort
 RETURNS TABLE (recorded bigint, skipped jsonb)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE

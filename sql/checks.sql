@@ -114,7 +114,7 @@ $$;
 
 -- A workspace by its slug; one that does not exist is an error naming it.
 CREATE FUNCTION audience_internal.workspace_id(workspace text)
-RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     id bigint;
@@ -138,7 +138,7 @@ $$;
 -- An app of a workspace by its slug; one that does not exist is an error
 -- naming it.
 CREATE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
-RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     id bigint;
@@ -266,7 +266,7 @@ AS $$
 $$;
 
 CREATE FUNCTION audience_internal.identity_key(workspace_id bigint)
-RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN (SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id);

@@ -33,7 +33,7 @@ $$;
 -- writer of the workspace runs meanwhile. Records malformed in any way are
 -- passed over here; the import refuses them later.
 CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, usage jsonb)
-RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     -- The identity key is read where it is stored, not passed in: on Citus
@@ -65,6 +65,7 @@ CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb
 RETURNS TABLE (recorded bigint, duplicates bigint, apps_created bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE

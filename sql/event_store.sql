@@ -21,7 +21,7 @@ COMMENT ON TABLE audience_internal.retired_months IS
 -- The end of the last retired month, NULL when nothing was retired: raw
 -- events before it may be missing, though the rollups count them.
 CREATE FUNCTION audience_internal.retired_before()
-RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN (SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r);
@@ -139,6 +139,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 -- Definer rights: it drops partitions of a table the caller holds no
 -- privilege on.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -6,6 +6,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 3
 -- Definer rights: it reads every workspace's identity key and deletes rows
 -- the caller holds no privilege on.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE

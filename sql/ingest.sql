@@ -45,7 +45,7 @@
 -- on Citus a SQL function that reads a table cannot be part of another
 -- query (docs/citus.md).
 CREATE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
-RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN (SELECT c.visibility
@@ -128,6 +128,7 @@ CREATE FUNCTION audience.record_view(
     kind text DEFAULT 'session')
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -277,6 +278,7 @@ $$;
 CREATE FUNCTION audience.end_session(event_id bigint, ended_at timestamptz DEFAULT now())
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE

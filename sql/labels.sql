@@ -68,7 +68,7 @@ $$;
 -- The viewers of a workspace who are its accepted members now, for reads
 -- that label many views at once.
 CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
-RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN ARRAY(SELECT v.viewer_id

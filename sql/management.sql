@@ -4,8 +4,10 @@
 -- DEFINER: its callers hold no privilege on the tables in audience_internal,
 -- so the function acts on their behalf with the extension owner's rights.
 -- Each pins search_path so that no object a caller creates can stand in for
--- one of ours. (The read functions are SECURITY INVOKER wrappers over
--- definer bodies: sql/requester.sql says why.)
+-- one of ours, and plan_cache_mode so that the caller's setting does not
+-- choose its plans (on Citus, a generic plan of some of its statements
+-- cannot be distributed). (The read functions are SECURITY INVOKER
+-- wrappers over definer bodies, pinned alike: sql/requester.sql says why.)
 --
 -- The argument checks they use are in sql/checks.sql, the rollup rebuild in
 -- sql/rollups.sql.
@@ -51,6 +53,7 @@ $$;
 CREATE FUNCTION audience.create_workspace(slug text, name text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -80,6 +83,7 @@ CREATE FUNCTION audience.configure_workspace(
     pseudonym_scope text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -134,6 +138,7 @@ COMMENT ON FUNCTION audience.configure_workspace(text, text, timestamptz, timest
 CREATE FUNCTION audience.create_app(workspace text, slug text, visibility text DEFAULT 'public', name text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -161,6 +166,7 @@ COMMENT ON FUNCTION audience.create_app(text, text, text, text) IS
 CREATE FUNCTION audience.set_app_visibility(workspace text, app text, visibility text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -206,6 +212,7 @@ $$;
 CREATE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -233,6 +240,7 @@ COMMENT ON FUNCTION audience.add_member(text, text, text, name) IS
 CREATE FUNCTION audience.invite_viewer(workspace text, member text, app text DEFAULT NULL, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -264,6 +272,7 @@ COMMENT ON FUNCTION audience.invite_viewer(text, text, text, name) IS
 CREATE FUNCTION audience.accept_invite(workspace text, member text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -288,6 +297,7 @@ COMMENT ON FUNCTION audience.accept_invite(text, text) IS
 CREATE FUNCTION audience.remove_member(workspace text, member text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -308,6 +318,7 @@ COMMENT ON FUNCTION audience.remove_member(text, text) IS
 CREATE FUNCTION audience.grant_app_access(workspace text, app text, member text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -326,6 +337,7 @@ COMMENT ON FUNCTION audience.grant_app_access(text, text, text) IS
 CREATE FUNCTION audience.rotate_pseudonym_key(workspace text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -351,6 +363,7 @@ COMMENT ON FUNCTION audience.rotate_pseudonym_key(text) IS
 CREATE FUNCTION audience.delete_workspace(workspace text)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 SET session_replication_role = replica
 AS $$
 DECLARE

@@ -563,7 +563,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.workspace_id(workspace text)
-RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     id bigint;
@@ -585,7 +585,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.app_id(workspace_id bigint, workspace text, app text)
-RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     id bigint;
@@ -673,7 +673,7 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION audience_internal.identity_key(workspace_id bigint)
-RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bytea LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN (SELECT k.identity_key FROM audience_internal.workspace_keys k WHERE k.workspace_id = identity_key.workspace_id);
@@ -704,7 +704,7 @@ COMMENT ON TABLE audience_internal.retired_months IS
 -- The end of the last retired month, NULL when nothing was retired: raw
 -- events before it may be missing, though the rollups count them.
 CREATE FUNCTION audience_internal.retired_before()
-RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS timestamptz LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN (SELECT (max(r.month) + interval '1 month') AT TIME ZONE 'UTC' FROM audience_internal.retired_months r);
@@ -822,6 +822,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 -- Definer rights: it drops partitions of a table the caller holds no
 -- privilege on.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1220,6 +1221,7 @@ RETURNS SETOF audience.whoami_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
 -- Definer rights: members are not readable by the caller.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     caller_name text;
@@ -1289,6 +1291,7 @@ RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 -- A refused token must not reach the server log with the statement that
 -- carried it (log_min_error_statement), whatever else the operator logs.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 SET log_min_error_statement = panic
 AS $$
 BEGIN
@@ -1351,7 +1354,7 @@ END
 $$;
 
 CREATE FUNCTION audience_internal.member_viewer_ids(workspace_id bigint)
-RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS bigint[] LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN ARRAY(SELECT v.viewer_id
@@ -1421,6 +1424,7 @@ CREATE OR REPLACE FUNCTION audience.configure_workspace(
     pseudonym_scope text DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -1500,6 +1504,7 @@ $$;
 CREATE OR REPLACE FUNCTION audience.set_app_visibility(workspace text, app text, visibility text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -1543,6 +1548,7 @@ $$;
 CREATE OR REPLACE FUNCTION audience.add_member(workspace text, member text, kind text, db_role name DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -1630,6 +1636,7 @@ COMMENT ON FUNCTION audience.invite_viewer(text, text, text, name) IS
 CREATE FUNCTION audience.delete_workspace(workspace text)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 SET session_replication_role = replica
 AS $$
 DECLARE
@@ -1660,7 +1667,7 @@ COMMENT ON FUNCTION audience.delete_workspace(text) IS
 
 -- sql/ingest.sql
 CREATE OR REPLACE FUNCTION audience_internal.visibility_at(workspace_id bigint, app_id bigint, at timestamptz)
-RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS text LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN (SELECT c.visibility
@@ -1742,6 +1749,7 @@ CREATE OR REPLACE FUNCTION audience.record_view(
     kind text DEFAULT 'session')
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -1884,6 +1892,7 @@ $$;
 CREATE OR REPLACE FUNCTION audience.end_session(event_id bigint, ended_at timestamptz DEFAULT now())
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -2253,7 +2262,7 @@ COMMENT ON FUNCTION audience_internal.fold_pending(bigint[]) IS
 -- distributed apps (docs/citus.md).
 CREATE FUNCTION audience_internal.named_apps(workspaces text[], apps text[])
 RETURNS TABLE (workspace text, app text, workspace_id bigint, app_id bigint)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -2543,6 +2552,7 @@ CREATE OR REPLACE FUNCTION audience.record_views(events jsonb, on_error text DEF
 RETURNS TABLE (recorded bigint, skipped jsonb)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -2643,7 +2653,7 @@ DROP FUNCTION audience_internal.recent_months(bigint, integer);
 DROP FUNCTION audience_internal.monthly_viewers;
 CREATE FUNCTION audience_internal.monthly_viewers(workspace_id bigint, apps bigint[], months integer)
 RETURNS SETOF audience.monthly_viewers_row
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 -- Planned for a thousand months (generate_series) and a viewer member's
 -- thousand apps, the query's estimate passes the default jit_above_cost:
 -- compiling it took 290 ms of a 2 ms read.
@@ -2725,6 +2735,7 @@ CREATE FUNCTION audience_internal.workspace_monthly_viewers_for(ticket bytea, wo
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     ws record;
@@ -2751,6 +2762,7 @@ CREATE FUNCTION audience_internal.app_monthly_viewers_for(ticket bytea, workspac
 RETURNS SETOF audience.monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 12
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     ws record;
@@ -2775,6 +2787,7 @@ COMMENT ON FUNCTION audience.app_monthly_viewers(text, text, integer) IS
 CREATE OR REPLACE FUNCTION audience_internal.app_total_viewers_for(ticket bytea, workspace text, app text)
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     ws record;
@@ -2805,7 +2818,7 @@ COMMENT ON FUNCTION audience.app_total_viewers(text, text) IS
     'All-time number of distinct viewers of an app, counted from the workspace''s counting start.';
 
 CREATE FUNCTION audience_internal.first_month(workspace_id bigint, apps bigint[])
-RETURNS date LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS date LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 DECLARE
     tz text := (SELECT w.time_zone FROM audience_internal.workspaces w WHERE w.workspace_id = first_month.workspace_id);
@@ -2822,6 +2835,7 @@ CREATE FUNCTION audience_internal.all_monthly_viewers_for(ticket bytea)
 RETURNS SETOF audience.all_monthly_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 240
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -2875,6 +2889,7 @@ CREATE FUNCTION audience_internal.recent_viewers_for(ticket bytea, workspace tex
 RETURNS SETOF audience.recent_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 20
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -2954,6 +2969,7 @@ CREATE FUNCTION audience_internal.visible_apps_for(ticket bytea)
 RETURNS SETOF audience.visible_apps_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 50
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 BEGIN
     PERFORM audience_internal.enter(ticket);
@@ -3021,7 +3037,7 @@ $$;
 CREATE FUNCTION audience_internal.window_days(
     workspace_id bigint, since timestamptz, until timestamptz, subtract_first boolean DEFAULT false)
 RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date, minus_before timestamptz)
-LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 1
 SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
@@ -3097,7 +3113,7 @@ $$;
 -- labels that day's views two ways: the identification start falls in it).
 CREATE FUNCTION audience_internal.window_values(workspace_id bigint, first_day date, end_day date, apart date)
 RETURNS TABLE (at date, monthly boolean, take_off boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN QUERY
@@ -3144,7 +3160,7 @@ CREATE FUNCTION audience_internal.unfolded_views(
     time_zone text, first_day date, end_day date, raw_day date DEFAULT NULL, minus_before timestamptz DEFAULT NULL)
 RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
                identifiable boolean, viewed_at timestamptz)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
@@ -3191,7 +3207,7 @@ $$;
 CREATE FUNCTION audience_internal.app_viewers_between(
     workspace_id bigint, apps bigint[], lo timestamptz, hi timestamptz)
 RETURNS TABLE (app_id bigint, viewers bytea)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
@@ -3214,7 +3230,7 @@ $$;
 CREATE FUNCTION audience_internal.usage_days(
     workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, by_app boolean)
 RETURNS TABLE (app_id bigint, day date, sessions bigint, visits bigint, session_micros bigint, viewers bytea)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3256,6 +3272,7 @@ CREATE FUNCTION audience_internal.app_sessions_for(
 RETURNS SETOF audience.app_sessions_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3462,6 +3479,7 @@ CREATE FUNCTION audience_internal.top_viewers_for(
 RETURNS SETOF audience.top_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3595,6 +3613,7 @@ CREATE FUNCTION audience_internal.usage_over_time_for(
 RETURNS SETOF audience.usage_over_time_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3644,6 +3663,7 @@ CREATE FUNCTION audience_internal.viewer_trend_for(ticket bytea, workspace text,
 RETURNS SETOF audience.viewer_trend_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3679,6 +3699,7 @@ CREATE FUNCTION audience_internal.app_access_for(ticket bytea, workspace text, a
 RETURNS SETOF audience.app_access_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -3752,7 +3773,7 @@ $$;
 -- writer of the workspace runs meanwhile. Records malformed in any way are
 -- passed over here; the import refuses them later.
 CREATE FUNCTION audience_internal.connect_ends_open_session(workspace_id bigint, usage jsonb)
-RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     -- The identity key is read where it is stored, not passed in: on Citus
@@ -3776,6 +3797,7 @@ CREATE FUNCTION audience.import_connect(workspace text, usage jsonb, users jsonb
 RETURNS TABLE (recorded bigint, duplicates bigint, apps_created bigint)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -4059,6 +4081,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 3
 -- Definer rights: it reads every workspace's identity key and deletes rows
 -- the caller holds no privilege on.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -4466,6 +4489,7 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA audience_internal FROM PUBLIC;
 CREATE OR REPLACE FUNCTION audience.accept_invite(workspace text, member text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -4489,6 +4513,7 @@ CREATE OR REPLACE FUNCTION audience.set_token_secret(secret text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 -- Definer rights: the secret table is readable by no caller.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 BEGIN
     IF octet_length(audience_internal.require(secret, 'secret')) < 32 THEN
@@ -4498,6 +4523,13 @@ BEGIN
     ON CONFLICT (singleton) DO UPDATE SET secret = excluded.secret, set_at = excluded.set_at;
 END
 $$;
+
+-- sql/management.sql: the management functions not replaced above pin
+-- plan_cache_mode too.
+ALTER FUNCTION audience.create_app(text, text, text, text) SET plan_cache_mode = auto;
+ALTER FUNCTION audience.invite_viewer(text, text, text, name) SET plan_cache_mode = auto;
+ALTER FUNCTION audience.remove_member(text, text) SET plan_cache_mode = auto;
+ALTER FUNCTION audience.grant_app_access(text, text, text) SET plan_cache_mode = auto;
 
 -- sql/management.sql: keys made where they are stored
 -- A workspace's keys are made where they are stored: on Citus,
@@ -4541,6 +4573,7 @@ $$;
 CREATE OR REPLACE FUNCTION audience.create_workspace(slug text, name text DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -4562,6 +4595,7 @@ $$;
 CREATE OR REPLACE FUNCTION audience.rotate_pseudonym_key(workspace text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_variable
 DECLARE
@@ -4633,6 +4667,11 @@ BEGIN
                     CASE WHEN p.table_name = 'apps' THEN 'default' ELSE 'audience_internal.apps' END;
         END IF;
     END LOOP;
+    -- On a cluster the lookup of the requester's memberships is planned for
+    -- each call: the generic plan a session's lookups come to, kept for any
+    -- role names, cannot be distributed. (On one server it is planned once
+    -- a session.)
+    ALTER FUNCTION audience_internal.requester_memberships() SET plan_cache_mode = force_custom_plan;
     -- Keys are made on the worker that stores them (sql/management.sql).
     EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
       USING 'audience_internal.add_keys(bigint)'::regprocedure;

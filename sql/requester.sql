@@ -268,6 +268,7 @@ RETURNS SETOF audience.whoami_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER ROWS 2
 -- Definer rights: members are not readable by the caller.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     caller_name text;
@@ -314,6 +315,7 @@ CREATE FUNCTION audience.set_token_secret(secret text)
 RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 -- Definer rights: the secret table is readable by no caller.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 BEGIN
     IF octet_length(audience_internal.require(secret, 'secret')) < 32 THEN
@@ -358,6 +360,7 @@ RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 -- A refused token must not reach the server log with the statement that
 -- carried it (log_min_error_statement), whatever else the operator logs.
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 SET log_min_error_statement = panic
 AS $$
 BEGIN

@@ -61,7 +61,7 @@ $$;
 CREATE FUNCTION audience_internal.window_days(
     workspace_id bigint, since timestamptz, until timestamptz, subtract_first boolean DEFAULT false)
 RETURNS TABLE (time_zone text, first_day date, end_day date, identification_day date, minus_before timestamptz)
-LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 1
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 1
 SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
@@ -140,7 +140,7 @@ $$;
 -- worker that answers) and not copied on the way.
 CREATE FUNCTION audience_internal.window_values(workspace_id bigint, first_day date, end_day date, apart date)
 RETURNS TABLE (at date, monthly boolean, take_off boolean)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 BEGIN
     RETURN QUERY
@@ -187,7 +187,7 @@ CREATE FUNCTION audience_internal.unfolded_views(
     time_zone text, first_day date, end_day date, raw_day date DEFAULT NULL, minus_before timestamptz DEFAULT NULL)
 RETURNS TABLE (app_id bigint, day date, viewer_id bigint, sessions integer, visits integer, session_micros bigint,
                identifiable boolean, viewed_at timestamptz)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
@@ -234,7 +234,7 @@ $$;
 CREATE FUNCTION audience_internal.app_viewers_between(
     workspace_id bigint, apps bigint[], lo timestamptz, hi timestamptz)
 RETURNS TABLE (app_id bigint, viewers bytea)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET plan_cache_mode = force_custom_plan
 AS $$
 #variable_conflict use_column
@@ -257,7 +257,7 @@ $$;
 CREATE FUNCTION audience_internal.usage_days(
     workspace_id bigint, apps bigint[], since timestamptz, until timestamptz, by_app boolean)
 RETURNS TABLE (app_id bigint, day date, sessions bigint, visits bigint, session_micros bigint, viewers bytea)
-LANGUAGE plpgsql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -310,6 +310,7 @@ CREATE FUNCTION audience_internal.app_sessions_for(
 RETURNS SETOF audience.app_sessions_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -542,6 +543,7 @@ CREATE FUNCTION audience_internal.top_viewers_for(
 RETURNS SETOF audience.top_viewers_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -685,6 +687,7 @@ CREATE FUNCTION audience_internal.usage_over_time_for(
 RETURNS SETOF audience.usage_over_time_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -744,6 +747,7 @@ CREATE FUNCTION audience_internal.viewer_trend_for(ticket bytea, workspace text,
 RETURNS SETOF audience.viewer_trend_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -790,6 +794,7 @@ CREATE FUNCTION audience_internal.app_access_for(ticket bytea, workspace text, a
 RETURNS SETOF audience.app_access_row
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = auto
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -139,16 +139,24 @@ impl Drop for Roles {
     }
 }
 
-/// A superuser connection to `dbname` where its rows are: on Citus the
-/// first worker (the coordinator's tables are empty shells there), else the
-/// server itself.
-pub fn connect_where_rows_are(dbname: &str) -> Client {
-    match citus_workers().first() {
-        Some((host, port)) => config(host, *port, dbname, "postgres")
-            .connect(NoTls)
-            .unwrap_or_else(|e| panic!("cannot connect to {dbname} on the worker {host}:{port}: {e}")),
-        None => connect(dbname),
+/// Superuser connections to `dbname` where its rows are: on Citus every
+/// worker, with the shards shown in the catalog (Citus hides them from
+/// clients; the coordinator's tables are empty shells), else the server.
+pub fn connect_where_rows_are(dbname: &str) -> Vec<Client> {
+    let workers = citus_workers();
+    if workers.is_empty() {
+        return vec![connect(dbname)];
     }
+    workers
+        .iter()
+        .map(|(host, port)| {
+            let mut c = config(host, *port, dbname, "postgres")
+                .connect(NoTls)
+                .unwrap_or_else(|e| panic!("cannot connect to {dbname} on the worker {host}:{port}: {e}"));
+            c.batch_execute("SET citus.show_shards_for_app_name_prefixes = '*'").unwrap();
+            c
+        })
+        .collect()
 }
 
 /// Runs `sql`, statements about roles (`GRANT role TO role`), on `client`
@@ -248,7 +256,10 @@ impl TestDb {
     /// An empty database called `name`.
     pub fn empty(name: &str) -> TestDb {
         // On Citus (scripts/citus-test), the same database on every worker,
-        // with Citus in it.
+        // with Citus in it. One test at a time: CREATE EXTENSION citus in two
+        // databases of a node at once can collide ("tuple concurrently
+        // updated"), and fail the joining of its node.
+        let _one_at_a_time = EXTENSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         for (host, port, worker) in nodes() {
             let mut admin = node_admin(&host, port);
             // Two statements: neither may run inside a (implicit) transaction block.
@@ -285,23 +296,24 @@ impl TestDb {
             Some(version) => format!("CREATE EXTENSION pg_audience VERSION '{version}'"),
             None => "CREATE EXTENSION pg_audience".to_string(),
         };
-        let workers = citus_workers();
-        if !workers.is_empty() {
-            let mut join = format!(
-                "CREATE EXTENSION citus; SELECT citus_set_coordinator_host('{}', {});",
-                test_host(),
-                test_port()
-            );
-            for (host, port) in &workers {
-                join.push_str(&format!("SELECT citus_add_node('{host}', {port});"));
-            }
-            client.batch_execute(&join).unwrap_or_else(|e| panic!("joining the Citus workers in {name}: {e:?}"));
-        }
         {
             // CREATE EXTENSION creates or comments on the cluster-wide
-            // capability roles: two at once in parallel tests of one binary
+            // capability roles, and on Citus the joining of the workers
+            // writes on them: two at once in parallel tests of one binary
             // could collide ("tuple concurrently updated").
             let _one_at_a_time = EXTENSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let workers = citus_workers();
+            if !workers.is_empty() {
+                let mut join = format!(
+                    "CREATE EXTENSION citus; SELECT citus_set_coordinator_host('{}', {});",
+                    test_host(),
+                    test_port()
+                );
+                for (host, port) in &workers {
+                    join.push_str(&format!("SELECT citus_add_node('{host}', {port});"));
+                }
+                client.batch_execute(&join).unwrap_or_else(|e| panic!("joining the Citus workers in {name}: {e:?}"));
+            }
             client
                 .batch_execute(&sql)
                 .unwrap_or_else(|e| panic!("{sql} in {name}: {e}"));
@@ -310,7 +322,7 @@ impl TestDb {
         // refuses its policies), and a database is distributed once updated.
         // A version named explicitly keeps the database on the coordinator,
         // as the update tests, which compare catalogs, want.
-        if !workers.is_empty() && version.is_none() {
+        if !citus_workers().is_empty() && version.is_none() {
             client
                 .batch_execute("SELECT audience.distribute()")
                 .unwrap_or_else(|e| panic!("distributing the tables of {name}: {e}"));

@@ -323,12 +323,19 @@ impl<'a> Model<'a> {
                     .iter()
                     .flat_map(|c| c.visible.iter().map(|(id, _)| id.to_string()))
                     .collect();
-                Ok(self.run(format!(
+                let mut rows = self.run(format!(
                     "SELECT w.slug AS workspace, a.slug AS app, a.name, a.visibility
                        FROM audience_internal.apps a JOIN audience_internal.workspaces w USING (workspace_id)
                       WHERE a.app_id = ANY ('{{{}}}'::bigint[]) ORDER BY 1, 2",
                     ids.join(",")
-                )))
+                ));
+                // Sorted here too: on Citus this query's rows came back out
+                // of its ORDER BY (the slugs are ASCII: the same order).
+                rows.sort_by_key(|r| {
+                    let v: Value = serde_json::from_str(r).expect("a row as JSON");
+                    (v["workspace"].as_str().unwrap_or_default().to_string(), v["app"].as_str().unwrap_or_default().to_string())
+                });
+                Ok(rows)
             }
             Kind::Whoami => {
                 let rows: Vec<Value> = if who.operator {

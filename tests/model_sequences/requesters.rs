@@ -79,7 +79,7 @@ pub struct Resolved {
 
 /// How members.db_role refers to a role in this build: by name (0.1.0) or
 /// by OID (a mapping that follows the role).
-fn role_match(model: &mut Client) -> String {
+fn role_match(model: &mut Client) -> (String, bool) {
     let row = model
         .query_opt(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
@@ -92,11 +92,9 @@ fn role_match(model: &mut Client) -> String {
         .unwrap()
         .expect("audience_internal.members has a db_role column");
     let (col, ty): (String, String) = (row.get(0), row.get(1));
-    if ty == "name" || ty == "text" {
-        format!("m.{col} IN (SELECT p.rolname FROM pg_catalog.pg_roles p JOIN r ON p.oid = r.oid)")
-    } else {
-        format!("m.{col}::oid IN (SELECT r.oid FROM r)")
-    }
+    // Compared by name, which every node renders alike (on Citus each node
+    // numbers its roles itself): a regrole renders as a quoted identifier.
+    (format!("m.{col}::text = ANY ($1::text[])"), !(ty == "name" || ty == "text"))
 }
 
 /// The model of requester resolution (docs/spec.md §2): a token's subject (members
@@ -127,18 +125,29 @@ pub fn resolve(model: &mut Client, r: &Requester) -> Resolved {
             )
             .unwrap(),
         None => {
+            let (matches, quoted) = role_match(model);
+            // The login's roles first, in a query of their own over the
+            // catalog: on Citus a recursive query cannot be joined to the
+            // distributed members.
+            let roles: Vec<String> = model
+                .query_one(
+                    "WITH RECURSIVE r(oid) AS (
+                        SELECT p.oid FROM pg_catalog.pg_roles p WHERE p.rolname = $1
+                        UNION
+                        SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid)
+                     SELECT coalesce(array_agg(CASE WHEN $2 THEN quote_ident(p.rolname) ELSE p.rolname::text END), '{}')
+                       FROM r JOIN pg_catalog.pg_roles p ON p.oid = r.oid",
+                    &[&login, &quoted],
+                )
+                .unwrap()
+                .get(0);
             let sql = format!(
-                "WITH RECURSIVE r(oid) AS (
-                    SELECT p.oid FROM pg_catalog.pg_roles p WHERE p.rolname = $1
-                    UNION
-                    SELECT a.roleid FROM pg_catalog.pg_auth_members a JOIN r ON a.member = r.oid)
-                 SELECT m.workspace_id, w.slug, m.kind, m.identity, encode(m.identity_hash, 'hex')
+                "SELECT m.workspace_id, w.slug, m.kind, m.identity, encode(m.identity_hash, 'hex')
                    FROM audience_internal.members m JOIN audience_internal.workspaces w USING (workspace_id)
-                  WHERE m.status = 'active' AND {}
-                  ORDER BY w.slug, m.identity",
-                role_match(model)
+                  WHERE m.status = 'active' AND {matches}
+                  ORDER BY w.slug, m.identity"
             );
-            model.query(&sql, &[&login]).unwrap()
+            model.query(&sql, &[&roles]).unwrap()
         }
     };
     let subject = r.token.map(|(sub, _)| {
