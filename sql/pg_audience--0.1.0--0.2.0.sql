@@ -2487,16 +2487,24 @@ BEGIN
       INTO n_workspaces, n_apps, n_workspace_ids, n_app_ids
       FROM audience_internal.named_apps(r_workspaces, r_apps) n;
     -- The first bad row, by position, fails the statement: nothing is stored.
-    SELECT i.pos, p.problem INTO bad
-      FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds) WITH ORDINALITY
-           i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind, pos)
-      LEFT JOIN unnest(n_workspaces, n_apps, n_workspace_ids, n_app_ids) n(workspace, app, workspace_id, app_id)
-        ON n.workspace = i.workspace AND n.app IS NOT DISTINCT FROM i.app
-      CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
-                              i.anonymous_id, i.ended_at, i.kind, n.workspace_id, n.app_id)) p(problem)
-     WHERE p.problem IS NOT NULL
-     ORDER BY i.pos
-     LIMIT 1;
+    -- Every row is checked first (a MATERIALIZED query, planned for all of
+    -- them), with the names looked up by hashing: planned for the first bad
+    -- row only, the lookup became a nested loop over every pair of names
+    -- for each row when no row was bad.
+    WITH problems AS MATERIALIZED (
+        SELECT i.pos, p.problem
+          FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds) WITH ORDINALITY
+               i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind, pos)
+          LEFT JOIN (SELECT DISTINCT x.workspace, x.workspace_id
+                       FROM unnest(n_workspaces, n_workspace_ids) x(workspace, workspace_id)) w
+            ON w.workspace = i.workspace
+          LEFT JOIN unnest(n_workspaces, n_apps, n_app_ids) n(workspace, app, app_id)
+            ON n.workspace = i.workspace AND n.app = i.app
+          CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
+                                  i.anonymous_id, i.ended_at, i.kind, w.workspace_id, n.app_id)) p(problem)
+         WHERE p.problem IS NOT NULL
+    )
+    SELECT x.pos, x.problem INTO bad FROM problems x ORDER BY x.pos LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = (bad.problem).sqlstate,
             MESSAGE = audience_internal.problem_message(bad.problem, format('row %s of this import', bad.pos));
@@ -2518,21 +2526,28 @@ BEGIN
                 MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
         END IF;
     END LOOP;
-    FOREACH ws IN ARRAY ws_ids LOOP
-        IF cardinality(ws_ids) = 1 THEN
-            n_events := audience_internal.store_events(ws, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds);
-        ELSE
-            SELECT array_agg(i.app), array_agg(i.viewer), array_agg(i.anonymous_id), array_agg(i.viewed_at),
-                   array_agg(i.ended_at), array_agg(i.kind)
-              INTO s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds
-              FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds)
-                   i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind)
-             WHERE i.workspace = (SELECT n.workspace FROM unnest(n_workspaces, n_workspace_ids) n(workspace, workspace_id)
-                                   WHERE n.workspace_id = ws LIMIT 1);
+    IF cardinality(ws_ids) = 1 THEN
+        n_events := audience_internal.store_events(ws_ids[1], r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds);
+    ELSE
+        -- Each workspace's rows, in their order, split off in one pass over
+        -- the statement's rows (a pass per workspace would read them all
+        -- once for each).
+        FOR ws, s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds IN
+            SELECT n.workspace_id, array_agg(i.app ORDER BY i.pos), array_agg(i.viewer ORDER BY i.pos),
+                   array_agg(i.anonymous_id ORDER BY i.pos), array_agg(i.viewed_at ORDER BY i.pos),
+                   array_agg(i.ended_at ORDER BY i.pos), array_agg(i.kind ORDER BY i.pos)
+              FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds) WITH ORDINALITY
+                   i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind, pos)
+              JOIN (SELECT DISTINCT x.workspace, x.workspace_id
+                      FROM unnest(n_workspaces, n_workspace_ids) x(workspace, workspace_id)) n
+                ON n.workspace = i.workspace
+             GROUP BY n.workspace_id
+             ORDER BY n.workspace_id
+        LOOP
             n_events := n_events
                         + audience_internal.store_events(ws, s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds);
-        END IF;
-    END LOOP;
+        END LOOP;
+    END IF;
     IF n_events <> n_rows THEN
         RAISE EXCEPTION USING ERRCODE = '40001',
             MESSAGE = 'an app or workspace of this import was deleted meanwhile; retry the import';
