@@ -25,6 +25,37 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION public.bench_median_ms(text, integer) TO PUBLIC;
 
+-- The WAL written so far, in bytes: this server's, or on a Citus cluster
+-- the sum of every node's (each keeps its own WAL). The nodes are asked over
+-- connections of their own, outside the caller's transaction.
+CREATE OR REPLACE FUNCTION public.bench_wal_position()
+RETURNS numeric LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_node') IS NULL THEN
+        RETURN pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0');
+    END IF;
+    RETURN (SELECT sum(pg_wal_lsn_diff(r.result::pg_lsn, '0/0'))
+              FROM pg_catalog.run_command_on_all_nodes('SELECT pg_current_wal_insert_lsn()') r);
+END
+$$;
+
+-- The bytes on disk of a table with its indexes and TOAST: on a Citus
+-- cluster, of a distributed or reference table, every shard's on every node.
+CREATE OR REPLACE FUNCTION public.bench_table_bytes(rel regclass)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    is_citus boolean := false;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)' INTO is_citus USING rel;
+    END IF;
+    IF is_citus THEN
+        RETURN (SELECT pg_catalog.citus_total_relation_size(rel));
+    END IF;
+    RETURN pg_total_relation_size(rel);
+END
+$$;
+
 -- One COPY from a server-side file into `target`, undone afterwards (the
 -- data set stays as built; its WAL stays written): its time in
 -- milliseconds, the bytes of WAL it wrote, and the bytes on disk of
@@ -34,16 +65,17 @@ CREATE OR REPLACE FUNCTION public.bench_copy(target text, file text,
 LANGUAGE plpgsql AS $$
 DECLARE
     started timestamptz;
-    before pg_lsn;
+    before numeric;
     n bigint;
 BEGIN
     BEGIN
-        before := pg_current_wal_insert_lsn();
+        before := public.bench_wal_position();
         started := clock_timestamp();
         EXECUTE format('COPY %s (workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind) FROM %L', target, file);
         GET DIAGNOSTICS n = ROW_COUNT;
         ms := 1000 * extract(epoch FROM clock_timestamp() - started)::double precision;
-        wal_bytes := pg_wal_lsn_diff(pg_current_wal_insert_lsn(), before);
+        wal_bytes := public.bench_wal_position() - before;
+        -- (Of a table on this server: only the bare temporary table's is used.)
         bytes_per_row := pg_total_relation_size(target::regclass) / nullif(n, 0);
         RAISE EXCEPTION USING ERRCODE = 'P0001', MESSAGE = 'bench: undo';
     EXCEPTION WHEN raise_exception THEN
@@ -106,7 +138,7 @@ $$;
 CREATE OR REPLACE FUNCTION public.bench_bytes_per_event(events bigint)
 RETURNS TABLE (event_bytes bigint, rollup_bytes bigint, all_bytes bigint) LANGUAGE sql AS $$
     WITH sizes AS (
-        SELECT c.relispartition AS is_event, pg_total_relation_size(c.oid) AS bytes
+        SELECT c.relispartition AS is_event, public.bench_table_bytes(c.oid) AS bytes
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname IN ('audience_internal', 'audience_ingest') AND c.relkind = 'r'
     )
