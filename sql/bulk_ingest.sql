@@ -256,6 +256,9 @@ DECLARE
     n_apps text[];
     n_workspace_ids bigint[];
     n_app_ids bigint[];
+    -- Each workspace named, and its id.
+    w_names text[];
+    w_ids bigint[];
     ws_ids bigint[];
     ws bigint;
     s_apps text[];
@@ -278,6 +281,9 @@ BEGIN
     SELECT array_agg(n.workspace), array_agg(n.app), array_agg(n.workspace_id), array_agg(n.app_id)
       INTO n_workspaces, n_apps, n_workspace_ids, n_app_ids
       FROM audience_internal.named_apps(r_workspaces, r_apps) n;
+    SELECT array_agg(x.workspace), array_agg(x.workspace_id) INTO w_names, w_ids
+      FROM (SELECT DISTINCT y.workspace, y.workspace_id
+              FROM unnest(n_workspaces, n_workspace_ids) y(workspace, workspace_id)) x;
     -- The first bad row, by position, fails the statement: nothing is stored.
     -- Every row is checked first (a MATERIALIZED query, planned for all of
     -- them), with the names looked up by hashing: planned for the first bad
@@ -287,9 +293,7 @@ BEGIN
         SELECT i.pos, p.problem
           FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds) WITH ORDINALITY
                i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind, pos)
-          LEFT JOIN (SELECT DISTINCT x.workspace, x.workspace_id
-                       FROM unnest(n_workspaces, n_workspace_ids) x(workspace, workspace_id)) w
-            ON w.workspace = i.workspace
+          LEFT JOIN unnest(w_names, w_ids) w(workspace, workspace_id) ON w.workspace = i.workspace
           LEFT JOIN unnest(n_workspaces, n_apps, n_app_ids) n(workspace, app, app_id)
             ON n.workspace = i.workspace AND n.app = i.app
           CROSS JOIN LATERAL (SELECT audience_internal.view_problem(i.workspace, i.app, i.viewer, i.viewed_at,
@@ -310,7 +314,7 @@ BEGIN
     -- sql/ingest.sql). A workspace deleted since the checks has no lock to
     -- take, and an app deleted since is not found by store_events: the
     -- whole statement is then refused, to retry.
-    ws_ids := ARRAY(SELECT DISTINCT x FROM unnest(n_workspace_ids) x ORDER BY 1);
+    ws_ids := ARRAY(SELECT x FROM unnest(w_ids) x ORDER BY 1);
     FOREACH ws IN ARRAY ws_ids LOOP
         PERFORM FROM audience_internal.workspace_keys k WHERE k.workspace_id = ws FOR KEY SHARE;
         IF NOT FOUND THEN
@@ -325,16 +329,14 @@ BEGIN
         -- the statement's rows (a pass per workspace would read them all
         -- once for each).
         FOR ws, s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds IN
-            SELECT n.workspace_id, array_agg(i.app ORDER BY i.pos), array_agg(i.viewer ORDER BY i.pos),
+            SELECT w.workspace_id, array_agg(i.app ORDER BY i.pos), array_agg(i.viewer ORDER BY i.pos),
                    array_agg(i.anonymous_id ORDER BY i.pos), array_agg(i.viewed_at ORDER BY i.pos),
                    array_agg(i.ended_at ORDER BY i.pos), array_agg(i.kind ORDER BY i.pos)
               FROM unnest(r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds) WITH ORDINALITY
                    i(workspace, app, viewer, anonymous_id, viewed_at, ended_at, kind, pos)
-              JOIN (SELECT DISTINCT x.workspace, x.workspace_id
-                      FROM unnest(n_workspaces, n_workspace_ids) x(workspace, workspace_id)) n
-                ON n.workspace = i.workspace
-             GROUP BY n.workspace_id
-             ORDER BY n.workspace_id
+              JOIN unnest(w_names, w_ids) w(workspace, workspace_id) ON w.workspace = i.workspace
+             GROUP BY w.workspace_id
+             ORDER BY w.workspace_id
         LOOP
             n_events := n_events
                         + audience_internal.store_events(ws, s_apps, s_viewers, s_anonymous, s_viewed, s_ended, s_kinds);
