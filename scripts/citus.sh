@@ -51,8 +51,11 @@ citus_start() {
         # settings (a restart would keep its settings): stopped first.
         cluster_stop "citus$i"
         # Citus runs a maintenance worker per database that has it, and the
-        # tests make many databases: room for those and pg_cron's jobs.
-        cluster_start "citus$i" $((base + i)) "$extra -c max_connections=200 -c max_worker_processes=64"
+        # tests make many databases: room for those and pg_cron's jobs. A
+        # node that runs a task on its own placement over a connection (as
+        # EXPLAIN ANALYZE does) connects to citus.local_hostname, by default
+        # localhost over TCP, where these clusters do not listen.
+        cluster_start "citus$i" $((base + i)) "$extra -c max_connections=200 -c max_worker_processes=64 -c citus.local_hostname=$RUN_DIR/citus$i/socket"
     done
     export PGHOST="$RUN_DIR/citus0/socket" PGPORT="$base"
 }

@@ -1294,8 +1294,14 @@ SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = auto
 SET log_min_error_statement = panic
 AS $$
+DECLARE
+    -- Read in a statement of its own: on a Citus cluster, a query over the
+    -- secret's reference table that also called accept_token could be sent
+    -- whole to a node, where the token's spending is a nested distributed
+    -- query that Citus refuses.
+    secret bytea := (SELECT t.secret FROM audience_internal.token_secrets t);
 BEGIN
-    RETURN audience_internal.accept_token(token, (SELECT t.secret FROM audience_internal.token_secrets t));
+    RETURN audience_internal.accept_token(token, secret);
 END
 $$;
 COMMENT ON FUNCTION audience.authenticate(text) IS

@@ -11,7 +11,7 @@ use crate::surface::Catalog;
 use crate::usage_oracle::{self, OperatorRows};
 use jsonwebtoken::Algorithm;
 use pg_audience_integration::{
-    connect_with_notices, epoch_seconds, on_roles, sign_token, unsigned_token, Notices, Roles, TestDb,
+    citus_workers, connect_with_notices, epoch_seconds, on_roles, sign_token, unsigned_token, Notices, Roles, TestDb,
 };
 use postgres::{Client, Transaction};
 use serde_json::{json, Value};
@@ -383,8 +383,28 @@ impl Session {
     /// so that a refused token leaves the transaction usable — and must leave
     /// nobody as requester.
     pub fn begin(&mut self) -> Transaction<'_> {
+        self.begin_with("")
+    }
+
+    /// Such a transaction that may run EXPLAIN ANALYZE after reading. On a
+    /// Citus coordinator, which holds a copy of the reference tables, Citus
+    /// refuses EXPLAIN ANALYZE once the transaction has read such a copy
+    /// locally (authenticate reads the secret), unless local execution is
+    /// off from the transaction's start: docs/citus.md.
+    pub fn begin_explaining(&mut self) -> Transaction<'_> {
+        if citus_workers().is_empty() {
+            self.begin_with("")
+        } else {
+            self.begin_with("SET LOCAL citus.enable_local_execution = off")
+        }
+    }
+
+    fn begin_with(&mut self, first: &str) -> Transaction<'_> {
         let label = format!("{} ({})", self.spec.label, self.login);
         let mut tx = self.client.transaction().unwrap();
+        if !first.is_empty() {
+            tx.batch_execute(first).unwrap();
+        }
         if let Some(token) = self.spec.token.mint() {
             let mut sp = tx.transaction().unwrap();
             match (

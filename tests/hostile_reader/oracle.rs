@@ -215,6 +215,11 @@ impl Fixture {
         for (who, _, _) in spec.whoami {
             visible.insert(who.to_string());
         }
+        // Whoever holds a valid token reads its subject: authenticate
+        // returns it, even to an invited viewer who sees nothing else.
+        if let Tok::Valid(sub, _) = spec.token {
+            visible.insert(sub.to_string());
+        }
         let mut hidden = BTreeSet::new();
         for rows in self.operator_rows.values() {
             for (json, _, _) in rows {

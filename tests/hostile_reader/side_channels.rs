@@ -320,7 +320,7 @@ fn explain_and_debug_output_show_nothing_hidden() {
         let mut s = fx.session(spec);
         let who = s.label();
         let notices = s.notices.clone();
-        let mut tx = s.begin();
+        let mut tx = s.begin_explaining();
         let r = attempt(&mut tx, "LOAD 'auto_explain'");
         expect_denied(&mut failures, &who, "LOAD 'auto_explain'", r);
 
