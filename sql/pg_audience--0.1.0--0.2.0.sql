@@ -724,6 +724,22 @@ CREATE FUNCTION audience_internal.event_partition(month timestamp)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
 
+-- The lock a writer of view_events, or of one of its partitions, takes
+-- anyway, taken ahead on this node only. What a writer waits for with it
+-- (a retirement dropping partitions, a partition being made) holds its own
+-- lock here until its transaction has ended on every node: on a Citus
+-- coordinator, a LOCK TABLE of a distributed table would also go to each
+-- worker, a round trip per write for nothing. Where Citus is not loaded
+-- the setting is an unused placeholder.
+CREATE FUNCTION audience_internal.lock_for_writing(t regclass)
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', t);
+END
+$$;
+
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -735,18 +751,29 @@ RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $$
 DECLARE
     month timestamp;
+    part regclass;
 BEGIN
     IF audience_internal.time_problem('at', at) IS NOT NULL THEN
         RETURN;
     END IF;
-    -- The lock the insert takes anyway, taken before looking: a retirement
-    -- in progress holds view_events while it drops partitions, and a
-    -- partition seen before it commits would be gone for the insert.
-    LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
+    -- Taken before looking: a retirement in progress holds view_events
+    -- while it drops partitions, and a partition seen before it commits
+    -- would be gone for the insert.
+    PERFORM audience_internal.lock_for_writing('audience_internal.view_events');
     FOREACH month IN ARRAY ARRAY[audience_internal.event_month(at),
                                  audience_internal.event_month(now() + interval '7 days')] LOOP
-        IF pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month)) IS NULL THEN
+        part := pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month));
+        IF part IS NULL THEN
             PERFORM audience_internal.create_event_month(month);
+        ELSE
+            -- A partition found made may be one whose maker is still
+            -- committing. On a Citus cluster the coordinator shows it once
+            -- its own commit is done, before the workers have committed
+            -- theirs (two-phase commit), and an insert planned earlier in
+            -- this session goes to a worker's shard that has no partition
+            -- for the event yet. The maker holds the new table until every
+            -- node has committed: the lock waits for that.
+            PERFORM audience_internal.lock_for_writing(part);
         END IF;
     END LOOP;
 END
@@ -1574,35 +1601,6 @@ BEGIN
            status = 'active',
            db_role = coalesce(excluded.db_role, m.db_role),
            joined_at = coalesce(m.joined_at, excluded.joined_at);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION audience.invite_viewer(workspace text, member text, app text DEFAULT NULL, db_role name DEFAULT NULL)
-RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    ws_id bigint := audience_internal.workspace_id(workspace);
-    ident text := audience_internal.normalize_identity('member', audience_internal.require(member, 'member'));
-    a_id bigint;
-    role_id regrole;
-BEGIN
-    IF app IS NOT NULL THEN
-        a_id := audience_internal.app_id(ws_id, workspace, app);
-    END IF;
-    role_id := audience_internal.check_role(db_role);
-    PERFORM audience_internal.lock_members(ws_id);
-    -- An existing member keeps their kind and status: an invitation never demotes.
-    INSERT INTO audience_internal.members AS m
-           (workspace_id, identity, identity_hash, kind, status, db_role, invited_at)
-    VALUES (ws_id, ident, audience_internal.identity_hash(audience_internal.identity_key(ws_id), ident),
-            'viewer', 'invited', role_id, now())
-    ON CONFLICT (workspace_id, identity) DO UPDATE
-       SET db_role = coalesce(excluded.db_role, m.db_role);
-    IF a_id IS NOT NULL THEN
-        PERFORM audience.grant_app_access(workspace, app, ident);
-    END IF;
 END
 $$;
 COMMENT ON FUNCTION audience.add_member(text, text, text, name) IS

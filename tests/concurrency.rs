@@ -2,7 +2,8 @@
 //! loses no update, raises no unique violation or deadlock to the caller,
 //! and leaves the rollups equal to what the raw events say.
 
-use pg_audience_integration::{rollups_differing_from_rebuild, TestDb};
+use pg_audience_integration::{citus_workers, config, rollups_differing_from_rebuild, TestDb};
+use postgres::NoTls;
 use std::thread;
 
 const CONNECTIONS: usize = 8;
@@ -114,4 +115,64 @@ fn concurrent_adds_of_one_member_raise_no_unique_violation() {
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!((members, developers), (ROUNDS as i64, ROUNDS as i64));
+}
+
+/// The first events of a month from two connections, on a cluster. The
+/// coordinator shows a new month's partition once its own commit is done,
+/// while the workers are still committing theirs, and an insert planned
+/// earlier in a session went to a worker's shard that had no partition for
+/// its event yet (23514, "no partition ... found for row"). Here every
+/// worker commits this database's transactions a tenth of a second late,
+/// which holds that window open, and the second writer writes as soon as
+/// the coordinator's catalog shows the partition. On one server there is
+/// no such window: both events are stored.
+#[test]
+fn a_month_made_by_one_writer_takes_anothers_events_meanwhile() {
+    let (db, mut admin) = TestDb::with_extension("it_concurrency_new_month");
+    admin
+        .batch_execute("SELECT audience.create_workspace('w'); SELECT audience.create_app('w', 'a');")
+        .unwrap();
+    for (host, port) in citus_workers() {
+        // New connections only: the ones the writers below make.
+        config(&host, port, &db.name, "postgres")
+            .connect(NoTls)
+            .unwrap()
+            .batch_execute(&format!(
+                "SET citus.enable_ddl_propagation = off;
+                 ALTER DATABASE \"{0}\" SET commit_delay = 100000;
+                 ALTER DATABASE \"{0}\" SET commit_siblings = 0;",
+                db.name
+            ))
+            .unwrap();
+    }
+    // The follower's record_view has run, and planned its statements,
+    // before the month is made.
+    let mut follower = db.connect();
+    for day in 1..=8 {
+        follower
+            .batch_execute(&format!("SELECT audience.record_view('w', 'a', 'warm{day}@mail.example', '2026-10-0{day}')"))
+            .unwrap();
+    }
+    let mut maker_client = db.connect();
+    let maker = thread::spawn(move || {
+        maker_client.batch_execute("SELECT audience.record_view('w', 'a', 'maker@mail.example', '2025-03-05')")
+    });
+    let made = "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = 'view_events_2025_03')";
+    let mut polls = 0;
+    while !follower.query_one(made, &[]).unwrap().get::<_, bool>(0) {
+        polls += 1;
+        assert!(polls < 100_000, "the partition of March 2025 never appeared");
+        thread::yield_now();
+    }
+    let followed = follower.batch_execute("SELECT audience.record_view('w', 'a', 'follower@mail.example', '2025-03-06')");
+    maker.join().unwrap().expect("the maker's event is stored");
+    followed.expect("the follower's event, written once the partition was seen, is stored");
+    let stored: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM audience_internal.view_events WHERE viewed_at >= '2025-03-01' AND viewed_at < '2025-04-01'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 2);
 }
