@@ -41,22 +41,6 @@ CREATE FUNCTION audience_internal.event_partition(month timestamp)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
 
--- The lock a writer of view_events, or of one of its partitions, takes
--- anyway, taken ahead on this node only. What a writer waits for with it
--- (a retirement dropping partitions, a partition being made) holds its own
--- lock here until its transaction has ended on every node: on a Citus
--- coordinator, a LOCK TABLE of a distributed table would also go to each
--- worker, a round trip per write for nothing. Where Citus is not loaded
--- the setting is an unused placeholder.
-CREATE FUNCTION audience_internal.lock_for_writing(t regclass)
-RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET citus.enable_ddl_propagation = off
-AS $$
-BEGIN
-    EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', t);
-END
-$$;
-
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -69,30 +53,34 @@ AS $$
 DECLARE
     month timestamp;
     part regclass;
+    found regclass[] := '{}';
 BEGIN
     IF audience_internal.time_problem('at', at) IS NOT NULL THEN
         RETURN;
     END IF;
-    -- Taken before looking: a retirement in progress holds view_events
-    -- while it drops partitions, and a partition seen before it commits
-    -- would be gone for the insert.
-    PERFORM audience_internal.lock_for_writing('audience_internal.view_events');
+    -- The lock the insert takes anyway, taken before looking: a retirement
+    -- in progress holds view_events while it drops partitions, and a
+    -- partition seen before it commits would be gone for the insert.
+    LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
     FOREACH month IN ARRAY ARRAY[audience_internal.event_month(at),
                                  audience_internal.event_month(now() + interval '7 days')] LOOP
         part := pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month));
         IF part IS NULL THEN
             PERFORM audience_internal.create_event_month(month);
         ELSE
-            -- A partition found made may be one whose maker is still
-            -- committing. On a Citus cluster the coordinator shows it once
-            -- its own commit is done, before the workers have committed
-            -- theirs (two-phase commit), and an insert planned earlier in
-            -- this session goes to a worker's shard that has no partition
-            -- for the event yet. The maker holds the new table until every
-            -- node has committed: the lock waits for that.
-            PERFORM audience_internal.lock_for_writing(part);
+            found := found || part;
         END IF;
     END LOOP;
+    -- A partition found made may be one whose maker is still committing.
+    -- On a Citus cluster the coordinator shows it once its own commit is
+    -- done, before the workers have committed theirs (two-phase commit),
+    -- and an insert planned earlier in this session went to a worker's
+    -- shard that had no partition for the event yet. The maker holds the
+    -- new table until every node has committed: the insert's lock, taken
+    -- here, waits for that.
+    IF cardinality(found) > 0 THEN
+        EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', array_to_string(found::text[], ', '));
+    END IF;
 END
 $$;
 

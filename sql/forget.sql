@@ -102,7 +102,7 @@ BEGIN
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
                       FROM unnest(gone_app_months) g
-                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
+                      JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = g.app_id
                      GROUP BY 1) m
               JOIN (SELECT audience_internal.month_of_day(g.day) AS month,
                            audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions), array_agg(g.visits),
@@ -120,16 +120,16 @@ BEGIN
             UPDATE audience_internal.app_totals t
                SET viewers = t.viewers - g.viewers, views = t.views - g.views
               FROM unnest(gone_totals) g
-             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id;
+             WHERE t.workspace_id = ws.workspace_id AND t.app_id = g.app_id;
             DELETE FROM audience_internal.app_totals t USING unnest(gone_totals) g
-             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
+             WHERE t.workspace_id = ws.workspace_id AND t.app_id = g.app_id AND t.views = 0;
             UPDATE audience_internal.app_months am
                SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views,
                    viewers = audience_internal.viewer_set_without(am.viewers, v_id)
               FROM unnest(gone_app_months) g
-             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
+             WHERE am.workspace_id = ws.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
             DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
-             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
+             WHERE am.workspace_id = ws.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
             UPDATE audience_internal.workspace_months wm
                SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
                    viewers = audience_internal.viewer_set_without(wm.viewers, v_id),
@@ -138,18 +138,18 @@ BEGIN
                    apps = audience_internal.packed_counts_subtract(wm.apps, g.apps),
                    viewer_counts = audience_internal.viewer_counts_without(wm.viewer_counts, v_id)
               FROM unnest(gone_months) g
-             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
+             WHERE wm.workspace_id = ws.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
-             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
+             WHERE wm.workspace_id = ws.workspace_id AND wm.month = g.month AND wm.views = 0;
             UPDATE audience_internal.app_days d
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
                    session_micros = d.session_micros - g.session_micros,
                    viewers = audience_internal.viewer_set_without(d.viewers, v_id),
                    viewer_counts = audience_internal.viewer_counts_without(d.viewer_counts, v_id)
               FROM unnest(gone_days) g
-             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
+             WHERE d.workspace_id = ws.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
             DELETE FROM audience_internal.app_days d USING unnest(gone_days) g
-             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day
+             WHERE d.workspace_id = ws.workspace_id AND d.app_id = g.app_id AND d.day = g.day
                AND d.sessions + d.visits = 0;
             UPDATE audience_internal.workspace_days d
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,

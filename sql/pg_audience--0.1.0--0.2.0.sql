@@ -724,22 +724,6 @@ CREATE FUNCTION audience_internal.event_partition(month timestamp)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
 
--- The lock a writer of view_events, or of one of its partitions, takes
--- anyway, taken ahead on this node only. What a writer waits for with it
--- (a retirement dropping partitions, a partition being made) holds its own
--- lock here until its transaction has ended on every node: on a Citus
--- coordinator, a LOCK TABLE of a distributed table would also go to each
--- worker, a round trip per write for nothing. Where Citus is not loaded
--- the setting is an unused placeholder.
-CREATE FUNCTION audience_internal.lock_for_writing(t regclass)
-RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET citus.enable_ddl_propagation = off
-AS $$
-BEGIN
-    EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', t);
-END
-$$;
-
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -752,30 +736,34 @@ AS $$
 DECLARE
     month timestamp;
     part regclass;
+    found regclass[] := '{}';
 BEGIN
     IF audience_internal.time_problem('at', at) IS NOT NULL THEN
         RETURN;
     END IF;
-    -- Taken before looking: a retirement in progress holds view_events
-    -- while it drops partitions, and a partition seen before it commits
-    -- would be gone for the insert.
-    PERFORM audience_internal.lock_for_writing('audience_internal.view_events');
+    -- The lock the insert takes anyway, taken before looking: a retirement
+    -- in progress holds view_events while it drops partitions, and a
+    -- partition seen before it commits would be gone for the insert.
+    LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
     FOREACH month IN ARRAY ARRAY[audience_internal.event_month(at),
                                  audience_internal.event_month(now() + interval '7 days')] LOOP
         part := pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month));
         IF part IS NULL THEN
             PERFORM audience_internal.create_event_month(month);
         ELSE
-            -- A partition found made may be one whose maker is still
-            -- committing. On a Citus cluster the coordinator shows it once
-            -- its own commit is done, before the workers have committed
-            -- theirs (two-phase commit), and an insert planned earlier in
-            -- this session goes to a worker's shard that has no partition
-            -- for the event yet. The maker holds the new table until every
-            -- node has committed: the lock waits for that.
-            PERFORM audience_internal.lock_for_writing(part);
+            found := found || part;
         END IF;
     END LOOP;
+    -- A partition found made may be one whose maker is still committing.
+    -- On a Citus cluster the coordinator shows it once its own commit is
+    -- done, before the workers have committed theirs (two-phase commit),
+    -- and an insert planned earlier in this session went to a worker's
+    -- shard that had no partition for the event yet. The maker holds the
+    -- new table until every node has committed: the insert's lock, taken
+    -- here, waits for that.
+    IF cardinality(found) > 0 THEN
+        EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', array_to_string(found::text[], ', '));
+    END IF;
 END
 $$;
 
@@ -4203,7 +4191,7 @@ BEGIN
               INTO gone_months
               FROM (SELECT g.month, sum(g.views) AS n, coalesce(sum(g.views) FILTER (WHERE a.visibility = 'public'), 0) AS public_n
                       FROM unnest(gone_app_months) g
-                      JOIN audience_internal.apps a ON a.workspace_id = g.workspace_id AND a.app_id = g.app_id
+                      JOIN audience_internal.apps a ON a.workspace_id = ws.workspace_id AND a.app_id = g.app_id
                      GROUP BY 1) m
               JOIN (SELECT audience_internal.month_of_day(g.day) AS month,
                            audience_internal.app_counts(array_agg(g.app_id), array_agg(g.sessions), array_agg(g.visits),
@@ -4221,16 +4209,16 @@ BEGIN
             UPDATE audience_internal.app_totals t
                SET viewers = t.viewers - g.viewers, views = t.views - g.views
               FROM unnest(gone_totals) g
-             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id;
+             WHERE t.workspace_id = ws.workspace_id AND t.app_id = g.app_id;
             DELETE FROM audience_internal.app_totals t USING unnest(gone_totals) g
-             WHERE t.workspace_id = g.workspace_id AND t.app_id = g.app_id AND t.views = 0;
+             WHERE t.workspace_id = ws.workspace_id AND t.app_id = g.app_id AND t.views = 0;
             UPDATE audience_internal.app_months am
                SET unique_viewers = am.unique_viewers - g.unique_viewers, views = am.views - g.views,
                    viewers = audience_internal.viewer_set_without(am.viewers, v_id)
               FROM unnest(gone_app_months) g
-             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
+             WHERE am.workspace_id = ws.workspace_id AND am.app_id = g.app_id AND am.month = g.month;
             DELETE FROM audience_internal.app_months am USING unnest(gone_app_months) g
-             WHERE am.workspace_id = g.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
+             WHERE am.workspace_id = ws.workspace_id AND am.app_id = g.app_id AND am.month = g.month AND am.views = 0;
             UPDATE audience_internal.workspace_months wm
                SET unique_viewers = wm.unique_viewers - g.unique_viewers, views = wm.views - g.views,
                    viewers = audience_internal.viewer_set_without(wm.viewers, v_id),
@@ -4239,18 +4227,18 @@ BEGIN
                    apps = audience_internal.packed_counts_subtract(wm.apps, g.apps),
                    viewer_counts = audience_internal.viewer_counts_without(wm.viewer_counts, v_id)
               FROM unnest(gone_months) g
-             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month;
+             WHERE wm.workspace_id = ws.workspace_id AND wm.month = g.month;
             DELETE FROM audience_internal.workspace_months wm USING unnest(gone_months) g
-             WHERE wm.workspace_id = g.workspace_id AND wm.month = g.month AND wm.views = 0;
+             WHERE wm.workspace_id = ws.workspace_id AND wm.month = g.month AND wm.views = 0;
             UPDATE audience_internal.app_days d
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
                    session_micros = d.session_micros - g.session_micros,
                    viewers = audience_internal.viewer_set_without(d.viewers, v_id),
                    viewer_counts = audience_internal.viewer_counts_without(d.viewer_counts, v_id)
               FROM unnest(gone_days) g
-             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
+             WHERE d.workspace_id = ws.workspace_id AND d.app_id = g.app_id AND d.day = g.day;
             DELETE FROM audience_internal.app_days d USING unnest(gone_days) g
-             WHERE d.workspace_id = g.workspace_id AND d.app_id = g.app_id AND d.day = g.day
+             WHERE d.workspace_id = ws.workspace_id AND d.app_id = g.app_id AND d.day = g.day
                AND d.sessions + d.visits = 0;
             UPDATE audience_internal.workspace_days d
                SET sessions = d.sessions - g.sessions, visits = d.visits - g.visits,
