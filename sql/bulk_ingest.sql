@@ -227,6 +227,15 @@ BEGIN
 END
 $$;
 
+-- On a Citus coordinator this trigger fires after its statement has run,
+-- where Citus takes each of the trigger's statements as a statement of its
+-- own: a read routed to one shard would run on the worker outside any
+-- transaction block, and a workspace's FOR KEY SHARE lock would end with
+-- it. The LOCK TABLE of view_events that add_event_month takes before the
+-- workspace locks is a lock of a distributed table, and makes Citus open
+-- the transaction on the workers that every later statement then runs in
+-- (docs/citus.md, "How the writes run on both").
+--
 -- SECURITY DEFINER because the platform's web tier may write into the
 -- staging table but holds no privilege on the tables in audience_internal;
 -- search_path is pinned so that no object of the caller's can stand in for
