@@ -227,23 +227,17 @@ BEGIN
 END
 $$;
 
--- On a Citus coordinator this trigger fires after its statement has run,
--- where Citus takes each of the trigger's statements as a statement of its
--- own: a read routed to one shard would run on the worker outside any
--- transaction block, and a workspace's FOR KEY SHARE lock would end with
--- it. The LOCK TABLE of view_events that add_event_month takes before the
--- workspace locks is a lock of a distributed table, and makes Citus open
--- the transaction on the workers that every later statement then runs in
+-- The work of the trigger below: checks a statement's rows, stores them
+-- and folds them. A function of its own because the trigger fires after
+-- its statement has run, where a Citus coordinator takes each statement of
+-- a trigger as a top-level one: a read routed to one shard would run on
+-- the worker outside any transaction block, and a workspace's FOR KEY
+-- SHARE lock would end with it. The statements of a function called by a
+-- query run in the transaction Citus opens on the workers
 -- (docs/citus.md, "How the writes run on both").
---
--- SECURITY DEFINER because the platform's web tier may write into the
--- staging table but holds no privilege on the tables in audience_internal;
--- search_path is pinned so that no object of the caller's can stand in for
--- one of ours (and the functions it calls set session_replication_role,
--- which only a superuser may).
-CREATE FUNCTION audience_internal.fold_view_imports()
-RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE FUNCTION audience_internal.import_views(r_workspaces text[], r_apps text[], r_viewers text[],
+    r_anonymous text[], r_viewed timestamptz[], r_ended timestamptz[], r_kinds text[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET work_mem = '256MB'
 SET plan_cache_mode = force_custom_plan
 AS $$
@@ -252,14 +246,6 @@ DECLARE
     bad record;
     n_rows bigint;
     n_events bigint := 0;
-    -- The statement's rows, in order, taken once from the transition table.
-    r_workspaces text[];
-    r_apps text[];
-    r_viewers text[];
-    r_anonymous text[];
-    r_viewed timestamptz[];
-    r_ended timestamptz[];
-    r_kinds text[];
     -- The workspaces and apps they name.
     n_workspaces text[];
     n_apps text[];
@@ -277,14 +263,9 @@ DECLARE
     s_ended timestamptz[];
     s_kinds text[];
 BEGIN
-    PERFORM audience_internal.require_read_committed();
-    SELECT array_agg(r.workspace), array_agg(r.app), array_agg(r.viewer), array_agg(r.anonymous_id),
-           array_agg(r.viewed_at), array_agg(r.ended_at), array_agg(r.kind)
-      INTO r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds
-      FROM new_rows r;
     n_rows := coalesce(cardinality(r_workspaces), 0);
     IF n_rows = 0 THEN
-        RETURN NULL;
+        RETURN 0;
     END IF;
 
     SELECT array_agg(n.workspace), array_agg(n.app), array_agg(n.workspace_id), array_agg(n.app_id)
@@ -360,12 +341,52 @@ BEGIN
     -- statement: earlier statements emptied the table the same way, and rows
     -- of transactions still in progress are not visible.
     DELETE FROM audience_ingest.view_imports;
+    RETURN n_events;
+END
+$$;
+
+COMMENT ON FUNCTION audience_internal.import_views(text[], text[], text[], text[], timestamptz[], timestamptz[], text[]) IS
+    'The work of the view_imports trigger: checks the rows of one statement (in order, one array per column), stores them as view events, updates every rollup, and empties the staging table. Returns the number of events stored.';
+
+-- SECURITY DEFINER because the platform's web tier may write into the
+-- staging table but holds no privilege on the tables in audience_internal;
+-- search_path is pinned so that no object of the caller's can stand in for
+-- one of ours (and the functions it calls set session_replication_role,
+-- which only a superuser may).
+CREATE FUNCTION audience_internal.fold_view_imports()
+RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    -- The statement's rows, in order, taken once from the transition table.
+    r_workspaces text[];
+    r_apps text[];
+    r_viewers text[];
+    r_anonymous text[];
+    r_viewed timestamptz[];
+    r_ended timestamptz[];
+    r_kinds text[];
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    SELECT array_agg(r.workspace), array_agg(r.app), array_agg(r.viewer), array_agg(r.anonymous_id),
+           array_agg(r.viewed_at), array_agg(r.ended_at), array_agg(r.kind)
+      INTO r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds
+      FROM new_rows r;
+    IF r_workspaces IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Called from a query, not as an expression: PL/pgSQL evaluates a bare
+    -- call without the executor, and Citus would take the function's
+    -- statements for top-level ones again (above).
+    PERFORM FROM audience_internal.import_views(r_workspaces, r_apps, r_viewers, r_anonymous,
+                                                r_viewed, r_ended, r_kinds);
     RETURN NULL;
 END
 $$;
 
 COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
-    'Trigger of audience_ingest.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+    'Trigger of audience_ingest.view_imports: hands the rows a statement inserted to import_views, which checks, stores and folds them.';
 
 CREATE TRIGGER fold_view_imports
     AFTER INSERT ON audience_ingest.view_imports

@@ -41,6 +41,22 @@ CREATE FUNCTION audience_internal.event_partition(month timestamp)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
 
+-- The insert's lock on view_events or on partitions of it, taken ahead on
+-- this node only. What a writer waits for with it (a retirement dropping
+-- partitions, a partition being made) holds its own lock here until its
+-- transaction has ended on every node. On a Citus coordinator a LOCK TABLE
+-- of a distributed table would also go to every worker: a round trip to
+-- each per write, for nothing. Where Citus is not loaded the setting is an
+-- unused placeholder.
+CREATE FUNCTION audience_internal.lock_for_writing(tables regclass[])
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', array_to_string(tables::text[], ', '));
+END
+$$;
+
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -61,7 +77,7 @@ BEGIN
     -- The lock the insert takes anyway, taken before looking: a retirement
     -- in progress holds view_events while it drops partitions, and a
     -- partition seen before it commits would be gone for the insert.
-    LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
+    PERFORM audience_internal.lock_for_writing('{audience_internal.view_events}');
     FOREACH month IN ARRAY ARRAY[audience_internal.event_month(at),
                                  audience_internal.event_month(now() + interval '7 days')] LOOP
         part := pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month));
@@ -79,7 +95,7 @@ BEGIN
     -- new table until every node has committed: the insert's lock, taken
     -- here, waits for that.
     IF cardinality(found) > 0 THEN
-        EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', array_to_string(found::text[], ', '));
+        PERFORM audience_internal.lock_for_writing(found);
     END IF;
 END
 $$;

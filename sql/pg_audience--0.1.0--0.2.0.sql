@@ -724,6 +724,22 @@ CREATE FUNCTION audience_internal.event_partition(month timestamp)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT 'view_events_' || to_char(event_partition.month, 'YYYY_MM') $$;
 
+-- The insert's lock on view_events or on partitions of it, taken ahead on
+-- this node only. What a writer waits for with it (a retirement dropping
+-- partitions, a partition being made) holds its own lock here until its
+-- transaction has ended on every node. On a Citus coordinator a LOCK TABLE
+-- of a distributed table would also go to every worker: a round trip to
+-- each per write, for nothing. Where Citus is not loaded the setting is an
+-- unused placeholder.
+CREATE FUNCTION audience_internal.lock_for_writing(tables regclass[])
+RETURNS void LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET citus.enable_ddl_propagation = off
+AS $$
+BEGIN
+    EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', array_to_string(tables::text[], ', '));
+END
+$$;
+
 -- Makes sure the partition of the month of `at` exists before a writer
 -- stores events of that month, and the partition of the month a week from
 -- now, so that the writers of a new month find it made rather than all
@@ -744,7 +760,7 @@ BEGIN
     -- The lock the insert takes anyway, taken before looking: a retirement
     -- in progress holds view_events while it drops partitions, and a
     -- partition seen before it commits would be gone for the insert.
-    LOCK TABLE ONLY audience_internal.view_events IN ROW EXCLUSIVE MODE;
+    PERFORM audience_internal.lock_for_writing('{audience_internal.view_events}');
     FOREACH month IN ARRAY ARRAY[audience_internal.event_month(at),
                                  audience_internal.event_month(now() + interval '7 days')] LOOP
         part := pg_catalog.to_regclass('audience_internal.' || audience_internal.event_partition(month));
@@ -762,7 +778,7 @@ BEGIN
     -- new table until every node has committed: the insert's lock, taken
     -- here, waits for that.
     IF cardinality(found) > 0 THEN
-        EXECUTE format('LOCK TABLE ONLY %s IN ROW EXCLUSIVE MODE', array_to_string(found::text[], ', '));
+        PERFORM audience_internal.lock_for_writing(found);
     END IF;
 END
 $$;
@@ -2432,9 +2448,9 @@ END
 $$;
 
 -- sql/bulk_ingest.sql
-CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
-RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
+CREATE OR REPLACE FUNCTION audience_internal.import_views(r_workspaces text[], r_apps text[], r_viewers text[],
+    r_anonymous text[], r_viewed timestamptz[], r_ended timestamptz[], r_kinds text[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET work_mem = '256MB'
 SET plan_cache_mode = force_custom_plan
 AS $$
@@ -2443,14 +2459,6 @@ DECLARE
     bad record;
     n_rows bigint;
     n_events bigint := 0;
-    -- The statement's rows, in order, taken once from the transition table.
-    r_workspaces text[];
-    r_apps text[];
-    r_viewers text[];
-    r_anonymous text[];
-    r_viewed timestamptz[];
-    r_ended timestamptz[];
-    r_kinds text[];
     -- The workspaces and apps they name.
     n_workspaces text[];
     n_apps text[];
@@ -2468,14 +2476,9 @@ DECLARE
     s_ended timestamptz[];
     s_kinds text[];
 BEGIN
-    PERFORM audience_internal.require_read_committed();
-    SELECT array_agg(r.workspace), array_agg(r.app), array_agg(r.viewer), array_agg(r.anonymous_id),
-           array_agg(r.viewed_at), array_agg(r.ended_at), array_agg(r.kind)
-      INTO r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds
-      FROM new_rows r;
     n_rows := coalesce(cardinality(r_workspaces), 0);
     IF n_rows = 0 THEN
-        RETURN NULL;
+        RETURN 0;
     END IF;
 
     SELECT array_agg(n.workspace), array_agg(n.app), array_agg(n.workspace_id), array_agg(n.app_id)
@@ -2551,11 +2554,46 @@ BEGIN
     -- statement: earlier statements emptied the table the same way, and rows
     -- of transactions still in progress are not visible.
     DELETE FROM audience_ingest.view_imports;
+    RETURN n_events;
+END
+$$;
+
+COMMENT ON FUNCTION audience_internal.import_views(text[], text[], text[], text[], timestamptz[], timestamptz[], text[]) IS
+    'The work of the view_imports trigger: checks the rows of one statement (in order, one array per column), stores them as view events, updates every rollup, and empties the staging table. Returns the number of events stored.';
+
+CREATE OR REPLACE FUNCTION audience_internal.fold_view_imports()
+RETURNS trigger LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    -- The statement's rows, in order, taken once from the transition table.
+    r_workspaces text[];
+    r_apps text[];
+    r_viewers text[];
+    r_anonymous text[];
+    r_viewed timestamptz[];
+    r_ended timestamptz[];
+    r_kinds text[];
+BEGIN
+    PERFORM audience_internal.require_read_committed();
+    SELECT array_agg(r.workspace), array_agg(r.app), array_agg(r.viewer), array_agg(r.anonymous_id),
+           array_agg(r.viewed_at), array_agg(r.ended_at), array_agg(r.kind)
+      INTO r_workspaces, r_apps, r_viewers, r_anonymous, r_viewed, r_ended, r_kinds
+      FROM new_rows r;
+    IF r_workspaces IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Called from a query, not as an expression: PL/pgSQL evaluates a bare
+    -- call without the executor, and Citus would take the function's
+    -- statements for top-level ones again (above).
+    PERFORM FROM audience_internal.import_views(r_workspaces, r_apps, r_viewers, r_anonymous,
+                                                r_viewed, r_ended, r_kinds);
     RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION audience_internal.fold_view_imports() IS
-    'Trigger of audience_ingest.view_imports: checks the rows a statement inserted, stores them as view events, updates every rollup, and empties the staging table.';
+    'Trigger of audience_ingest.view_imports: hands the rows a statement inserted to import_views, which checks, stores and folds them.';
 
 CREATE OR REPLACE FUNCTION audience.record_views(events jsonb, on_error text DEFAULT 'abort')
 RETURNS TABLE (recorded bigint, skipped jsonb)

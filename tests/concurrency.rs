@@ -2,7 +2,8 @@
 //! loses no update, raises no unique violation or deadlock to the caller,
 //! and leaves the rollups equal to what the raw events say.
 
-use pg_audience_integration::{citus_workers, config, rollups_differing_from_rebuild, TestDb};
+use pg_audience_integration::{citus_workers, config, connect_where_rows_are, rollups_differing_from_rebuild, TestDb};
+use postgres::error::SqlState;
 use postgres::NoTls;
 use std::thread;
 
@@ -172,6 +173,69 @@ fn a_month_made_by_one_writer_takes_anothers_events_meanwhile() {
             "SELECT count(*) FROM audience_internal.view_events WHERE viewed_at >= '2025-03-01' AND viewed_at < '2025-04-01'",
             &[],
         )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 2);
+}
+
+/// An INSERT or COPY into the staging table holds each workspace it writes
+/// to until it ends, as record_view does: configure_workspace and
+/// forget_viewer, which take the workspace FOR UPDATE, wait for it rather
+/// than change what it is folding. On a Citus coordinator the staging
+/// table's trigger runs after its statement has finished, where a lock
+/// taken by a statement routed to one worker once ended with that statement
+/// (docs/citus.md). Here the import is held halfway, waiting for a viewer's
+/// row that another session holds, and the workspace's lock is tried
+/// meanwhile.
+#[test]
+fn an_import_holds_its_workspace_until_it_ends() {
+    let (db, mut admin) = TestDb::with_extension("it_concurrency_import_lock");
+    admin
+        .batch_execute(
+            "SELECT audience.create_workspace('w');
+             SELECT audience.create_app('w', 'a');
+             SELECT audience.record_view('w', 'a', 'again@mail.example', '2026-10-04 12:00+00');",
+        )
+        .unwrap();
+    let ws: i64 = admin
+        .query_one("SELECT workspace_id FROM audience_internal.workspaces WHERE slug = 'w'", &[])
+        .unwrap()
+        .get(0);
+    let mut holder = db.connect();
+    holder
+        .batch_execute(&format!("BEGIN; SELECT FROM audience_internal.viewers WHERE workspace_id = {ws} FOR UPDATE;"))
+        .unwrap();
+    let mut importer = db.connect();
+    let import = thread::spawn(move || {
+        importer.batch_execute(
+            "INSERT INTO audience_ingest.view_imports (workspace, app, viewer, viewed_at)
+             VALUES ('w', 'a', 'again@mail.example', '2026-10-05 12:00+00')",
+        )
+    });
+    let mut nodes = vec![db.connect()];
+    if !citus_workers().is_empty() {
+        nodes.extend(connect_where_rows_are(&db.name));
+    }
+    let waiting = "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity
+                                   WHERE datname = current_database() AND wait_event_type = 'Lock')";
+    let mut polls = 0;
+    while !nodes.iter_mut().any(|n| n.query_one(waiting, &[]).unwrap().get::<_, bool>(0)) {
+        assert!(!import.is_finished(), "the import did not wait for the viewer's row");
+        polls += 1;
+        assert!(polls < 100_000, "the import never waited for the viewer's row");
+        thread::yield_now();
+    }
+    let tried = db
+        .connect()
+        .batch_execute(&format!("SELECT FROM audience_internal.workspace_keys WHERE workspace_id = {ws} FOR UPDATE NOWAIT"));
+    holder.batch_execute("COMMIT").unwrap();
+    import.join().unwrap().expect("the import ends once the viewer's row is free");
+    let refused = tried.expect_err("the workspace's lock was free while an import into it was still running");
+    assert_eq!(refused.code(), Some(&SqlState::LOCK_NOT_AVAILABLE), "{refused}");
+    let differing = rollups_differing_from_rebuild(&mut admin);
+    assert!(differing.is_empty(), "{}", differing.join("\n"));
+    let stored: i64 = admin
+        .query_one("SELECT count(*) FROM audience_internal.view_events", &[])
         .unwrap()
         .get(0);
     assert_eq!(stored, 2);
