@@ -68,7 +68,7 @@ BEGIN
     -- each call: the generic plan a session's lookups come to, kept for any
     -- role names, cannot be distributed. (On one server it is planned once
     -- a session.)
-    ALTER FUNCTION audience_internal.requester_memberships() SET plan_cache_mode = force_custom_plan;
+    ALTER FUNCTION audience_internal.requester_memberships(bigint) SET plan_cache_mode = force_custom_plan;
     -- Keys are made on the worker that stores them (sql/management.sql).
     EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
       USING 'audience_internal.add_keys(bigint)'::regprocedure;

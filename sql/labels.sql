@@ -59,8 +59,8 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN 'requester:' || coalesce(
-        (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
-          WHERE m.workspace_id = requester_scope.workspace_id LIMIT 1),
+        (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships(requester_scope.workspace_id) m
+          LIMIT 1),
         'role:' || audience_internal.caller_role()::text);
 END
 $$;

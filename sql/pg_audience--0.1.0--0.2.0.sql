@@ -1067,7 +1067,8 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION audience_internal.requester_memberships()
+DROP FUNCTION audience_internal.requester_memberships();
+CREATE FUNCTION audience_internal.requester_memberships(only_workspace bigint DEFAULT NULL)
 RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 4
 AS $$
@@ -1092,13 +1093,15 @@ BEGIN
         SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
           FROM audience_internal.members m
          WHERE m.identity = subject AND m.status = 'active'
-           AND (token_workspace_id IS NULL OR m.workspace_id = token_workspace_id);
+           AND (token_workspace_id IS NULL OR m.workspace_id = token_workspace_id)
+           AND (requester_memberships.only_workspace IS NULL OR m.workspace_id = requester_memberships.only_workspace);
     ELSE
         roles := audience_internal.requester_roles()::regrole[]::text[];
         RETURN QUERY
         SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
           FROM audience_internal.members m
-         WHERE m.db_role = ANY (roles::regrole[]) AND m.status = 'active';
+         WHERE m.db_role = ANY (roles::regrole[]) AND m.status = 'active'
+           AND (requester_memberships.only_workspace IS NULL OR m.workspace_id = requester_memberships.only_workspace);
     END IF;
 END
 $$;
@@ -1110,8 +1113,7 @@ BEGIN
     RETURN CASE WHEN audience_internal.requester_is_operator() THEN 'all'
                 ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
                                   WHEN count(*) > 0 THEN 'some' END
-                        FROM audience_internal.requester_memberships() m
-                       WHERE m.workspace_id = workspace_access.workspace_id)
+                        FROM audience_internal.requester_memberships(workspace_access.workspace_id) m)
            END;
 END
 $$;
@@ -1132,8 +1134,7 @@ DECLARE
     own bytea[];
 BEGIN
     IF visible_apps.access = 'some' THEN
-        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
-                      WHERE m.workspace_id = visible_apps.workspace_id);
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships(visible_apps.workspace_id) m);
     END IF;
     RETURN QUERY
     SELECT a.app_id
@@ -1384,8 +1385,8 @@ BEGIN
         RETURN NULL;
     END IF;
     RETURN 'requester:' || coalesce(
-        (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships() m
-          WHERE m.workspace_id = requester_scope.workspace_id LIMIT 1),
+        (SELECT encode(m.identity_hash, 'hex') FROM audience_internal.requester_memberships(requester_scope.workspace_id) m
+          LIMIT 1),
         'role:' || audience_internal.caller_role()::text);
 END
 $$;
@@ -3763,8 +3764,7 @@ BEGIN
     apps := ws.app_ids;
     -- A viewer member sees only their own rows.
     IF ws.access = 'some' THEN
-        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
-                      WHERE m.workspace_id = ws.workspace_id);
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships(ws.workspace_id) m);
     END IF;
     RETURN QUERY
     SELECT DISTINCT ON (a.slug, x.identity) a.slug, x.identity, x.kind, x.status, x.via
@@ -4723,7 +4723,7 @@ BEGIN
     -- each call: the generic plan a session's lookups come to, kept for any
     -- role names, cannot be distributed. (On one server it is planned once
     -- a session.)
-    ALTER FUNCTION audience_internal.requester_memberships() SET plan_cache_mode = force_custom_plan;
+    ALTER FUNCTION audience_internal.requester_memberships(bigint) SET plan_cache_mode = force_custom_plan;
     -- Keys are made on the worker that stores them (sql/management.sql).
     EXECUTE 'SELECT create_distributed_function($1, ''$1'', colocate_with => ''audience_internal.workspace_keys'', force_delegation => true)'
       USING 'audience_internal.add_keys(bigint)'::regprocedure;

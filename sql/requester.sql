@@ -58,9 +58,11 @@ BEGIN
 END
 $$;
 
--- The requester's active memberships: each branch an index lookup (members
--- by identity, by db_role), planned once a session.
-CREATE FUNCTION audience_internal.requester_memberships()
+-- The requester's active memberships, in one workspace when
+-- `only_workspace` is given: each branch an index lookup (members by
+-- identity, by db_role), planned once a session. On a Citus cluster a
+-- workspace named goes to that workspace's shard, not to every one.
+CREATE FUNCTION audience_internal.requester_memberships(only_workspace bigint DEFAULT NULL)
 RETURNS TABLE (workspace_id bigint, member_id bigint, kind text, identity text, identity_hash bytea)
 LANGUAGE plpgsql STABLE PARALLEL RESTRICTED ROWS 4
 AS $$
@@ -85,13 +87,15 @@ BEGIN
         SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
           FROM audience_internal.members m
          WHERE m.identity = subject AND m.status = 'active'
-           AND (token_workspace_id IS NULL OR m.workspace_id = token_workspace_id);
+           AND (token_workspace_id IS NULL OR m.workspace_id = token_workspace_id)
+           AND (requester_memberships.only_workspace IS NULL OR m.workspace_id = requester_memberships.only_workspace);
     ELSE
         roles := audience_internal.requester_roles()::regrole[]::text[];
         RETURN QUERY
         SELECT m.workspace_id, m.member_id, m.kind, m.identity, m.identity_hash
           FROM audience_internal.members m
-         WHERE m.db_role = ANY (roles::regrole[]) AND m.status = 'active';
+         WHERE m.db_role = ANY (roles::regrole[]) AND m.status = 'active'
+           AND (requester_memberships.only_workspace IS NULL OR m.workspace_id = requester_memberships.only_workspace);
     END IF;
 END
 $$;
@@ -106,8 +110,7 @@ BEGIN
     RETURN CASE WHEN audience_internal.requester_is_operator() THEN 'all'
                 ELSE (SELECT CASE WHEN bool_or(m.kind IN ('admin', 'developer')) THEN 'all'
                                   WHEN count(*) > 0 THEN 'some' END
-                        FROM audience_internal.requester_memberships() m
-                       WHERE m.workspace_id = workspace_access.workspace_id)
+                        FROM audience_internal.requester_memberships(workspace_access.workspace_id) m)
            END;
 END
 $$;
@@ -128,8 +131,7 @@ DECLARE
     own bytea[];
 BEGIN
     IF visible_apps.access = 'some' THEN
-        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
-                      WHERE m.workspace_id = visible_apps.workspace_id);
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships(visible_apps.workspace_id) m);
     END IF;
     RETURN QUERY
     SELECT a.app_id

@@ -806,8 +806,7 @@ BEGIN
     apps := ws.app_ids;
     -- A viewer member sees only their own rows.
     IF ws.access = 'some' THEN
-        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships() m
-                      WHERE m.workspace_id = ws.workspace_id);
+        own := ARRAY(SELECT m.identity_hash FROM audience_internal.requester_memberships(ws.workspace_id) m);
     END IF;
     RETURN QUERY
     SELECT DISTINCT ON (a.slug, x.identity) a.slug, x.identity, x.kind, x.status, x.via
